@@ -1,0 +1,90 @@
+"""The in-memory TAPVid-3D clip: one dataclass shared by readers, writers and pipelines.
+
+Layout (official TAPVid-3D field names in brackets):
+  tracks_xyz      [T, N, 3] float32, metres, in the camera frame of each frame  (`tracks_XYZ`)
+  visibility      [T, N] bool                                                    (`visibility`)
+  queries_xyt     [N, 3] float32, (x pixel, y pixel, t frame)                    (`queries_xyt`)
+  intrinsics      [4] float32, (fx, fy, cx, cy) in pixels of the stored frames   (`fx_fy_cx_cy`)
+  extrinsics_w2c  [T, 4, 4] float32 world-to-camera, or None                     (`extrinsics_w2c`)
+
+Frames are held either decoded (`[T, H, W, 3]` uint8) or as per-frame JPEG bytes and
+decoded on first access of `Clip.frames`.
+
+Optional extras written by the synthetic generator (absent in official files):
+  depth           [T, H, W] float32, metres along the optical axis (z), 0 where nothing is hit
+  normals         [T, H, W, 3] float32, unit surface normals in the camera frame
+  object_ids      [N] int32, id of the object each track lies on (0 = static background)
+  dynamic_mask    [N] bool, True for tracks whose world position changes over time
+  extras          any further named arrays (kept verbatim by `save_clip`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+  """Decodes one JPEG (or PNG) image to [H, W, 3] uint8."""
+  from PIL import Image  # Local import: PIL is only needed when frames are decoded.
+
+  with Image.open(io.BytesIO(data)) as image:
+    return np.asarray(image.convert('RGB'), dtype=np.uint8)
+
+
+@dataclasses.dataclass
+class Clip:
+  """One TAPVid-3D clip. See the module docstring for shapes and units."""
+
+  tracks_xyz: np.ndarray
+  visibility: np.ndarray
+  queries_xyt: np.ndarray
+  intrinsics: np.ndarray
+  extrinsics_w2c: np.ndarray | None = None
+  # Exactly one of `raw_frames` / `jpeg_bytes` is normally set; both may be None
+  # for track-only clips (e.g. prediction files).
+  raw_frames: np.ndarray | None = None
+  jpeg_bytes: list[bytes] | None = None
+  depth: np.ndarray | None = None
+  normals: np.ndarray | None = None
+  object_ids: np.ndarray | None = None
+  dynamic_mask: np.ndarray | None = None
+  extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  path: str | None = None
+
+  @property
+  def num_frames(self) -> int:
+    return int(self.tracks_xyz.shape[0])
+
+  @property
+  def num_tracks(self) -> int:
+    return int(self.tracks_xyz.shape[1])
+
+  @property
+  def has_frames(self) -> bool:
+    return self.raw_frames is not None or self.jpeg_bytes is not None
+
+  @property
+  def frames(self) -> np.ndarray:
+    """[T, H, W, 3] uint8; JPEG frames are decoded once, on first access."""
+    if self.raw_frames is None:
+      if self.jpeg_bytes is None:
+        raise ValueError(f'{self.path or "clip"}: has no frames')
+      self.raw_frames = np.stack([decode_jpeg(b) for b in self.jpeg_bytes])
+    return self.raw_frames
+
+  @property
+  def frame_size(self) -> tuple[int, int]:
+    """(height, width) of the stored frames; decodes only the first frame if needed."""
+    if self.raw_frames is not None:
+      return int(self.raw_frames.shape[1]), int(self.raw_frames.shape[2])
+    if self.jpeg_bytes is not None:
+      first = decode_jpeg(self.jpeg_bytes[0])
+      return int(first.shape[0]), int(first.shape[1])
+    raise ValueError(f'{self.path or "clip"}: has no frames')
+
+  def replace(self, **changes: Any) -> 'Clip':
+    return dataclasses.replace(self, **changes)
