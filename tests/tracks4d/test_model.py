@@ -1,0 +1,124 @@
+"""TracksTo4D network: golden forward parity and structural properties."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tracks4d import model
+
+FORWARD_CASES = ('forward_00', 'forward_01', 'forward_02')
+
+
+@functools.lru_cache(maxsize=None)
+def _apply_fn(predict_focal_length: bool):
+  net = model.TracksTo4D(predict_focal_length=predict_focal_length)
+  return jax.jit(net.apply)
+
+
+@pytest.mark.parametrize('case', FORWARD_CASES)
+def test_forward_matches_official(case, t4d_golden, golden_case_grad, normwise_rel):
+  data = np.load(t4d_golden / f'{case}.npz')
+  _, out, _ = golden_case_grad(case, 0)  # Shared with the gradient test of loss_total.
+  depth = data['depths']  # [b, F, N]
+  depth_s = data['depths_static']
+  for name, ours in out.items():
+    ref = data[name]
+    if name == 'focal' and ref.shape == ():
+      np.testing.assert_array_equal(ours, 1.0)
+      continue
+    if name in ('projections', 'projections_static'):
+      # Entries with depth in (0.005, 0.1) are ill-conditioned (error ~ |x| dz / z^2).
+      z = depth if name == 'projections' else depth_s
+      good = np.broadcast_to(((z <= 0.005) | (z >= 0.1))[:, :, None, :], ref.shape)
+      err = normwise_rel(np.where(good, ours, 0.0), np.where(good, ref, 0.0))
+      assert err < 1e-4, (case, name, err)
+      assert normwise_rel(ours, ref) < 1e-3, (case, name)
+    else:
+      err = normwise_rel(ours, ref)
+      assert err < 1e-4, (case, name, err)
+  # Coefficient 0 is exactly 1.
+  np.testing.assert_array_equal(out['basis_coeffs'][:, 0], 1.0)
+
+
+@pytest.fixture(scope='module')
+def small_setup(golden_params):
+  rng = np.random.default_rng(0)
+  b, n, f = 1, 9, 16
+  xy = rng.normal(scale=0.4, size=(b, n, 2, f)).astype(np.float32)
+  vis = (rng.random((b, n, 1, f)) > 0.2).astype(np.float32)
+  return golden_params, np.concatenate([xy, vis], axis=2)
+
+
+def test_point_permutation_equivariance(small_setup):
+  params, tracks = small_setup
+  apply = _apply_fn(False)
+  perm = np.array([3, 0, 8, 1, 7, 2, 6, 4, 5])
+  out = apply({'params': params}, jnp.asarray(tracks))
+  out_p = apply({'params': params}, jnp.asarray(tracks[:, perm]))
+  np.testing.assert_allclose(out_p.translations, out.translations, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(out_p.rotations, out.rotations, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out_p.nr, np.asarray(out.nr)[:, perm], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out_p.depths, np.asarray(out.depths)[:, :, perm], rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_point_mask_ignores_padding(small_setup):
+  params, tracks = small_setup
+  apply = _apply_fn(False)
+  ref = apply({'params': params}, jnp.asarray(tracks))
+  # Pad with 4 arbitrary points that the mask switches off.
+  junk = np.random.default_rng(1).normal(size=(1, 4, 3, tracks.shape[-1])).astype(np.float32)
+  padded = np.concatenate([tracks, junk], axis=1)
+  mask = np.array([[True] * tracks.shape[1] + [False] * 4])
+  out = apply({'params': params}, jnp.asarray(padded), jnp.asarray(mask))
+  n = tracks.shape[1]
+  np.testing.assert_allclose(out.translations, ref.translations, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out.projections)[..., :n], ref.projections,
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(out.bases)[:, :n], ref.bases, rtol=1e-4, atol=1e-6)
+  # An all-true mask is the unmasked network.
+  out_all = apply({'params': params}, jnp.asarray(tracks), jnp.ones((1, n), bool))
+  np.testing.assert_allclose(out_all.depths, ref.depths, rtol=1e-5, atol=1e-6)
+
+
+def test_short_videos_wrap_the_circular_convolution(golden_params):
+  # The official network fails below 15 frames; ours extends the periodic convolution.
+  tracks = np.random.default_rng(2).normal(scale=0.3, size=(2, 5, 3, 7)).astype(np.float32)
+  out = _apply_fn(True)({'params': golden_params}, jnp.asarray(tracks))
+  assert out.projections.shape == (2, 7, 2, 5)
+  assert out.focal.shape == (2, 7, 1)
+  rot = np.asarray(out.rotations, np.float64)
+  np.testing.assert_allclose(rot @ np.swapaxes(rot, -1, -2), np.broadcast_to(np.eye(3), rot.shape),
+                             atol=1e-5)
+  np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-5)
+  assert np.all(np.asarray(out.nr) > 0)
+
+
+def test_positional_encoding_layout():
+  v = jnp.asarray([[0.25, -0.5, 1.0]], jnp.float32)
+  e = np.asarray(model.positional_encoding(v, 2))
+  assert e.shape == (1, 3 + 2 * 3 * 2)
+  np.testing.assert_allclose(e[0, :3], [0.25, -0.5, 1.0])
+  np.testing.assert_allclose(e[0, 3:6], np.sin(np.pi * np.array([0.25, -0.5, 1.0])), atol=1e-6)
+  np.testing.assert_allclose(e[0, 6:9], np.cos(np.pi * np.array([0.25, -0.5, 1.0])), atol=1e-6)
+  np.testing.assert_allclose(e[0, 9:12], np.sin(2 * np.pi * np.array([0.25, -0.5, 1.0])),
+                             atol=1e-6)
+
+
+def test_time_embedding_uses_divisor_half_minus_one():
+  pe = model.sincos_time_embedding(3, 8)
+  omega = 1.0 / 10000.0 ** (np.arange(4) / 3.0)
+  np.testing.assert_allclose(pe[2, :4], np.sin(2 * omega), rtol=1e-6)
+  np.testing.assert_allclose(pe[2, 4:], np.cos(2 * omega), rtol=1e-6)
+  np.testing.assert_array_equal(pe[0], [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_rotation_from_6d_rows():
+  r = np.asarray(model.rotation_from_6d(jnp.asarray([2.0, 0, 0, 1.0, 3.0, 0])))
+  np.testing.assert_allclose(r, np.eye(3), atol=1e-7)
+  r = np.asarray(model.rotation_from_6d(jnp.asarray([0.0, 1, 0, 1.0, 0, 0])))
+  # Rows: v1 = y, v2 = x, v3 = y x x = -z.
+  np.testing.assert_allclose(r, [[0, 1, 0], [1, 0, 0], [0, 0, -1]], atol=1e-7)

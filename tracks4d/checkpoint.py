@@ -1,0 +1,497 @@
+"""Official TracksTo4D checkpoints -> Flax parameters (and Adam state), safely.
+
+Readers (no arbitrary pickle execution anywhere):
+  * `.pt` files written by `torch.save` (zip container): with torch importable,
+    `torch.load(path, map_location='cpu', weights_only=True)`; otherwise
+    `read_torch_zip`, a restricted unpickler that only rebuilds tensors (as numpy)
+    and ordered dicts, reading storages from the zip's `data/` records.
+  * flat `.npz` state dicts (`np.load(..., allow_pickle=False)`), e.g. the golden
+    `params.npz` (+ optional `param_keys.npy` giving the state-dict order).
+
+Official checkpoint dict (spec 3.4): {'epoch': int, 'model_state_dict': state dict,
+'optimizer_state_dict': torch Adam state dict, 'loss': float}; the fine-tuning
+`best_model_temp.pt` is a bare state dict. Both are accepted.
+
+Name mapping (torch -> Flax; Linear weights [out, in] -> Dense kernels [in, out];
+Conv1d weight [out, in, k] -> Conv kernel [k, in, out]):
+  transformer_my.to_patch_embedding.{0,1,2}     -> embed_norm_in / embed_dense / embed_norm_out
+  transformer_my.transformer_{frames,points}.i  -> {frame,point}_transformer_i
+    .norm                 -> final_norm
+    .layers.0.0.norm      -> attention/norm
+    .layers.0.0.to_qkv    -> attention/qkv
+    .layers.0.0.to_out    -> attention/out
+    .layers.0.1.net.0     -> mlp/norm
+    .layers.0.1.net.1     -> mlp/dense_in
+    .layers.0.1.net.3     -> mlp/dense_out
+  conv_final            -> camera_head
+  fc1                   -> point_head
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import pathlib
+import pickle
+import zipfile
+from typing import Any, Mapping
+
+import numpy as np
+
+PathLike = str | os.PathLike
+
+NUM_LAYERS = 3
+
+
+def _build_name_table(num_layers: int = NUM_LAYERS) -> list[tuple[str, tuple[str, ...], str]]:
+  """[(torch name, Flax path, kind)] in official state-dict order; kind is 'copy',
+  'linear' (transpose) or 'conv' (reverse the axes)."""
+  table: list[tuple[str, tuple[str, ...], str]] = []
+
+  def add_norm(torch_prefix, path):
+    table.append((f'{torch_prefix}.weight', path + ('scale',), 'copy'))
+    table.append((f'{torch_prefix}.bias', path + ('bias',), 'copy'))
+
+  def add_linear(torch_prefix, path, bias=True):
+    table.append((f'{torch_prefix}.weight', path + ('kernel',), 'linear'))
+    if bias:
+      table.append((f'{torch_prefix}.bias', path + ('bias',), 'copy'))
+
+  emb = 'transformer_my.to_patch_embedding'
+  add_norm(f'{emb}.0', ('embed_norm_in',))
+  add_linear(f'{emb}.1', ('embed_dense',))
+  add_norm(f'{emb}.2', ('embed_norm_out',))
+  for axis, ours in (('frames', 'frame'), ('points', 'point')):
+    for i in range(num_layers):
+      t = f'transformer_my.transformer_{axis}.{i}'
+      block = (f'{ours}_transformer_{i}',)
+      add_norm(f'{t}.norm', block + ('final_norm',))
+      add_norm(f'{t}.layers.0.0.norm', block + ('attention', 'norm'))
+      add_linear(f'{t}.layers.0.0.to_qkv', block + ('attention', 'qkv'), bias=False)
+      add_linear(f'{t}.layers.0.0.to_out', block + ('attention', 'out'), bias=False)
+      add_norm(f'{t}.layers.0.1.net.0', block + ('mlp', 'norm'))
+      add_linear(f'{t}.layers.0.1.net.1', block + ('mlp', 'dense_in'))
+      add_linear(f'{t}.layers.0.1.net.3', block + ('mlp', 'dense_out'))
+  table.append(('conv_final.weight', ('camera_head', 'kernel'), 'conv'))
+  table.append(('conv_final.bias', ('camera_head', 'bias'), 'copy'))
+  add_linear('fc1', ('point_head',))
+  return table
+
+
+NAME_TABLE = _build_name_table()
+# Official state-dict order (= optimizer parameter indices).
+TORCH_PARAM_KEYS: tuple[str, ...] = tuple(name for name, _, _ in NAME_TABLE)
+
+
+def _to_flax_array(value: np.ndarray, kind: str) -> np.ndarray:
+  if kind == 'linear':
+    return np.ascontiguousarray(value.T)  # [out, in] -> [in, out]
+  if kind == 'conv':
+    return np.ascontiguousarray(value.transpose(2, 1, 0))  # [out, in, k] -> [k, in, out]
+  return np.asarray(value)
+
+
+def _to_torch_array(value: np.ndarray, kind: str) -> np.ndarray:
+  if kind == 'linear':
+    return np.ascontiguousarray(value.T)
+  if kind == 'conv':
+    return np.ascontiguousarray(value.transpose(2, 1, 0))
+  return np.asarray(value)
+
+
+def _expected_torch_shapes(width=256, mlp_dim=2048, inner=1024, in_dim=76, k=12,
+                           kernel=31) -> dict[str, tuple[int, ...]]:
+  shapes = {}
+  for name, _, kind in NAME_TABLE:
+    if name.startswith('transformer_my.to_patch_embedding.0'):
+      shapes[name] = (in_dim,)
+    elif name == 'transformer_my.to_patch_embedding.1.weight':
+      shapes[name] = (width, in_dim)
+    elif name.endswith('to_qkv.weight'):
+      shapes[name] = (3 * inner, width)
+    elif name.endswith('to_out.weight'):
+      shapes[name] = (width, inner)
+    elif name.endswith('net.1.weight'):
+      shapes[name] = (mlp_dim, width)
+    elif name.endswith('net.1.bias'):
+      shapes[name] = (mlp_dim,)
+    elif name.endswith('net.3.weight'):
+      shapes[name] = (width, mlp_dim)
+    elif name == 'conv_final.weight':
+      shapes[name] = (3 + 1 + k + 6 + 2, width, kernel)
+    elif name == 'conv_final.bias':
+      shapes[name] = (3 + 1 + k + 6 + 2,)
+    elif name == 'fc1.weight':
+      shapes[name] = (3 * k + 1, width)
+    elif name == 'fc1.bias':
+      shapes[name] = (3 * k + 1,)
+    else:
+      shapes[name] = (width,)
+  return shapes
+
+
+EXPECTED_TORCH_SHAPES = _expected_torch_shapes()
+
+
+def torch_state_dict_to_flax(state_dict: Mapping[str, Any], source: str = '<state dict>',
+                             check_shapes: bool = True) -> dict[str, Any]:
+  """Official state dict (torch names, numpy/tensor values) -> Flax `params` tree.
+
+  Raises:
+    ValueError naming `source` and every missing, unexpected and mis-shaped entry.
+  """
+  arrays = {k: np.asarray(_as_numpy(v)) for k, v in state_dict.items()}
+  missing = [k for k in TORCH_PARAM_KEYS if k not in arrays]
+  extra = sorted(k for k in arrays if k not in EXPECTED_TORCH_SHAPES)
+  misshaped = []
+  if check_shapes:
+    for k in TORCH_PARAM_KEYS:
+      if k in arrays and tuple(arrays[k].shape) != EXPECTED_TORCH_SHAPES[k]:
+        misshaped.append(
+            f'{k}: got {tuple(arrays[k].shape)}, expected {EXPECTED_TORCH_SHAPES[k]}')
+  if missing or extra or misshaped:
+    lines = [f'{source}: not a TracksTo4D state dict (width 256, K 12, conv kernel 31).']
+    if missing:
+      lines.append(f'  missing ({len(missing)}): ' + ', '.join(missing))
+    if extra:
+      lines.append(f'  unexpected ({len(extra)}): ' + ', '.join(extra))
+    if misshaped:
+      lines.append(f'  wrong shape ({len(misshaped)}): ' + '; '.join(misshaped))
+    raise ValueError('\n'.join(lines))
+  params: dict[str, Any] = {}
+  for name, path, kind in NAME_TABLE:
+    node = params
+    for p in path[:-1]:
+      node = node.setdefault(p, {})
+    node[path[-1]] = _to_flax_array(arrays[name].astype(np.float32, copy=False), kind)
+  return params
+
+
+def flax_params_to_torch_state_dict(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Inverse of `torch_state_dict_to_flax`: Flax params -> ordered torch-named arrays."""
+  if 'params' in params:  # Accept the full variables dict too.
+    params = params['params']
+  out: dict[str, np.ndarray] = collections.OrderedDict()
+  for name, path, kind in NAME_TABLE:
+    node = params
+    try:
+      for p in path:
+        node = node[p]
+    except (KeyError, TypeError) as e:
+      raise ValueError(f'Flax params lack {"/".join(path)} (torch {name})') from e
+    out[name] = _to_torch_array(np.asarray(node), kind)
+  return out
+
+
+# ------------------------------------------------------------------ torch zip reader
+
+_STORAGE_DTYPES = {
+    'FloatStorage': np.float32,
+    'DoubleStorage': np.float64,
+    'HalfStorage': np.float16,
+    'LongStorage': np.int64,
+    'IntStorage': np.int32,
+    'ShortStorage': np.int16,
+    'CharStorage': np.int8,
+    'ByteStorage': np.uint8,
+    'BoolStorage': np.bool_,
+}
+
+
+def _bfloat16():
+  import ml_dtypes  # Shipped with jax.
+  return ml_dtypes.bfloat16
+
+
+@dataclasses.dataclass(frozen=True)
+class _StorageType:
+  name: str
+
+  @property
+  def dtype(self) -> np.dtype:
+    if self.name == 'BFloat16Storage':
+      return np.dtype(_bfloat16())
+    return np.dtype(_STORAGE_DTYPES[self.name])
+
+
+def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size, stride,
+                    *unused) -> np.ndarray:
+  """torch._utils._rebuild_tensor_v2 equivalent: a strided view copied to numpy."""
+  del unused  # requires_grad, backward hooks, metadata.
+  size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+  if not size:
+    return storage[storage_offset].copy()
+  itemsize = storage.dtype.itemsize
+  needed = storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
+  if needed > storage.size:
+    raise ValueError(f'tensor view (offset {storage_offset}, size {size}, stride {stride}) '
+                     f'exceeds its storage of {storage.size} elements')
+  view = np.lib.stride_tricks.as_strided(
+      storage[storage_offset:], shape=size, strides=tuple(s * itemsize for s in stride),
+      writeable=False)
+  return np.array(view)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, *unused):
+  del requires_grad, backward_hooks, unused
+  return data
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+  """Allows only what a torch tensor container needs; everything else is refused."""
+
+  def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str, source: str):
+    super().__init__(file)
+    self._archive = archive
+    self._prefix = prefix
+    self._byteorder = '<' if byteorder == 'little' else '>'
+    self._source = source
+    self._storages: dict[str, np.ndarray] = {}
+
+  def find_class(self, module: str, name: str):
+    if module == 'collections' and name == 'OrderedDict':
+      return collections.OrderedDict
+    if module == 'torch._utils' and name == '_rebuild_tensor_v2':
+      return _rebuild_tensor
+    if module == 'torch._utils' and name == '_rebuild_parameter':
+      return _rebuild_parameter
+    if module == 'torch' and (name in _STORAGE_DTYPES or name == 'BFloat16Storage'):
+      return _StorageType(name)
+    if module == 'torch' and name == 'Size':
+      return tuple
+    raise pickle.UnpicklingError(
+        f'{self._source}: refusing to load {module}.{name} (only tensors, storages and '
+        'OrderedDict are allowed in a checkpoint)')
+
+  def persistent_load(self, pid):
+    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'):
+      raise pickle.UnpicklingError(f'{self._source}: unexpected persistent id {pid!r}')
+    _, storage_type, key, _location, numel = pid
+    if not isinstance(storage_type, _StorageType):
+      raise pickle.UnpicklingError(f'{self._source}: unsupported storage type {storage_type!r}')
+    key = str(key)
+    if key not in self._storages:
+      record = f'{self._prefix}data/{key}'
+      try:
+        raw = self._archive.read(record)
+      except KeyError as e:
+        raise ValueError(f'{self._source}: storage record {record} is missing') from e
+      dtype = storage_type.dtype.newbyteorder(self._byteorder) if storage_type.dtype.itemsize > 1 \
+          else storage_type.dtype
+      array = np.frombuffer(raw, dtype=dtype)
+      if array.size < int(numel):
+        raise ValueError(f'{self._source}: storage {record} holds {array.size} elements, '
+                         f'expected {numel}')
+      self._storages[key] = array.astype(storage_type.dtype.newbyteorder('='), copy=False)
+    return self._storages[key]
+
+
+def read_torch_zip(path: PathLike) -> Any:
+  """Reads a `torch.save` zip file without torch and without executing code.
+
+  Tensors come back as numpy arrays; dicts/lists/tuples/numbers/strings as themselves.
+
+  Raises:
+    ValueError: not a torch zip file, or a missing/short storage record.
+    pickle.UnpicklingError: the pickle references anything other than tensors.
+  """
+  path = pathlib.Path(path)
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f'{path}: not a torch zip checkpoint (legacy non-zip torch files are '
+                     'not supported; re-save with torch >= 1.6)')
+  with zipfile.ZipFile(path) as archive:
+    pkl = [n for n in archive.namelist() if n.endswith('data.pkl') and n.count('/') == 1]
+    if len(pkl) != 1:
+      raise ValueError(f'{path}: expected one <archive>/data.pkl record, found {pkl}')
+    prefix = pkl[0][:-len('data.pkl')]
+    byteorder = 'little'
+    if f'{prefix}byteorder' in archive.namelist():
+      byteorder = archive.read(f'{prefix}byteorder').decode().strip()
+    with archive.open(pkl[0]) as f:
+      return _RestrictedUnpickler(f, archive, prefix, byteorder, str(path)).load()
+
+
+def _as_numpy(value: Any) -> Any:
+  if hasattr(value, 'detach') and hasattr(value, 'cpu'):  # torch.Tensor
+    value = value.detach().cpu()
+    if str(value.dtype) == 'torch.bfloat16':
+      return value.float().numpy().astype(_bfloat16())
+    return value.numpy()
+  return value
+
+
+def _tree_to_numpy(obj: Any) -> Any:
+  """Nested containers from torch.load with every tensor converted to numpy."""
+  if isinstance(obj, collections.OrderedDict):
+    return collections.OrderedDict((k, _tree_to_numpy(v)) for k, v in obj.items())
+  if isinstance(obj, Mapping):
+    return {k: _tree_to_numpy(v) for k, v in obj.items()}
+  if isinstance(obj, list):
+    return [_tree_to_numpy(v) for v in obj]
+  if isinstance(obj, tuple):
+    return tuple(_tree_to_numpy(v) for v in obj)
+  return _as_numpy(obj)
+
+
+def read_torch_file(path: PathLike, use_torch: bool | None = None) -> Any:
+  """Loads a `torch.save` file safely; tensors become numpy arrays.
+
+  Args:
+    path: the `.pt` file.
+    use_torch: True = torch.load(weights_only=True) (torch must be importable);
+      False = our restricted reader; None = torch when importable.
+  """
+  if use_torch is None:
+    try:
+      import torch  # noqa: F401
+      use_torch = True
+    except ImportError:
+      use_torch = False
+  if use_torch:
+    import torch
+    return _tree_to_numpy(torch.load(path, map_location='cpu', weights_only=True))
+  return read_torch_zip(path)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+@dataclasses.dataclass
+class TracksTo4DCheckpoint:
+  """A loaded official checkpoint.
+
+  Attributes:
+    params: Flax parameter tree for `TracksTo4D` (use as {'params': params}).
+    state_dict: torch-named float32 arrays in official order.
+    epoch: training epoch (None for bare state dicts / npz).
+    loss: mean training loss of that epoch (None when absent).
+    optimizer_state: the torch Adam state dict (numpy leaves) or None.
+  """
+
+  params: dict[str, Any]
+  state_dict: dict[str, np.ndarray]
+  epoch: int | None = None
+  loss: float | None = None
+  optimizer_state: dict[str, Any] | None = None
+
+  def adam_state(self) -> 'AdamMoments':
+    """Adam moments of the checkpoint in Flax layout (see `torch_adam_to_flax`)."""
+    if self.optimizer_state is None:
+      raise ValueError('checkpoint has no optimizer_state_dict')
+    return torch_adam_to_flax(self.optimizer_state)
+
+
+@dataclasses.dataclass
+class AdamMoments:
+  """Adam state mapped onto the Flax tree: first/second moments and the step count."""
+
+  mu: dict[str, Any]
+  nu: dict[str, Any]
+  count: int
+  lr: float
+  betas: tuple[float, float]
+  eps: float
+
+  def to_optax(self, opt_state):
+    """Fills an `optax.adam` state (tuple with a ScaleByAdamState) with these moments."""
+    import jax.numpy as jnp
+    import optax
+
+    def fill(state):
+      if isinstance(state, optax.ScaleByAdamState):
+        return optax.ScaleByAdamState(
+            count=jnp.asarray(self.count, state.count.dtype),
+            mu=_fill_like(state.mu, self.mu), nu=_fill_like(state.nu, self.nu))
+      if isinstance(state, tuple) and not hasattr(state, '_fields'):
+        return tuple(fill(s) for s in state)
+      return state
+    return fill(opt_state)
+
+
+def _fill_like(template, values):
+  """`values` (nested dicts) cast onto the structure and dtypes of `template`."""
+  import jax
+  import jax.numpy as jnp
+  try:
+    return jax.tree_util.tree_map(lambda t, v: jnp.asarray(v, t.dtype), template, values)
+  except ValueError as e:
+    raise ValueError(f'Adam moments do not match the optimiser state structure: {e}') from e
+
+
+def torch_adam_to_flax(optimizer_state: Mapping[str, Any],
+                       param_keys: tuple[str, ...] = TORCH_PARAM_KEYS) -> AdamMoments:
+  """torch Adam state dict -> moments on the Flax tree (index i <-> i-th state-dict key)."""
+  try:
+    state, groups = optimizer_state['state'], optimizer_state['param_groups']
+  except KeyError as e:
+    raise ValueError(f'optimizer_state_dict lacks {e.args[0]!r}') from None
+  group = groups[0]
+  mu_sd, nu_sd, steps = {}, {}, set()
+  for i, name in enumerate(param_keys):
+    entry = state.get(i, state.get(str(i)))
+    if entry is None:
+      raise ValueError(f'optimizer_state_dict: no state for parameter {i} ({name})')
+    mu_sd[name] = np.asarray(entry['exp_avg'], np.float32)
+    nu_sd[name] = np.asarray(entry['exp_avg_sq'], np.float32)
+    steps.add(int(np.asarray(entry['step'])))
+  if len(steps) != 1:
+    raise ValueError(f'optimizer_state_dict: parameters have different step counts {steps}')
+  mu = torch_state_dict_to_flax(mu_sd, source='optimizer exp_avg')
+  nu = torch_state_dict_to_flax(nu_sd, source='optimizer exp_avg_sq')
+  return AdamMoments(mu=mu, nu=nu, count=steps.pop(), lr=float(group.get('lr', 1e-4)),
+                     betas=tuple(float(b) for b in group.get('betas', (0.9, 0.999))),
+                     eps=float(group.get('eps', 1e-8)))
+
+
+def load_npz_state_dict(path: PathLike, keys_path: PathLike | None = None) -> dict[str, np.ndarray]:
+  """Reads a flat `.npz` state dict; ordered by `keys_path` (a `.npy` of names) if given."""
+  path = pathlib.Path(path)
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {k: data[k] for k in data.files}
+  except (ValueError, OSError) as e:
+    raise ValueError(f'{path}: cannot read as a flat npz state dict ({e})') from e
+  if keys_path is not None:
+    keys = [str(k) for k in np.load(keys_path, allow_pickle=False)]
+    absent = [k for k in keys if k not in arrays]
+    if absent:
+      raise ValueError(f'{path}: keys listed in {keys_path} are missing: {absent}')
+    arrays = collections.OrderedDict((k, arrays[k]) for k in keys)
+  return arrays
+
+
+def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None) -> TracksTo4DCheckpoint:
+  """Loads an official TracksTo4D checkpoint (`.pt` dict or bare state dict, or `.npz`).
+
+  Raises:
+    ValueError: naming the file and the missing / unexpected / mis-shaped entries.
+  """
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f'{path}: checkpoint not found')
+  if path.suffix == '.npz':
+    obj: Any = load_npz_state_dict(path)
+  else:
+    obj = read_torch_file(path, use_torch=use_torch)
+  if not isinstance(obj, Mapping):
+    raise ValueError(f'{path}: expected a dict, got {type(obj).__name__}')
+  epoch = loss = opt = None
+  if 'model_state_dict' in obj:
+    sd = obj['model_state_dict']
+    epoch = obj.get('epoch')
+    loss = obj.get('loss')
+    opt = obj.get('optimizer_state_dict')
+    if not isinstance(sd, Mapping):
+      raise ValueError(f'{path}: field model_state_dict is a {type(sd).__name__}, not a dict')
+    source = f'{path} [model_state_dict]'
+  else:
+    sd = obj
+    source = str(path)
+  params = torch_state_dict_to_flax(sd, source=source)
+  state_dict = collections.OrderedDict(
+      (k, np.asarray(_as_numpy(sd[k]), np.float32)) for k in TORCH_PARAM_KEYS)
+  return TracksTo4DCheckpoint(
+      params=params, state_dict=state_dict,
+      epoch=None if epoch is None else int(epoch),
+      loss=None if loss is None else float(loss), optimizer_state=opt)

@@ -1,0 +1,171 @@
+"""TracksTo4D training losses (spec section 3), pure functions of arrays.
+
+Conventions: `tracks` is the network input [b, N, 3, F] (normalised x, y rows first),
+`visible` the visibility mask [b, F, N] (frame-major, as the official `tracks_vis`).
+Averages run over the visible entries of all batch elements jointly; an optional
+`point_mask` [b, N] (False = padded point) removes padded points from every term.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from tracks4d.model import TracksTo4DOutput
+
+Array = jax.Array
+
+# Released json configs.
+DEFAULT_LOSS_COEFFS: Mapping[str, float] = {
+    'reprojection_dynamic_coeff': 50.0,
+    'sparsity_dynamic_coeff': 0.001,
+}
+# Camera-initialisation target: cameras 15 units behind the origin, identity rotation.
+CAMERA_INIT_TRANSLATION = (0.0, 0.0, -15.0)
+CAMERA_INIT_ROTATION_WEIGHT = 100.0
+CAMERA_INIT_NORMALISER = 100.0
+CAMERA_INIT_EXIT_THRESHOLD = 1e-4  # The warm-up phase ends the first time L_init < this.
+TRAIN_LOSS_CLAMP = 100.0  # From epoch 4 on the total training loss is min(L, 100).
+
+LOSS_NAMES = ('loss_total', 'loss_sparsity', 'loss_negative_depth', 'loss_reprojection',
+              'loss_reprojection_static')  # Official `get_losses` order.
+
+
+def _track_xy(tracks: Array) -> Array:
+  """[b, N, C, F] -> [b, F, 2, N] (x_n, y_n rows), the layout of the projections."""
+  return jnp.transpose(tracks[:, :, :2, :], (0, 3, 2, 1))
+
+
+def _mask(visible: Array, point_mask: Array | None) -> Array:
+  visible = visible.astype(bool)
+  if point_mask is not None:
+    visible = visible & point_mask.astype(bool)[:, None, :]
+  return visible  # [b, F, N]
+
+
+def _masked_mean(values: Array, mask: Array) -> Array:
+  # Empty mask gives 0/0 = NaN, like the official mean of an empty selection.
+  return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.sum(mask)
+
+
+def _distance(projections: Array, tracks: Array, mask: Array) -> tuple[Array, Array]:
+  """Euclidean reprojection distance r [b, F, N] and its square (hidden entries: 1)."""
+  sq = jnp.sum((projections - _track_xy(tracks)) ** 2, axis=2)  # [b, F, N]
+  # Masked-out entries get a dummy 1 so that sqrt's gradient at 0 cannot produce NaN.
+  sq = jnp.where(mask, sq, 1.0)
+  return jnp.sqrt(sq), sq
+
+
+def reprojection_loss(projections: Array, tracks: Array, visible: Array,
+                      point_mask: Array | None = None) -> Array:
+  """L_rep = mean over visible (b, f, n) of ||pi^d - u||_2.
+
+  Args:
+    projections: [b, F, 2, N] dynamic projections (normalised image coords).
+    tracks: [b, N, C>=2, F] network input.
+    visible: [b, F, N] bool.
+    point_mask: optional [b, N] bool.
+  """
+  mask = _mask(visible, point_mask)
+  r, _ = _distance(projections, tracks, mask)
+  return _masked_mean(r, mask)
+
+
+def static_reprojection_loss(projections_static: Array, tracks: Array, visible: Array,
+                             nr: Array, point_mask: Array | None = None) -> Array:
+  """Robust static term: mean over visible of log(NR_n + r_s^2 / NR_n).
+
+  For a fixed residual r the minimiser is NR = r, so NR [b, N] learns each point's
+  motion level. `projections_static` [b, F, 2, N].
+  """
+  mask = _mask(visible, point_mask)
+  r, _ = _distance(projections_static, tracks, mask)
+  nr_f = nr[:, None, :]  # [b, 1, N] broadcast over frames.
+  return _masked_mean(jnp.log(nr_f + r**2 / nr_f), mask)
+
+
+def negative_depth_loss(depths: Array, visible: Array,
+                        point_mask: Array | None = None) -> Array:
+  """L_neg = SUM (not mean) over visible entries of max(-z, 0); `depths` [b, F, N]."""
+  mask = _mask(visible, point_mask)
+  # -min(z, 0) as the official (-clamp(max=0)); its gradient is -1 for z <= 0.
+  return -jnp.sum(jnp.where(mask & (depths <= 0.0), depths, 0.0))
+
+
+def sparsity_loss(bases: Array, nr: Array, point_mask: Array | None = None) -> Array:
+  """L_sparse = mean over (b, N, 3, K-1) of |B[..., 1:]| / stop_gradient(NR).
+
+  Args:
+    bases: [b, N, 3, K].
+    nr: [b, N] (not differentiated through: points with large motion level may move).
+    point_mask: optional [b, N] bool; padded points are left out of the mean.
+  """
+  vals = jnp.abs(bases[..., 1:] / jax.lax.stop_gradient(nr)[:, :, None, None])
+  if point_mask is None:
+    return jnp.mean(vals)
+  m = jnp.broadcast_to(point_mask.astype(bool)[:, :, None, None], vals.shape)
+  return _masked_mean(vals, m)
+
+
+def _coeffs(coeffs: Mapping[str, float] | None) -> tuple[float, float]:
+  coeffs = DEFAULT_LOSS_COEFFS if coeffs is None else coeffs
+  unknown = sorted(set(coeffs) - set(DEFAULT_LOSS_COEFFS))
+  if unknown:
+    raise KeyError(f'loss coefficients: unknown keys {unknown}; expected a subset of '
+                   f'{sorted(DEFAULT_LOSS_COEFFS)}')
+  get = lambda k: float(coeffs[k]) if k in coeffs else DEFAULT_LOSS_COEFFS[k]
+  return get('reprojection_dynamic_coeff'), get('sparsity_dynamic_coeff')
+
+
+def loss_terms(outputs: TracksTo4DOutput, tracks: Array, visible: Array,
+               coeffs: Mapping[str, float] | None = None,
+               point_mask: Array | None = None) -> dict[str, Array]:
+  """All loss terms of the official `get_losses`.
+
+  L = L_static + c_rep * L_rep + L_neg + c_sparse * L_sparse with c_rep, c_sparse from
+  `coeffs` (keys 'reprojection_dynamic_coeff' = 50, 'sparsity_dynamic_coeff' = 0.001
+  by default).
+
+  Args:
+    outputs: network outputs.
+    tracks: [b, N, 3, F] network input.
+    visible: [b, F, N] bool.
+    coeffs: loss coefficients (missing keys take the released defaults).
+    point_mask: optional [b, N] bool.
+
+  Returns:
+    {'loss_total', 'loss_sparsity', 'loss_negative_depth', 'loss_reprojection',
+     'loss_reprojection_static'} scalars.
+  """
+  c_rep, c_sparse = _coeffs(coeffs)
+  rep = reprojection_loss(outputs.projections, tracks, visible, point_mask)
+  static = static_reprojection_loss(outputs.projections_static, tracks, visible,
+                                    outputs.nr, point_mask)
+  neg = negative_depth_loss(outputs.depths, visible, point_mask)
+  sparse = sparsity_loss(outputs.bases, outputs.nr, point_mask)
+  total = static + rep * c_rep + neg + sparse * c_sparse
+  return {'loss_total': total, 'loss_sparsity': sparse, 'loss_negative_depth': neg,
+          'loss_reprojection': rep, 'loss_reprojection_static': static}
+
+
+def clamp_training_loss(loss: Array, max_value: float = TRAIN_LOSS_CLAMP) -> Array:
+  """min(L, max_value) with torch.clamp's gradient: 1 while L <= max_value, else 0."""
+  return jnp.where(loss <= max_value, loss, max_value)
+
+
+def camera_init_loss(translations: Array, rotations: Array) -> Array:
+  """Camera-initialisation warm-up loss of train.py (spec 3.1).
+
+  L_init = [mean over (b, c) of sum_f (t_f,c - tau_c)^2 + 100 mean((R - I)^2)] / 100,
+  tau = (0, 0, -15).
+
+  Args:
+    translations: [b, F, 3] camera centres.
+    rotations: [b, F, 3, 3] (any matrices; the loss is a plain function of them).
+  """
+  tau = jnp.asarray(CAMERA_INIT_TRANSLATION, translations.dtype)
+  trans_term = jnp.mean(jnp.sum((translations - tau) ** 2, axis=1))  # sum over frames
+  rot_term = jnp.mean((rotations - jnp.eye(3, dtype=rotations.dtype)) ** 2)
+  return (trans_term + rot_term * CAMERA_INIT_ROTATION_WEIGHT) / CAMERA_INIT_NORMALISER
