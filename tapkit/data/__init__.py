@@ -1,1 +1,8 @@
+"""TAPVid-3D-compatible data: clip files, validation, geometry, pipelines.
 
+Modules: `clip` (the in-memory `Clip`), `tapvid3d` (the validating reader / writer,
+splits, resizing), `safe_npz` (pickle-free .npz access), `geometry` (camera maps).
+Formats and coordinate conventions: tapkit/data/README.md.
+"""
+
+from tapkit.data.clip import Clip
