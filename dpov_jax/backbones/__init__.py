@@ -1,1 +1,36 @@
+"""DINO / DINOv2 (± registers) / DINOv3 ViT backbones in Flax, with exact weight converters.
 
+Typical use:
+
+  module, params = load_checkpoint('dinov2_vitb14_reg4_pretrain.pth', arch='dinov2_vitb14_reg')
+  tokens = module.apply({'params': params}, images)          # [B, 1 + 4 + h·w, D], final LayerNorm
+  out = module.apply({'params': params}, images, return_layers=(2, 5, 8, 11))
+  fmap = out.feature_map()                                    # [B, h, w, D] final-norm patch tokens
+  raw = out.feature_map(11)                                   # block 11 output, no final norm
+  fmap = extract_feature_map(module, params, images)          # the same in one call
+
+  module, params = from_transformers(hf_model)               # transformers model -> Flax
+  sd = export_transformers_state_dict(params, module.config) # Flax -> transformers names
+"""
+
+from dpov_jax.backbones.config import PRESETS, BackboneConfig, get_config
+from dpov_jax.backbones.convert import (CheckpointError, config_from_transformers, detect_layout,
+                                        export_hub_state_dict, export_transformers_state_dict,
+                                        from_transformers, hub_to_transformers, load_checkpoint,
+                                        params_from_hub_state_dict,
+                                        params_from_transformers_state_dict, save_checkpoint,
+                                        transformers_table, transformers_to_hub)
+from dpov_jax.backbones.interpolate import bicubic_weights, resize_bicubic_hwc
+from dpov_jax.backbones.vit import (BackboneOutput, VisionTransformer, build,
+                                    extract_feature_map, init_params, pad_to_patch_multiple,
+                                    param_shapes, rope_tables, tokens_to_feature_map)
+
+__all__ = [
+    'PRESETS', 'BackboneConfig', 'get_config', 'CheckpointError', 'config_from_transformers',
+    'detect_layout', 'export_hub_state_dict', 'export_transformers_state_dict', 'from_transformers',
+    'hub_to_transformers', 'load_checkpoint', 'params_from_hub_state_dict',
+    'params_from_transformers_state_dict', 'save_checkpoint', 'transformers_table',
+    'transformers_to_hub', 'bicubic_weights', 'resize_bicubic_hwc', 'BackboneOutput',
+    'VisionTransformer', 'build', 'extract_feature_map', 'init_params', 'pad_to_patch_multiple',
+    'param_shapes', 'rope_tables', 'tokens_to_feature_map',
+]
