@@ -1,1 +1,1 @@
-
+"""The sharded training engine shared by every method; see README.md in this folder."""
