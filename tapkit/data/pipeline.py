@@ -1,0 +1,309 @@
+"""Grain pipeline core: clip-directory source, data loader builder, TRAJAN-style transforms.
+
+A pipeline is `source -> transforms -> Batch`, built by `make_dataloader`. All
+randomness comes from grain: `IndexSampler(seed=...)` fixes the record order and
+gives every record a `np.random.Generator` derived from `(seed, global index)`,
+which `grain.RandomMapTransform`s receive. Hence the same seed gives the same
+batches, on any number of workers, and after restoring the iterator state.
+
+Track transforms work on a dict element ("track example") with keys
+  tracks          [N, T, C] float32; C = 2 (x, y) or 3 (X, Y, Z). Tracks first.
+  visible         [N, T] bool
+  frame_size      [2] int32 (height, width) in pixels
+  boundary_frame  int32 [] (added by `PadOrCropTime`)
+The official TRAJAN preprocessing (colab `ProcessTracksForTrackAutoencoder`) is
+  ClipToTracks('uv') -> NormalizeCoords() -> PadOrCropTime(150)
+  -> SampleSupportQuery(2048, 2048)
+and yields the model inputs documented on `SampleSupportQuery`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain.python as grain
+import numpy as np
+
+from tapkit.data import clip as clip_lib
+
+Element = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------
+# Sources.
+
+
+class SequenceSource(grain.RandomAccessDataSource):
+  """Random access over an in-memory sequence (tests, synthetic data)."""
+
+  def __init__(self, items: Sequence[Any], name: str = 'sequence'):
+    self._items = list(items)
+    self._name = name
+
+  def __len__(self) -> int:
+    return len(self._items)
+
+  def __getitem__(self, index: int) -> Any:
+    return self._items[index]
+
+  def __repr__(self) -> str:
+    # grain validates restored iterator state against repr(source).
+    return f'SequenceSource(name={self._name!r}, len={len(self._items)})'
+
+
+class ClipDirectorySource(grain.RandomAccessDataSource):
+  """Random access over the clip files of a directory, in sorted file-name order.
+
+  Records are `tapkit.data.clip.Clip`s read by `tapkit.data.tapvid3d.load_clip`
+  (or `loader`), which validates each file.
+  """
+
+  def __init__(self, directory: str | os.PathLike, pattern: str = '*.npz',
+               loader: Callable[[str], clip_lib.Clip] | None = None):
+    self._directory = pathlib.Path(directory)
+    if not self._directory.is_dir():
+      raise FileNotFoundError(f'Clip directory {self._directory} does not exist.')
+    self._paths = sorted(str(p) for p in self._directory.glob(pattern))
+    if not self._paths:
+      raise FileNotFoundError(f'No files matching {pattern!r} in {self._directory}.')
+    self._pattern = pattern
+    self._loader = loader
+
+  def __len__(self) -> int:
+    return len(self._paths)
+
+  def __getitem__(self, index: int) -> clip_lib.Clip:
+    loader = self._loader
+    if loader is None:
+      # Imported lazily: the reader module is optional for in-memory pipelines.
+      from tapkit.data import tapvid3d  # pylint: disable=g-import-not-at-top
+      loader = tapvid3d.load_clip
+    return loader(self._paths[index])
+
+  @property
+  def paths(self) -> list[str]:
+    return list(self._paths)
+
+  def __repr__(self) -> str:
+    return (f'ClipDirectorySource(directory={str(self._directory)!r}, '
+            f'pattern={self._pattern!r}, len={len(self._paths)})')
+
+
+# ----------------------------------------------------------------------------
+# Loader.
+
+
+def make_dataloader(
+    source: grain.RandomAccessDataSource,
+    transforms: Sequence[grain.Transformation] = (),
+    *,
+    batch_size: int,
+    seed: int,
+    shard_options: grain.ShardOptions | None = None,
+    worker_count: int = 0,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+) -> grain.DataLoader:
+  """A grain DataLoader: shuffled (by `seed`), sharded, transformed, batched.
+
+  `iter(loader)` gives a `grain.DataLoaderIterator` with `get_state()` /
+  `set_state(bytes)`; orbax saves it via `grain.PyGrainCheckpointSave`.
+
+  Args:
+    source: random-access source (len + getitem).
+    transforms: per-record grain transforms, applied before batching.
+    batch_size: records per batch produced by THIS process (its shard).
+    seed: fixes the order and every RandomMapTransform's per-record rng.
+    shard_options: e.g. `grain.ShardOptions(jax.process_index(),
+      jax.process_count(), drop_remainder=True)`; default: no sharding.
+    worker_count: grain worker processes (0 = in this process).
+    num_epochs: None = repeat forever.
+    shuffle: shuffle the record order each epoch.
+    drop_remainder: drop a last incomplete batch (keeps shapes fixed).
+  """
+  if batch_size <= 0:
+    raise ValueError(f'batch_size must be positive, got {batch_size}.')
+  if not 0 <= seed < 2**32:
+    raise ValueError(f'seed must be a 32-bit non-negative int, got {seed}.')
+  shard_options = shard_options or grain.NoSharding()
+  sampler = grain.IndexSampler(
+      num_records=len(source), shard_options=shard_options, shuffle=shuffle,
+      num_epochs=num_epochs, seed=int(seed))
+  operations = list(transforms) + [
+      grain.Batch(batch_size=batch_size, drop_remainder=drop_remainder)]
+  return grain.DataLoader(
+      data_source=source, sampler=sampler, operations=operations,
+      worker_count=worker_count, shard_options=shard_options)
+
+
+# ----------------------------------------------------------------------------
+# Track transforms.
+
+
+def project_to_pixels(xyz: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+  """Pinhole projection. xyz [..., 3] metres (camera frame) -> [..., 2] (x, y) pixels.
+
+  Points with z <= 0 (behind the camera) get NaN-free placeholders at the
+  principal point; callers rely on `visible` to ignore them.
+  """
+  fx, fy, cx, cy = [float(v) for v in intrinsics]
+  z = xyz[..., 2]
+  safe = np.where(z > 1e-6, z, 1.0)
+  x = np.where(z > 1e-6, fx * xyz[..., 0] / safe + cx, cx)
+  y = np.where(z > 1e-6, fy * xyz[..., 1] / safe + cy, cy)
+  return np.stack([x, y], axis=-1).astype(np.float32)
+
+
+class ClipToTracks(grain.MapTransform):
+  """Clip -> track example (see module doc), tracks first ([N, T, C]).
+
+  coords='uv': 2D pixel tracks projected with the clip intrinsics;
+  coords='xyz': 3D tracks in metres. `frame_size` (height, width) overrides
+  the clip's stored frames (needed for track-only clips).
+  """
+
+  def __init__(self, coords: str = 'uv', frame_size: tuple[int, int] | None = None):
+    if coords not in ('uv', 'xyz'):
+      raise ValueError(f"coords must be 'uv' or 'xyz', got {coords!r}.")
+    self._coords = coords
+    self._frame_size = frame_size
+
+  def map(self, element: clip_lib.Clip) -> Element:
+    xyz = np.asarray(element.tracks_xyz, np.float32)  # [T, N, 3]
+    tracks = xyz if self._coords == 'xyz' else project_to_pixels(xyz, element.intrinsics)
+    if self._frame_size is not None:
+      frame_size = self._frame_size
+    elif element.has_frames:
+      frame_size = element.frame_size
+    else:
+      raise ValueError(
+          f'{element.path or "clip"} has no frames: pass ClipToTracks(frame_size=(H, W)).')
+    return {
+        'tracks': np.ascontiguousarray(np.swapaxes(tracks, 0, 1)),  # [N, T, C]
+        'visible': np.ascontiguousarray(np.asarray(element.visibility, bool).T),
+        'frame_size': np.asarray(frame_size, np.int32),
+    }
+
+
+class NormalizeCoords(grain.MapTransform):
+  """Pixel (x, y) -> [0, 1]: (pixel + 0.5) / (width, height) (TRAJAN colab, step 1).
+
+  Only the first two channels are touched (a z channel stays in metres).
+  """
+
+  def __init__(self, half_pixel: bool = True):
+    self._offset = 0.5 if half_pixel else 0.0
+
+  def map(self, element: Element) -> Element:
+    height, width = (float(v) for v in element['frame_size'])
+    tracks = np.array(element['tracks'], np.float32, copy=True)
+    tracks[..., 0] = (tracks[..., 0] + self._offset) / width
+    tracks[..., 1] = (tracks[..., 1] + self._offset) / height
+    return {**element, 'tracks': tracks}
+
+
+class PadOrCropTime(grain.MapTransform):
+  """Pads (zeros, invisible) or crops the time axis to `length`; sets `boundary_frame`.
+
+  boundary_frame = number of real frames kept = min(T, length). The colab
+  stores the uncropped T instead; for T > length both give "every frame is
+  before the boundary", so the attention masks are identical.
+  Cropping keeps the first `length` frames, as the colab does.
+  """
+
+  def __init__(self, length: int):
+    if length <= 0:
+      raise ValueError(f'length must be positive, got {length}.')
+    self._length = length
+
+  def map(self, element: Element) -> Element:
+    tracks, visible = element['tracks'], element['visible']  # [N, T, C], [N, T]
+    num_frames = tracks.shape[1]
+    keep = min(num_frames, self._length)
+    out_tracks = np.zeros((tracks.shape[0], self._length, tracks.shape[2]), np.float32)
+    out_visible = np.zeros((visible.shape[0], self._length), bool)
+    out_tracks[:, :keep] = tracks[:, :keep]
+    out_visible[:, :keep] = visible[:, :keep]
+    return {**element, 'tracks': out_tracks, 'visible': out_visible,
+            'boundary_frame': np.asarray(keep, np.int32)}
+
+
+class SampleSupportQuery(grain.RandomMapTransform):
+  """Splits tracks into disjoint support and query (target) sets; picks query frames.
+
+  As in the TRAJAN colab: shuffle the track indices with the record's rng;
+  support = the last `num_support`, queries = the first `num_query` of that
+  order (disjoint; needs N >= num_support + num_query). Each query's frame is
+  drawn uniformly among its visible frames (frame 0 if it is never visible);
+  `query_frame='any'` draws it uniformly over the real frames [0, boundary)
+  instead, as the released 3DSPA loader does.
+
+  Output (C = tracks' channels, T = episode length):
+    support_tracks          [S, T, C] float32
+    support_tracks_visible  [S, T, 1] float32 (0/1)
+    query_points            [Q, 1 + C] float32, (t, x, y[, z]) at the query frame
+    target_points           [Q, T, C] float32
+    target_tracks_visible   [Q, T, 1] float32 (0/1)
+    boundary_frame          int32 [] (passed through; T if absent)
+    support_indices, query_indices  [S], [Q] int32 track indices in the input
+  """
+
+  def __init__(self, num_support: int, num_query: int, query_frame: str = 'visible'):
+    if num_support <= 0 or num_query <= 0:
+      raise ValueError(f'num_support and num_query must be positive, got '
+                       f'{num_support}, {num_query}.')
+    if query_frame not in ('visible', 'any'):
+      raise ValueError(f"query_frame must be 'visible' or 'any', got {query_frame!r}.")
+    self._num_support = num_support
+    self._num_query = num_query
+    self._query_frame = query_frame
+
+  def random_map(self, element: Element, rng: np.random.Generator) -> Element:
+    tracks, visible = element['tracks'], element['visible']
+    num_tracks, num_frames = visible.shape
+    if num_tracks < self._num_support + self._num_query:
+      raise ValueError(
+          f'Need at least num_support + num_query = '
+          f'{self._num_support + self._num_query} tracks, the record has {num_tracks}.')
+    order = rng.permutation(num_tracks)
+    support = order[num_tracks - self._num_support:]
+    query = order[:self._num_query]
+    query_visible = visible[query]  # [Q, T]
+    boundary = int(element.get('boundary_frame', num_frames))
+    if self._query_frame == 'visible':
+      # Uniform among visible frames: argmax of random keys restricted to them.
+      keys = np.where(query_visible, rng.random(query_visible.shape), -1.0)
+      frame = np.where(query_visible.any(axis=1), keys.argmax(axis=1), 0)
+    else:
+      frame = rng.integers(0, max(boundary, 1), size=len(query))
+    query_xyz = tracks[query, frame]  # [Q, C]
+    query_points = np.concatenate(
+        [frame[:, None].astype(np.float32), query_xyz], axis=1).astype(np.float32)
+    out = {k: v for k, v in element.items() if k not in ('tracks', 'visible')}
+    out.update(
+        support_tracks=tracks[support].astype(np.float32),
+        support_tracks_visible=visible[support][..., None].astype(np.float32),
+        query_points=query_points,
+        target_points=tracks[query].astype(np.float32),
+        target_tracks_visible=query_visible[..., None].astype(np.float32),
+        boundary_frame=np.asarray(boundary, np.int32),
+        support_indices=support.astype(np.int32),
+        query_indices=query.astype(np.int32),
+    )
+    return out
+
+
+def trajan_transforms(
+    episode_length: int, num_support: int, num_query: int,
+    coords: str = 'uv', frame_size: tuple[int, int] | None = None,
+) -> list[grain.Transformation]:
+  """The TRAJAN colab preprocessing as grain transforms (module doc)."""
+  steps: list[grain.Transformation] = [ClipToTracks(coords, frame_size)]
+  if coords == 'uv':
+    steps.append(NormalizeCoords())
+  steps += [PadOrCropTime(episode_length), SampleSupportQuery(num_support, num_query)]
+  return steps

@@ -1,0 +1,95 @@
+"""Command-line entry point shared by every method's train.py.
+
+    # mymethod/train.py
+    from tapkit.train import launch
+    from mymethod import task
+
+    if __name__ == '__main__':
+      launch.run(task.build_method)   # build_method(config) -> loop.Method
+
+    $ python -m mymethod.train --config configs/mymethod.py:smoke --workdir /tmp/w \
+        --config.optimizer.lr=3e-4
+
+Re-running the same command resumes from the latest checkpoint in --workdir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+
+import jax
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from tapkit.train import loop
+
+
+def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """jax.distributed.initialize() when config.distributed.initialize or
+  TAPKIT_DISTRIBUTED=1 asks for it. Must run before any other JAX call."""
+  cfg = config.get('distributed', ml_collections.ConfigDict())
+  if not (cfg.get('initialize', False) or os.environ.get('TAPKIT_DISTRIBUTED') == '1'):
+    return
+  kwargs = {}
+  if cfg.get('coordinator_address'):
+    kwargs['coordinator_address'] = cfg.coordinator_address
+  if cfg.get('num_processes') is not None:
+    kwargs['num_processes'] = cfg.num_processes
+  if cfg.get('process_id') is not None:
+    kwargs['process_id'] = cfg.process_id
+  jax.distributed.initialize(**kwargs)
+  logging.info('jax.distributed: process %d of %d.', jax.process_index(),
+               jax.process_count())
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> None:
+  """Writes the resolved config as `config.json` and readable `config.txt`.
+
+  A resumed run whose config differs keeps the old files as `config.<k>.json`.
+  """
+  if jax.process_index() != 0:
+    return
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  path = os.path.join(workdir, 'config.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    if old == text:
+      return
+    k = 1
+    while os.path.exists(os.path.join(workdir, f'config.{k}.json')):
+      k += 1
+    os.rename(path, os.path.join(workdir, f'config.{k}.json'))
+    logging.warning('Config differs from the previous run in %s (kept as config.%d.json).',
+                    workdir, k)
+  with open(path, 'w') as f:
+    f.write(text)
+  with open(os.path.join(workdir, 'config.txt'), 'w') as f:
+    f.write(str(config))
+
+
+def run(build_method: Callable[[ml_collections.ConfigDict], loop.Method]) -> None:
+  """Parses --config / --workdir (absl + config_flags) and trains."""
+  if 'config' not in flags.FLAGS:
+    config_flags.DEFINE_config_file(
+        'config', None, 'Config file, e.g. configs/toy.py:smoke', lock_config=True)
+  if 'workdir' not in flags.FLAGS:
+    flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and config go here.')
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    if config is None or not workdir:
+      raise app.UsageError('--config and --workdir are required.')
+    maybe_initialize_distributed(config)
+    save_config(config, workdir)
+    loop.train(config, workdir, build_method(config))
+
+  app.run(main)

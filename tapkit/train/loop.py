@@ -1,0 +1,272 @@
+"""The training loop shared by every method, and the small interface a method fills in.
+
+    method = Method(init_fn=..., loss_fn=..., train_source=..., train_transforms=[...])
+    final_state = train(config, workdir, method)
+
+See tapkit/train/README.md for the contract of each field and the config keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grain.python as grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from clu import periodic_actions
+
+from tapkit.data import pipeline
+from tapkit.train import checkpoint as ckpt_lib
+from tapkit.train import mesh as mesh_lib
+from tapkit.train import optim
+from tapkit.train import step as step_lib
+from tapkit.train import writers as writers_lib
+from tapkit.train.state import TrainState
+
+
+class NonFiniteError(RuntimeError):
+  """Raised after `guard.max_consecutive_bad` consecutive non-finite steps."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalHook:
+  """Called every `every_steps` steps (and at the last step) on process-global state.
+
+  `fn(state, step)` returns scalars, written as `<name>/<key>`; it may also
+  write images etc. itself through `writer` (passed as a keyword).
+  """
+
+  every_steps: int
+  fn: Callable[..., Mapping[str, float]]
+  name: str = 'eval'
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """What a method hands to the engine.
+
+  Attributes:
+    init_fn: (rng, example_batch) -> params, or (params, extra) if has_extra.
+      example_batch is this process's numpy batch [B_local, ...].
+    loss_fn: (params, batch, rng, state) -> (loss [], aux {name: scalar}); with
+      has_extra -> (loss, (aux, new_extra)). `state` is the TrainState before
+      the update (state.step, state.ema_params as a teacher, state.extra).
+      Must be jit-traceable; `batch` holds global arrays [B, ...].
+    train_source: grain random-access source of records.
+    train_transforms: grain transforms per record (batching is added).
+    eval_hooks: periodic evaluations.
+    has_extra: see init_fn / loss_fn.
+  """
+
+  init_fn: Callable[[jax.Array, Any], Any]
+  loss_fn: step_lib.LossFn
+  train_source: grain.RandomAccessDataSource
+  train_transforms: Sequence[grain.Transformation] = ()
+  eval_hooks: Sequence[EvalHook] = ()
+  has_extra: bool = False
+
+
+class _Preemption:
+  """SIGTERM -> request a save-and-exit at the next step boundary.
+
+  Single process only. With several processes every host must agree on the
+  step at which to save, so the engine leaves SIGTERM to jax.distributed's
+  preemption notifier and asks orbax's `reached_preemption(step)` (a
+  cross-host sync point) instead.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if jax.process_count() > 1:
+      return self
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # Not the main thread: rely on orbax's multi-host sync.
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning('SIGTERM received: saving a checkpoint and exiting.')
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def build_state(config: ml_collections.ConfigDict, method: Method,
+                example_batch: Any, mesh: jax.sharding.Mesh, materialize: bool = True):
+  """Creates the sharded initial TrainState and its optimiser.
+
+  Returns:
+    (state, abstract_state, tx): abstract_state holds ShapeDtypeStructs with
+    shardings (restore target); state is None unless `materialize`.
+  """
+  seed_key = jax.random.PRNGKey(config.seed)
+  init_key, step_key = jax.random.split(seed_key)
+
+  def init_params(batch):
+    out = method.init_fn(init_key, batch)
+    return out if method.has_extra else (out, None)
+
+  abstract_params, _ = jax.eval_shape(init_params, example_batch)
+  tx = optim.make_optimizer(config.optimizer, abstract_params, config.total_steps)
+  use_ema = config.ema.get('momentum') is not None
+
+  def init_state(batch):
+    params, extra = init_params(batch)
+    return TrainState.create(params=params, opt_state=tx.init(params), rng=step_key,
+                             extra=extra, use_ema=use_ema)
+
+  abstract = jax.eval_shape(init_state, example_batch)
+  shardings = mesh_lib.tree_shardings(abstract, mesh, config.sharding.fsdp_min_size)
+  state = (jax.jit(init_state, out_shardings=shardings)(example_batch)
+           if materialize else None)
+  abstract = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+  return state, abstract, tx
+
+
+def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
+                 abstract_state: TrainState, example_global_batch: Any,
+                 mesh: jax.sharding.Mesh):
+  """jit of the train step with explicit shardings and donated state/metrics.
+
+  Returns (jitted_step, new_metrics): new_metrics() gives a fresh, replicated,
+  empty metrics collection (a new one each time: the step donates it).
+  """
+  names = step_lib.aux_names(method.loss_fn, abstract_state.params, example_global_batch,
+                             abstract_state, method.has_extra)
+  metrics_cls = step_lib.metrics_class(names)
+  step_fn = step_lib.make_train_step(
+      method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.get('momentum'),
+      has_extra=method.has_extra)
+  state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
+  rep = mesh_lib.replicated(mesh)
+  new_metrics = lambda: jax.device_put(metrics_cls.empty(), rep)
+  metrics_sh = jax.tree.map(lambda _: rep, metrics_cls.empty())
+  jitted = jax.jit(
+      step_fn,
+      in_shardings=(state_sh, mesh_lib.batch_sharding(mesh), metrics_sh),
+      out_shardings=(state_sh, metrics_sh, rep),
+      donate_argnums=(0, 2))
+  return jitted, new_metrics
+
+
+def _check_finite_params(state: TrainState) -> None:
+  if not bool(jax.jit(optim.all_finite)(state.params)):
+    raise NonFiniteError('Parameters are not finite; refusing to save a checkpoint.')
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+          method: Method) -> TrainState:
+  """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  local_batch = mesh_lib.local_batch_size(config.batch_size, mesh)
+  total = int(config.total_steps)
+  logging.info('Mesh %s over %d devices, %d process(es); local batch %d.',
+               dict(mesh.shape), mesh.devices.size, jax.process_count(), local_batch)
+
+  loader = pipeline.make_dataloader(
+      method.train_source, method.train_transforms, batch_size=local_batch,
+      seed=config.seed,
+      shard_options=grain.ShardOptions(jax.process_index(), jax.process_count(),
+                                       drop_remainder=True),
+      worker_count=config.data.worker_count)
+  example = next(iter(loader))  # A throw-away iterator: only shapes are needed.
+  data_iter = iter(loader)
+
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), config.checkpoint)
+  latest = ckpt.latest_step()
+  state, abstract_state, tx = build_state(config, method, example, mesh,
+                                          materialize=latest is None)
+  if latest is not None:
+    logging.info('Resuming from checkpoint at step %d.', latest)
+    state = ckpt.restore(latest, abstract_state, data_iter)
+  example_global = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), example)
+  train_step, new_metrics = compile_step(
+      config, method, tx, abstract_state, example_global, mesh)
+
+  step = int(jax.device_get(state.step))
+
+  writer = writers_lib.create_writer(workdir)
+  hooks = [periodic_actions.ReportProgress(
+      num_train_steps=total, writer=writer, every_steps=config.log_every,
+      every_secs=None)]
+  if config.profile.first_step > 0 and jax.process_index() == 0:
+    hooks.append(periodic_actions.Profile(
+        logdir=workdir, num_profile_steps=config.profile.num_steps,
+        first_profile=config.profile.first_step, profile_duration_ms=None,
+        every_secs=None))
+
+  max_bad = int(config.guard.max_consecutive_bad)
+  metrics = new_metrics()
+  pending_bad = None  # (step, device scalar) of the previous step.
+
+  def check_guard(at_step: int, consecutive_bad: jax.Array) -> None:
+    bad = int(consecutive_bad)
+    if bad >= max_bad:
+      raise NonFiniteError(
+          f'{bad} consecutive steps with a non-finite loss or gradient, ending at '
+          f'step {at_step} (guard.max_consecutive_bad={max_bad}). Their updates '
+          f'were skipped; the last checkpoint (step {ckpt.latest_step()}) is clean.')
+
+  def save(at_step: int, eval_metrics: Mapping[str, float] | None = None) -> None:
+    _check_finite_params(state)
+    ckpt.save(at_step, state, data_iter, metrics=dict(eval_metrics) if eval_metrics else None)
+
+  try:
+    with _Preemption() as preemption:
+      while step < total:
+        batch = mesh_lib.make_global_batch(next(data_iter), mesh)
+        state, metrics, consecutive_bad = train_step(state, batch, metrics)
+        step += 1
+        # Read the previous step's guard while this one runs, so the host
+        # never waits for the device in steady state.
+        if pending_bad is not None:
+          check_guard(*pending_bad)
+        pending_bad = (step, consecutive_bad)
+        for hook in hooks:
+          hook(step)
+
+        last = step == total
+        if step % config.log_every == 0 or last:
+          values = jax.device_get(metrics.compute())
+          writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+          metrics = new_metrics()
+
+        eval_metrics = {}
+        for hook in method.eval_hooks:
+          if step % hook.every_steps == 0 or last:
+            out = hook.fn(state, step, writer=writer)
+            scalars = {f'{hook.name}/{k}': float(v) for k, v in (out or {}).items()}
+            writer.write_scalars(step, scalars)
+            eval_metrics.update(scalars)
+
+        preempted = preemption.requested or ckpt.manager.reached_preemption(step)
+        if step % config.checkpoint.every_steps == 0 or last or preempted:
+          check_guard(*pending_bad)
+          save(step, eval_metrics)
+        if preempted and not last:
+          logging.warning('Preempted: saved step %d, exiting.', step)
+          break
+  finally:
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+  return state
