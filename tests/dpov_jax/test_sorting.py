@@ -1,0 +1,132 @@
+"""Tests of dpov_jax.sorting against the diffsort goldens (shared/golden/diffsort)."""
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dpov_jax import sorting
+
+
+def _cases(golden: pathlib.Path) -> list[dict]:
+  manifest = json.loads((golden / 'diffsort' / 'manifest.json').read_text())
+  return manifest['cases']
+
+
+def _kwargs(data) -> dict:
+  return dict(network=str(data['network']), steepness=float(data['steepness']),
+              art_lambda=float(data['art_lambda']),
+              distribution=str(data['distribution']))
+
+
+NUM_GOLDEN = 47
+
+
+def test_golden_manifest(golden):
+  assert len(_cases(golden)) == NUM_GOLDEN
+
+
+@pytest.mark.parametrize('index', range(NUM_GOLDEN))
+def test_golden_float64(golden, index):
+  case = _cases(golden)[index]
+  data = np.load(golden / 'diffsort' / case['file'])
+  kw = _kwargs(data)
+  rows = int(data['perm_rows'])
+  # float64 only inside this test (the jit cache keys on the x64 flag).
+  with jax.enable_x64(True):
+
+    @jax.jit
+    def run(x, w_perm, w_sorted):
+      # One compiled program per case: values and both gradients.
+      (y, perm), vjp = jax.vjp(lambda v: sorting.diff_sort(v, **kw), x)
+      grad_perm = vjp((jnp.zeros_like(y), jnp.broadcast_to(w_perm, perm.shape)))
+      grad_sorted = vjp((jnp.broadcast_to(w_sorted, y.shape),
+                         jnp.zeros_like(perm)))
+      return y, perm, grad_perm[0], grad_sorted[0]
+
+    y, perm, grad_perm, grad_sorted = run(
+        jnp.asarray(data['x'], jnp.float64),
+        jnp.asarray(data['w_perm'], jnp.float64),
+        jnp.asarray(data['w_sorted'], jnp.float64))
+    assert y.dtype == jnp.float64 and perm.dtype == jnp.float64
+  np.testing.assert_allclose(y, data['sorted'], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(perm[:rows], data['perm'], rtol=1e-5, atol=1e-5)
+  # Same arithmetic as diffsort: far tighter than the 1e-5 contract.
+  assert np.abs(y - data['sorted']).max() < 1e-12
+  assert np.abs(perm[:rows] - data['perm']).max() < 1e-11
+  for ours, ref in ((grad_perm, data['grad_perm']),
+                    (grad_sorted, data['grad_sorted'])):
+    scale = max(1.0, float(np.abs(ref).max()))
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_float32_matches_golden(golden):
+  data = np.load(golden / 'diffsort' / 'bitonic_n064_cauchy_s20.npz')
+  y, perm = sorting.diff_sort(jnp.asarray(data['x'], jnp.float32),
+                              **_kwargs(data))
+  assert y.dtype == jnp.float32 and perm.dtype == jnp.float32
+  np.testing.assert_allclose(y, data['sorted'], atol=2e-5)
+  np.testing.assert_allclose(perm, data['perm'], atol=2e-5)
+  # Doubly stochastic and consistent with sorted = x @ perm.
+  np.testing.assert_allclose(perm.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(perm.sum(-2), 1.0, atol=1e-5)
+  np.testing.assert_allclose(
+      jnp.einsum('bi,bir->br', jnp.asarray(data['x'], jnp.float32), perm), y,
+      atol=1e-5)
+
+
+@pytest.mark.parametrize('network', ['bitonic', 'odd_even'])
+@pytest.mark.parametrize('n', [5, 16])
+def test_batch_shapes_match_rows(network, n):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 4, n))
+  y, perm = sorting.diff_sort(x, network=network, steepness=5.0,
+                              distribution='logistic', chunk_size=5)
+  assert y.shape == (2, 3, 4, n) and perm.shape == (2, 3, 4, n, n)
+  y2, perm2 = sorting.diff_sort(x.reshape(24, n), network=network,
+                                steepness=5.0, distribution='logistic')
+  np.testing.assert_allclose(y.reshape(24, n), y2, atol=1e-6)
+  np.testing.assert_allclose(perm.reshape(24, n, n), perm2, atol=1e-6)
+  # A single unbatched row works too.
+  y1, perm1 = sorting.diff_sort(x[0, 0, 0], network=network, steepness=5.0,
+                                distribution='logistic')
+  np.testing.assert_allclose(y1, y2[0], atol=1e-6)
+  np.testing.assert_allclose(perm1, perm2[0], atol=1e-6)
+
+
+def test_steep_sort_is_exact_permutation():
+  x = jax.random.permutation(jax.random.PRNGKey(1), 33).astype(jnp.float32)
+  x = x[None] * 1.0
+  for network in ('bitonic', 'odd_even'):
+    y, perm = sorting.diff_sort(x, network=network, steepness=1e4,
+                                distribution='optimal')
+    np.testing.assert_allclose(y[0], np.arange(33), atol=1e-3)
+    np.testing.assert_allclose(perm[0], np.eye(33)[np.asarray(x[0], int)],
+                               atol=1e-3)
+
+
+@pytest.mark.parametrize('network', ['bitonic', 'odd_even'])
+def test_n1_is_identity(network):
+  x = jnp.array([[3.0], [-1.0]])
+  y, perm = sorting.diff_sort(x, network=network)
+  np.testing.assert_array_equal(y, x)
+  np.testing.assert_array_equal(perm, np.ones((2, 1, 1)))
+  grad = jax.grad(lambda v: jnp.sum(sorting.diff_sort(v, network=network)[0]))(x)
+  np.testing.assert_array_equal(grad, np.ones((2, 1)))
+
+
+def test_network_sizes():
+  assert sorting.network_size('bitonic', 64)[0] == 21
+  assert set(sorting.network_size('bitonic', 64)[1]) == {32}
+  assert sorting.network_size('bitonic', 100)[0] == 28
+  layers, counts = sorting.network_size('odd_even', 5)
+  assert layers == 5 and counts == [2, 2, 2, 2, 2]
+
+
+def test_unknown_options_raise():
+  with pytest.raises(ValueError):
+    sorting.diff_sort(jnp.ones((1, 4)), distribution='softmax')
+  with pytest.raises(ValueError):
+    sorting.diff_sort(jnp.ones((1, 4)), network='bubble')
