@@ -1,0 +1,456 @@
+"""TracksTo4D as a training-engine `Method`: data, sampling, loss phases, evaluation.
+
+    python -m tracks4d.train --config configs/tracks4d.py:smoke --workdir /tmp/t4d
+
+Pieces (spec: shared/spec/tracks4d.md sections 1.2-1.5, 3, 4):
+  * `Tracks4DFileSource`: grain source over clip files, each either an official
+    TracksTo4D `.npz` or a TAPVid-3D clip (converted with `clip_to_tracks4d`).
+  * `SampleWindows`: per-record window / point sampling (spec 1.2-1.3) producing
+    fixed, padded shapes so that records stack into batches:
+      fixed/tracks [N, 3, F1] f32   fixed window from frame 0, F1 = first_phase_frames
+      fixed/visible [F1, N] bool    (False on padded frames and points)
+      fixed/point_mask [N] bool, fixed/frame_mask [F1] bool
+      random/...  the same with F2 = max_cameras - 1 frames (random window, only when
+                  random windows are enabled)
+    N = data.max_points. Padded points are copies of the file's track 0 (official) and
+    are masked out of attention keys, the camera pooling and every loss term; padded
+    frames (random windows shorter than F2, files shorter than F1) repeat the last real
+    frame's positions with visibility 0 and are masked out of the losses (they still
+    take part in the frame attention and the circular camera convolution: the model
+    has no frame mask).
+  * `loss_fn`: the camera-initialisation loss (spec 3.1) while
+    step < camera_init_until_epoch * steps_per_epoch and until it first falls below
+    1e-4 (a flag in `state.extra`); afterwards the total loss (spec 3), clamped at 100
+    from clamp_from_epoch on; fixed windows before random_window_from_epoch, random
+    windows after (selected with `lax.cond`, so only one branch runs). Epochs are
+    passes over the training files (steps_per_epoch = ceil(files / batch_size)).
+  * eval hook: per held-out file, a fixed window of up to `eval.max_frames` frames and
+    up to `eval.max_points` real points, one forward pass, official metrics (spec 4):
+    ATE, RPE, depth AbsRel / delta_1, pixel reprojection error; means are written as
+    `eval/<name>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grain.python as grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from tapkit.train import loop
+from tracks4d import data as data_lib
+from tracks4d import evaluation
+from tracks4d import losses
+from tracks4d import model as model_lib
+
+_PRECISIONS = {'highest': jax.lax.Precision.HIGHEST, 'high': jax.lax.Precision.HIGH,
+               'default': jax.lax.Precision.DEFAULT}
+MODEL_FIELDS = ('width', 'num_layers', 'num_heads', 'head_dim', 'mlp_dim', 'positional_dim',
+                'num_bases', 'camera_kernel_size', 'predict_focal_length')
+
+
+# ------------------------------------------------------------------------- model
+
+
+def build_model(model_config: Mapping[str, Any]) -> model_lib.TracksTo4D:
+  """`TracksTo4D` from `config.model` (missing keys keep the paper sizes).
+
+  Keys: width, num_layers, num_heads, head_dim, mlp_dim, positional_dim, num_bases,
+  camera_kernel_size, predict_focal_length, precision ('highest' | 'high' | 'default').
+  """
+  cfg = dict(model_config)
+  unknown = sorted(set(cfg) - set(MODEL_FIELDS) - {'precision'})
+  if unknown:
+    raise ValueError(f'config.model: unknown keys {unknown}; expected {MODEL_FIELDS} '
+                     "and 'precision'")
+  precision = cfg.pop('precision', 'highest')
+  if precision not in _PRECISIONS:
+    raise ValueError(f'config.model.precision must be one of {sorted(_PRECISIONS)}, '
+                     f'got {precision!r}')
+  return model_lib.TracksTo4D(precision=_PRECISIONS[precision], **cfg)
+
+
+# -------------------------------------------------------------------------- files
+
+
+def load_clip_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+  """Official TracksTo4D arrays of a clip file (TracksTo4D `.npz` or TAPVid-3D clip).
+
+  The kind is recognised by its fields (`pred_tracks` vs `tracks_XYZ`); both readers
+  validate and refuse pickles.
+
+  Raises:
+    ValueError naming the file when it is neither kind.
+  """
+  from tapkit.data import tapvid3d, tracks4d_format  # pylint: disable=g-import-not-at-top
+  name = os.fspath(path)
+  try:
+    with np.load(name, allow_pickle=False) as npz:
+      fields = set(npz.files)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'{name}: not a readable .npz file ({e})') from e
+  if 'pred_tracks' in fields:
+    return tracks4d_format.load_tracks4d_npz(name)
+  if tapvid3d.TRACKS in fields:
+    return tracks4d_format.clip_to_tracks4d(tapvid3d.load_clip(name))
+  raise ValueError(f'{name}: neither a TracksTo4D file (field pred_tracks) nor a TAPVid-3D '
+                   f'clip (field {tapvid3d.TRACKS}); fields: {sorted(fields)}')
+
+
+def list_clip_files(path: str | os.PathLike, pattern: str = '*.npz') -> list[str]:
+  """A file, or the sorted files matching `pattern` in a directory."""
+  p = pathlib.Path(path)
+  if p.is_file():
+    return [str(p)]
+  if not p.is_dir():
+    raise FileNotFoundError(f'{p}: no such file or directory')
+  files = sorted(str(f) for f in p.glob(pattern) if f.is_file())
+  if not files:
+    raise FileNotFoundError(f'{p}: no files matching {pattern!r}')
+  return files
+
+
+class Tracks4DFileSource(grain.RandomAccessDataSource):
+  """Random access over clip files -> official TracksTo4D array dicts (cached)."""
+
+  def __init__(self, paths: Sequence[str], name: str = 'tracks4d'):
+    if not paths:
+      raise ValueError(f'{name}: no clip files')
+    self._paths = list(paths)
+    self._name = name
+    self._cache: dict[int, dict[str, np.ndarray]] = {}
+
+  def __len__(self) -> int:
+    return len(self._paths)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    index = int(index)
+    if index not in self._cache:
+      self._cache[index] = load_clip_arrays(self._paths[index])
+    return {'arrays': self._cache[index], 'path': self._paths[index]}
+
+  @property
+  def paths(self) -> list[str]:
+    return list(self._paths)
+
+  def __repr__(self) -> str:
+    return f'Tracks4DFileSource(name={self._name!r}, files={len(self._paths)}, first={self._paths[0]!r})'
+
+
+def ensure_synthetic_data(directory: str | os.PathLike, num_clips: int, seed: int,
+                          num_frames: int, height: int, width: int, num_tracks: int,
+                          desc: str = 'synthetic clips') -> list[str]:
+  """Renders dynamic synthetic clips (tapkit.data.synthetic) as TracksTo4D files.
+
+  Clip i uses seed (seed, i) and is written to `directory/clip_<i>.npz`; existing files
+  are kept (so a resumed run reuses them). Returns the sorted paths.
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  from tapkit.data import synthetic, tracks4d_format  # pylint: disable=g-import-not-at-top
+  directory = pathlib.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  paths = [directory / f'clip_{i:04d}.npz' for i in range(num_clips)]
+  missing = [i for i, p in enumerate(paths) if not p.is_file()]
+  for i in tqdm(missing, desc=desc, unit='clip', disable=not missing):
+    clip = synthetic.generate_clip((seed, i), num_frames, height, width, num_tracks,
+                                   dynamic=True)
+    tmp = paths[i].with_suffix('.tmp')
+    tracks4d_format.save_tracks4d_npz(tmp, tracks4d_format.clip_to_tracks4d(clip))
+    os.replace(tmp, paths[i])
+  return [str(p) for p in paths]
+
+
+# ----------------------------------------------------------------------- sampling
+
+
+def pad_sample(sample: Mapping[str, Any], num_frames: int) -> dict[str, np.ndarray]:
+  """Pads one `data.sample_clip` output to `num_frames` frames (fixed shapes).
+
+  Returns:
+    tracks [N, 3, num_frames] f32 (padded frames repeat the last real frame, with
+    visibility 0), visible [num_frames, N] bool, point_mask [N] bool, frame_mask
+    [num_frames] bool.
+  """
+  tracks = np.asarray(sample['tracks'], np.float32)  # [N, 3, F]
+  vis = np.asarray(sample['tracks_vis'], bool)  # [F, N]
+  f = tracks.shape[-1]
+  if f > num_frames:
+    raise ValueError(f'sample has {f} frames, more than the padded size {num_frames}')
+  pad = num_frames - f
+  if pad:
+    tracks = np.concatenate([tracks, np.repeat(tracks[..., -1:], pad, axis=-1)], axis=-1)
+    tracks[:, 2, f:] = 0.0
+    vis = np.concatenate([vis, np.zeros((pad, vis.shape[1]), bool)], axis=0)
+  return {'tracks': tracks, 'visible': vis & sample['point_mask'][None, :],
+          'point_mask': np.asarray(sample['point_mask'], bool),
+          'frame_mask': np.arange(num_frames) < f}
+
+
+class SampleWindows(grain.RandomMapTransform):
+  """Record {'arrays', 'path'} -> fixed-window (and random-window) padded samples.
+
+  Window and point selection follow spec 1.2-1.3 with grain's per-record rng in place
+  of the official unseeded torch randomness. A random window whose sample has fewer
+  than `min_points` real tracks is redrawn (up to `max_tries` times), then the
+  fixed-window sample stands in.
+  """
+
+  def __init__(self, max_points: int, first_phase_frames: int, max_cameras: int,
+               random_windows: bool, max_tries: int = 10):
+    self._n = int(max_points)
+    self._f1 = int(first_phase_frames)
+    self._f2 = int(max_cameras) - 1
+    self._random = bool(random_windows)
+    self._max_tries = int(max_tries)
+
+  def random_map(self, element: Mapping[str, Any], rng: np.random.Generator):
+    arrays, path = element['arrays'], element['path']
+    fixed = data_lib.sample_clip(arrays, max_cameras=self._f1, max_points=self._n,
+                                 sample_cameras=False, rng=rng, source=path)
+    out = {f'fixed/{k}': v for k, v in pad_sample(fixed, self._f1).items()}
+    out['fixed/num_points'] = np.int32(fixed['num_actual_tracklets'])
+    if self._random:
+      num_frames = arrays['pred_tracks'].shape[1]
+      chosen = None
+      for _ in range(self._max_tries):
+        if num_frames <= data_lib.MIN_RANDOM_WINDOW:
+          break  # Too short for any random window.
+        try:
+          s = data_lib.sample_clip(arrays, max_cameras=self._f2 + 1, max_points=self._n,
+                                   sample_cameras=True, rng=rng, source=path)
+        except ValueError:  # The drawn window is not shorter than the video: redraw.
+          continue
+        if s['num_actual_tracklets'] >= out['fixed/num_points']:
+          chosen = s
+          break
+      if chosen is None:
+        chosen = data_lib.sample_clip(arrays, max_cameras=min(self._f2, num_frames),
+                                      max_points=self._n, sample_cameras=False, rng=rng,
+                                      source=path)
+      out.update({f'random/{k}': v for k, v in pad_sample(chosen, self._f2).items()})
+      out['random/num_points'] = np.int32(chosen['num_actual_tracklets'])
+    return out
+
+
+class HasEnoughPoints(grain.FilterTransform):
+  """Keeps records whose fixed-window sample has >= min_points real tracks (official
+  training skips samples with fewer than 100)."""
+
+  def __init__(self, min_points: int):
+    self._min = int(min_points)
+
+  def filter(self, element: Mapping[str, Any]) -> bool:
+    return bool(element['fixed/num_points'] >= self._min)
+
+
+# --------------------------------------------------------------------------- loss
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSteps:
+  """Step boundaries of the official epoch schedule (spec 3.2)."""
+
+  steps_per_epoch: int
+  camera_init_until: int  # camera-initialisation loss while step < this (and not done)
+  clamp_from: int  # total loss clamped at `loss_clamp` from this step on
+  random_window_from: int  # random windows from this step on (-1: never)
+
+
+def phase_steps(config: ml_collections.ConfigDict, num_files: int) -> PhaseSteps:
+  spe = max(1, math.ceil(num_files / int(config.batch_size)))
+  s = config.schedule
+  random_from = int(s.random_window_from_epoch)
+  return PhaseSteps(steps_per_epoch=spe,
+                    camera_init_until=int(s.camera_init_until_epoch) * spe,
+                    clamp_from=int(s.clamp_from_epoch) * spe,
+                    random_window_from=-1 if random_from < 0 else random_from * spe)
+
+
+def make_loss_fn(net: model_lib.TracksTo4D, phases: PhaseSteps, coeffs: Mapping[str, float],
+                 loss_clamp: float, random_windows: bool):
+  """loss_fn(params, batch, rng, state) -> (loss, (aux, new_extra)) for the engine."""
+
+  def sample_terms(params, batch, prefix):
+    tracks = batch[f'{prefix}/tracks']  # [B, N, 3, F]
+    pmask = batch[f'{prefix}/point_mask']  # [B, N]
+    fmask = batch[f'{prefix}/frame_mask']  # [B, F]
+    vis = batch[f'{prefix}/visible'] & fmask[:, :, None]  # [B, F, N]
+    out = net.apply({'params': params}, tracks, pmask)
+    terms = losses.loss_terms(out, tracks, vis, coeffs, pmask)
+    # Padded frames contribute nothing to the camera-initialisation loss.
+    tau = jnp.asarray(losses.CAMERA_INIT_TRANSLATION, out.translations.dtype)
+    trans = jnp.where(fmask[..., None], out.translations, tau)
+    rots = jnp.where(fmask[..., None, None], out.rotations, jnp.eye(3, dtype=tracks.dtype))
+    terms['loss_camera_init'] = losses.camera_init_loss(trans, rots)
+    return terms
+
+  def loss_fn(params, batch, rng, state):
+    del rng  # Deterministic forward (no dropout).
+    step = state.step
+    init_done = state.extra['camera_init_done'] > 0
+    if random_windows and phases.random_window_from >= 0:
+      use_random = step >= phases.random_window_from
+      terms = jax.lax.cond(use_random, lambda: sample_terms(params, batch, 'random'),
+                           lambda: sample_terms(params, batch, 'fixed'))
+    else:
+      use_random = jnp.zeros((), bool)
+      terms = sample_terms(params, batch, 'fixed')
+    in_init = (step < phases.camera_init_until) & ~init_done
+    total = terms['loss_total']
+    trained = jnp.where(step >= phases.clamp_from,
+                        losses.clamp_training_loss(total, loss_clamp), total)
+    loss = jnp.where(in_init, terms['loss_camera_init'], trained)
+    done = init_done | (in_init & (terms['loss_camera_init'] < losses.CAMERA_INIT_EXIT_THRESHOLD))
+    aux = dict(terms)
+    aux['camera_init_phase'] = in_init.astype(jnp.float32)
+    aux['random_window'] = jnp.asarray(use_random, jnp.float32)
+    return loss, (aux, {'camera_init_done': done.astype(jnp.int32)})
+
+  return loss_fn
+
+
+# --------------------------------------------------------------------- evaluation
+
+
+def forward(net: model_lib.TracksTo4D, params: Any, tracks: np.ndarray
+            ) -> model_lib.TracksTo4DOutput:
+  """One jitted forward pass on tracks [1, N, 3, F] (compiled once per shape)."""
+  return _jitted_apply(net)(params, jnp.asarray(tracks))
+
+
+_APPLY_CACHE: dict[model_lib.TracksTo4D, Any] = {}
+
+
+def _jitted_apply(net: model_lib.TracksTo4D):
+  if net not in _APPLY_CACHE:
+    _APPLY_CACHE[net] = jax.jit(lambda p, t: net.apply({'params': p}, t))
+  return _APPLY_CACHE[net]
+
+
+def evaluate_output(out: model_lib.TracksTo4DOutput, sample: Mapping[str, Any]
+                    ) -> dict[str, float]:
+  """Official per-video metrics of one forward pass (spec 4), flat names.
+
+  Returns:
+    ate, rpe_trans (GT units), rpe_rot (deg), pixel_error (px), abs_rel, delta_1
+    (all points), abs_rel_dynamic, delta_1_dynamic; pose metrics are NaN without GT
+    poses and depth metrics NaN without GT depth / mask (the official reports 0).
+  """
+  ev = evaluation.evaluate_video(
+      projections=np.asarray(out.projections), tracks=sample['tracks'][None],
+      tracks_vis=sample['tracks_vis'], depths=np.asarray(out.depths),
+      rotations=np.asarray(out.rotations), translations=np.asarray(out.translations),
+      gt_ks=sample['GT_Ks'], gt_poses=sample.get('GT_poses'),
+      gt_depth=sample.get('GT_depth'), gt_mask=sample.get('GT_mask'))
+  has_pose = 'GT_poses' in sample
+  has_depth = 'GT_depth' in sample and 'GT_mask' in sample
+  nan = float('nan')
+  return {
+      'ate': float(ev.ate) if has_pose else nan,
+      'rpe_trans': float(ev.rpe_trans) if has_pose else nan,
+      'rpe_rot': float(ev.rpe_rot) if has_pose else nan,
+      'pixel_error': float(ev.pixel_reprojection_error),
+      'abs_rel': float(ev.depth_all[3]) if has_depth else nan,
+      'delta_1': float(ev.depth_all[0]) if has_depth else nan,
+      'abs_rel_dynamic': float(ev.depth_dynamic[3]) if has_depth else nan,
+      'delta_1_dynamic': float(ev.depth_dynamic[0]) if has_depth else nan,
+  }
+
+
+def eval_samples(paths: Sequence[str], max_frames: int, max_points: int,
+                 seed: int = 0) -> list[dict[str, Any]]:
+  """Deterministic fixed-window inference samples (truncated to real points)."""
+  out = []
+  for i, path in enumerate(paths):
+    sample = data_lib.sample_clip(load_clip_arrays(path), max_cameras=max_frames,
+                                  max_points=max_points, rng=np.random.default_rng((seed, i)),
+                                  source=path)
+    if sample['num_actual_tracklets'] == 0:
+      raise ValueError(f'{path}: no track is eligible in the first {max_frames} frames '
+                       '(visible in more than 10 frames and queried inside the window)')
+    out.append(data_lib.truncate_to_real(sample))
+  return out
+
+
+def evaluate_params(net: model_lib.TracksTo4D, params: Any,
+                    samples: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+  """Mean official metrics (and total loss) of `params` over samples (nan-mean)."""
+  rows = []
+  for sample in samples:
+    out = forward(net, params, sample['tracks'][None])
+    row = evaluate_output(out, sample)
+    row['loss_total'] = float(losses.loss_terms(
+        out, jnp.asarray(sample['tracks'][None]), jnp.asarray(sample['tracks_vis'][None]))[
+            'loss_total'])
+    rows.append(row)
+  return {k: float(np.nanmean([r[k] for r in rows])) if any(np.isfinite(r[k]) for r in rows)
+          else float('nan') for k in rows[0]}
+
+
+# ------------------------------------------------------------------------- method
+
+
+def training_files(config: ml_collections.ConfigDict, workdir: str | None
+                   ) -> tuple[list[str], list[str]]:
+  """(train paths, held-out paths) from config.data, or rendered synthetic clips."""
+  d = config.data
+  if d.train_dir:
+    train = list_clip_files(d.train_dir, d.pattern)
+    held_out = list_clip_files(d.eval_dir, d.pattern) if d.eval_dir else []
+    return train, held_out
+  if not workdir:
+    raise ValueError('config.data.train_dir is empty and no workdir was given for the '
+                     'on-the-fly synthetic data')
+  syn = d.synthetic
+  root = pathlib.Path(workdir) / 'synthetic'
+  sizes = dict(num_frames=syn.num_frames, height=syn.height, width=syn.width,
+               num_tracks=syn.num_tracks)
+  train = ensure_synthetic_data(root / 'train', syn.num_train, syn.seed, desc='train clips',
+                                **sizes)
+  held_out = ensure_synthetic_data(root / 'eval', syn.num_eval, syn.seed + 1,
+                                   desc='held-out clips', **sizes)
+  return train, held_out
+
+
+def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) -> loop.Method:
+  """The TracksTo4D training task (see the module docstring)."""
+  net = build_model(config.model)
+  train_paths, eval_paths = training_files(config, workdir)
+  phases = phase_steps(config, len(train_paths))
+  random_windows = int(config.schedule.random_window_from_epoch) >= 0
+  coeffs = dict(config.loss)
+  loss_fn = make_loss_fn(net, phases, coeffs, float(config.schedule.loss_clamp), random_windows)
+
+  def init_fn(rng: jax.Array, batch: Mapping[str, Any]):
+    params = net.init(rng, jnp.asarray(batch['fixed/tracks'][:1]),
+                      jnp.asarray(batch['fixed/point_mask'][:1]))['params']
+    return params, {'camera_init_done': jnp.zeros((), jnp.int32)}
+
+  transforms: list[grain.Transformation] = [
+      SampleWindows(config.data.max_points, config.data.first_phase_frames,
+                    config.data.max_cameras, random_windows)]
+  if config.data.min_points > 0:
+    transforms.append(HasEnoughPoints(config.data.min_points))
+
+  hooks = []
+  if eval_paths and config.eval.every_steps > 0:
+    samples = eval_samples(eval_paths, config.eval.max_frames, config.eval.max_points)
+
+    def evaluate(state, step, writer=None):
+      del step, writer
+      params = jax.device_get(state.params)
+      return evaluate_params(net, params, samples)
+
+    hooks.append(loop.EvalHook(every_steps=int(config.eval.every_steps), fn=evaluate))
+
+  return loop.Method(init_fn=init_fn, loss_fn=loss_fn,
+                     train_source=Tracks4DFileSource(train_paths, 'train'),
+                     train_transforms=transforms, eval_hooks=hooks, has_extra=True)

@@ -1,0 +1,24 @@
+"""Trains TracksTo4D through the shared engine.
+
+    python -m tracks4d.train --config configs/tracks4d.py:smoke --workdir /tmp/t4d
+
+Re-running the same command resumes from the latest checkpoint in --workdir. Without
+`config.data.train_dir`, dynamic synthetic clips are rendered into
+<workdir>/synthetic/{train,eval} first (kept for resumes). TensorBoard scalars,
+metrics.jsonl and config.json land in --workdir; the model config that
+`tracks4d.infer` needs is read back from that config.json.
+"""
+
+from absl import flags
+
+from tapkit.train import launch
+from tracks4d import task
+
+
+def build_method(config):
+  """task.build_method with the --workdir flag (where synthetic data is rendered)."""
+  return task.build_method(config, workdir=flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  launch.run(build_method)
