@@ -74,6 +74,17 @@ def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
     f.write(str(config))
 
 
+class _QuietLibraryInfo(logging.Filter):
+  """Drops INFO records from orbax and grain: they log every save step by step."""
+
+  _NOISY = (os.sep + 'orbax' + os.sep, os.sep + 'grain' + os.sep)
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno > logging.INFO:
+      return True
+    return not any(part in record.pathname for part in self._NOISY)
+
+
 def run(build_method: Callable[[ml_collections.ConfigDict], loop.Method]) -> None:
   """Parses --config / --workdir (absl + config_flags) and trains."""
   if 'config' not in flags.FLAGS:
@@ -88,6 +99,8 @@ def run(build_method: Callable[[ml_collections.ConfigDict], loop.Method]) -> Non
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     if config is None or not workdir:
       raise app.UsageError('--config and --workdir are required.')
+    for handler in logging.getLogger().handlers + logging.getLogger('absl').handlers:
+      handler.addFilter(_QuietLibraryInfo())
     maybe_initialize_distributed(config)
     save_config(config, workdir)
     loop.train(config, workdir, build_method(config))
