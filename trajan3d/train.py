@@ -1,0 +1,15 @@
+r"""Trains TRAJAN or 3DSPA with the shared engine.
+
+    python -m trajan3d.train --config configs/spa3d.py:smoke --workdir /tmp/spa3d
+    python -m trajan3d.train --config configs/trajan.py:smoke --workdir /tmp/trajan
+
+Re-running the same command resumes from the latest checkpoint in --workdir.
+TensorBoard scalars (train/*, eval/*) and metrics.jsonl go to --workdir. The
+task (data, transforms, loss, eval hook) is `trajan3d.task.build_method`.
+"""
+
+from tapkit.train import launch
+from trajan3d import task
+
+if __name__ == '__main__':
+  launch.run(task.build_method)
