@@ -27,10 +27,13 @@ import io
 import math
 import os
 import pickle
+import threading
 import zipfile
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+
+_AST_LOCK = threading.Lock()
 
 ARCHIVE = '<archive>'
 
@@ -161,7 +164,10 @@ def _parse_header(stream: io.BufferedIOBase, path, field) -> tuple[np.dtype, tup
   if len(raw_header) != header_len:
     raise NpzFieldError(path, field, 'truncated .npy header')
   try:
-    header = ast.literal_eval(raw_header.decode(encoding))
+    # ast in CPython 3.11 is not thread-safe (grain reads records from threads:
+    # 'AST constructor recursion depth mismatch'), so header parsing is serialised.
+    with _AST_LOCK:
+      header = ast.literal_eval(raw_header.decode(encoding))
   except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as e:
     raise NpzFieldError(path, field, f'unparsable .npy header ({e})') from None
   if not isinstance(header, dict) or set(header) != {'descr', 'fortran_order', 'shape'}:
