@@ -1,0 +1,114 @@
+"""3DPoV teacher-student fine-tuning of a DINO-family ViT (dpov_jax/task.py), through the engine.
+
+    python -m dpov_jax.train --config configs/dpov.py:smoke --workdir /tmp/dpov
+    python -m dpov_jax.train --config configs/dpov.py --workdir /tmp/dpov \
+        --config.backbone.init_checkpoint=dinov2_vitb14_reg4_pretrain.pth \
+        --config.data.synthetic.num_train_clips=0 \
+        --config.data.sources.ytvos.frames_root=/data/ytvos/train/JPEGImages \
+        --config.data.sources.ytvos.tracks_root=/data/ytvos_tracks
+
+Presets:
+  default  the paper run (spec a.1, a.12): DINOv2 ViT-B/14 with 4 registers (hub semantics) at
+           224 px, global batch 32 clips x 4 frames, regular step 10, grid 16 (N = 256), reference
+           crop 0.5 (n = 64), R = 5, hard/soft steepness 20/3, EMA teacher 0.99, AdamW lr 1e-6 on
+           the head and 1e-7 on blocks 10-11 (everything else frozen), wd 1e-5, cosine to 0 over
+           the real number of steps, no clipping, no warm-up, released frame curriculum. Give the
+           pretrained weights with backbone.init_checkpoint (.pth / .safetensors / .npz, see
+           dpov_jax/backbones); without one the backbone is the seeded random init.
+  smoke    the tiny `smoke` ViT (2 blocks, width 32, patch 14, 4 registers) at 112 px (8 x 8
+           tokens), batch 8 clips x 4 frames, regular step 3, grid 8 (N = 64), crop 0.5
+           (n = 16), R = 3, a smaller head (32 -> 256 -> 64), lr 1e-2 (both blocks at lr/10; patch
+           embedding, tokens, position embedding and final norm frozen), 300 steps on synthetic
+           textured clips rendered into <workdir>/synthetic: a few CPU minutes. Its starting
+           backbone is the random init of `smoke` from PRNGKey(backbone.init_seed) (no pretrained
+           weights exist for it); `python -m dpov_jax.match_eval --workdir W` compares it with
+           the fine-tuned one.
+
+Data sources (dpov_jax/data.py documents the frame-folder + tracks-file format): one entry per
+name under config.data.sources with frames_root, tracks_root, frames_subdir, transform
+('resize' | 'center_crop') and ratio; an entry with an empty tracks_root is off. The synthetic
+source is on when data.synthetic.num_train_clips > 0. data.mixture 'proportional' reproduces the
+release (items in proportion to the windows of each source), 'ratios' uses the ratios.
+"""
+
+import ml_collections
+
+from tapkit.train.config import engine_config
+
+
+def _source(frames_subdir: str = '', transform: str = 'resize',
+            ratio: float = 0.0) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      'frames_root': '', 'tracks_root': '', 'frames_subdir': frames_subdir,
+      'transform': transform, 'ratio': ratio})
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Presets 'smoke' and 'default'."""
+  preset = arg or 'default'
+  if preset not in ('smoke', 'default'):
+    raise ValueError(f"Unknown preset {preset!r}; use 'smoke' or 'default'.")
+  config = engine_config()
+
+  config.backbone = ml_collections.ConfigDict({
+      'name': 'dinov2_vitb14_reg',  # dpov_jax.backbones preset (registers-b)
+      'source': 'hub',  # position-embedding resize semantics: 'hub' | 'transformers'
+      'init_checkpoint': '',  # converted/official weights; '' = random init from init_seed
+      'init_seed': 0,
+      'num_layers': 0,  # > 0 overrides the preset's depth (tests)
+      'trainable_blocks': 2,  # must agree with optimizer.groups (checked)
+      'remat': False,
+  })
+  config.head = ml_collections.ConfigDict({'features': (1024, 1024, 512, 256)})  # a.7
+  config.loss = ml_collections.ConfigDict({
+      'nmb_ref': 5, 'crop_ratio': 0.5, 'hard_steepness': 20.0, 'soft_steepness': 3.0,
+      'use_hardsoft': True, 'network': 'bitonic', 'distribution': 'cauchy',
+      'art_lambda': 0.25, 'feature_upsampling': 'off', 'teacher_feature_upsampling': 'bilinear',
+      'symmetric': False,
+      'compare_schedule': 'released',  # 'released' (a.10) | 'all_frames'
+      'compare_period': 1085,  # steps between curriculum increments (released: 1085)
+      'sort_chunk_size': 16,
+  })
+  config.data.update({
+      'input_size': 224, 'num_clip_frames': 4, 'regular_step': 10, 'grid_size': 16,
+      'flip_prob': 0.5, 'mixture': 'proportional',
+  })
+  config.data.sources = ml_collections.ConfigDict({
+      'ytvos': _source('', 'resize', 0.25),
+      'co3d': _source('images', 'resize', 0.25),
+      'dl3dv': _source('nerfstudio/images_4', 'resize', 0.25),
+      'dl3dv_crop': _source('nerfstudio/images_4', 'center_crop', 0.25),
+  })
+  config.data.synthetic = ml_collections.ConfigDict({
+      'num_train_clips': 64, 'num_eval_clips': 16, 'seed': 0, 'ratio': 1.0})
+  config.eval = ml_collections.ConfigDict({
+      'every_steps': 1000, 'num_clips': 16, 'threshold_px': 14.0, 'batch_size': 8})
+
+  config.optimizer.update({
+      'name': 'adamw', 'lr': 1e-6, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-8, 'weight_decay': 1e-5,
+      'clip_norm': 0.0, 'schedule': 'cosine', 'warmup_steps': 0, 'end_lr_factor': 0.0,
+      'groups': ((r'^backbone/block_(10|11)/', 0.1), (r'^backbone/', 0.0)),
+  })
+  config.ema.momentum = 0.99
+  config.batch_size = 32  # global (the release's DeepSpeed train_batch_size, a.12)
+  config.total_steps = 8680  # 40 epochs x 217 steps of the release (a.12)
+  config.log_every = 50
+  config.checkpoint.every_steps = 1000
+  config.checkpoint.best_metric = 'eval/match_acc'
+  config.checkpoint.best_mode = 'max'
+
+  if preset == 'smoke':
+    config.backbone.update({'name': 'smoke'})
+    config.head.features = (256, 64)
+    config.loss.update({'nmb_ref': 3})
+    config.data.update({'input_size': 112, 'num_clip_frames': 4, 'regular_step': 3,
+                        'grid_size': 8})
+    config.data.synthetic.update({'num_train_clips': 48, 'num_eval_clips': 12})
+    config.eval.update({'every_steps': 100, 'num_clips': 12})
+    config.optimizer.update({
+        'lr': 1e-2, 'groups': ((r'^backbone/block_(0|1)/', 0.1), (r'^backbone/', 0.0))})
+    config.batch_size = 8
+    config.total_steps = 300
+    config.log_every = 10
+    config.checkpoint.every_steps = 100
+  return config

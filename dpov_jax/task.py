@@ -1,0 +1,298 @@
+"""3DPoV as an engine `Method`: EMA teacher-student ordering loss on tracked video patches.
+
+Parameters: {'backbone': ViT params (dpov_jax.backbones names, e.g. backbone/block_11/attn/...),
+'head': ProjectionHead params (head/linear_0..3)}. The engine keeps `state.ema_params`, the EMA of
+both (config.ema.momentum, 0.99), which is the teacher (spec a.11); `config.optimizer.groups`
+freezes the backbone except its last `backbone.trainable_blocks` blocks, which train at lr/10,
+while the head trains at lr (a.12). Frozen parameters are equal in student and teacher.
+
+One step (a.13), batch {'frames' [B, T, H, W, 3] uint8, 'tracks' [B, T, N, 2] float32 input
+pixels, 'visibility' [B, T, N] bool}:
+  1. normalise the frames (data.normalize_frames) and run the student backbone on all B*T frames
+     independently -> maps [B, T, Sh, Sw, D] (final-norm patch tokens);
+  2. run the teacher backbone (ema_params, no gradient) on frame 0 of each clip -> [B, Sh, Sw, D];
+  3. `loss.pov3d_loss`: sample at the tracks, heads + L2, references from the student maps,
+     hard/soft diffsort, permutation cross-entropy over the compared frames.
+The compared frames follow the released curriculum (a.10; `loss.compare_schedule='released'`):
+frames_to_compare = 0 at step 0, then (step - 1) // compare_period + 1, clamped to [0, T - 2];
+a `lax.switch` over the T - 1 possible frame sets keeps them static for the sorter.
+Without config.ema.momentum the teacher is the current student (no gradient) - the release's
+`use_EMA_teacher=False`.
+
+Known deviation: the engine's AdamW applies weight decay (1e-5) to every trainable parameter,
+while the release exempts biases and 1-D parameters; at lr <= 1e-6 the difference per step is
+below 1e-11 relative.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import grain.python as grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from dpov_jax import backbones as bb
+from dpov_jax import data
+from dpov_jax import loss as pov_loss
+from dpov_jax import match_eval
+from tapkit.train import loop, optim
+
+
+def backbone_config(config: ml_collections.ConfigDict) -> bb.BackboneConfig:
+  """The BackboneConfig of `config.backbone` (preset, source semantics, depth override)."""
+  c = config.backbone
+  overrides = {}
+  if int(c.get('num_layers', 0) or 0) > 0:
+    overrides['num_layers'] = int(c.num_layers)
+  return bb.get_config(c.name, source=c.get('source', 'hub'), **overrides)
+
+
+def build_backbone(config: ml_collections.ConfigDict) -> bb.VisionTransformer:
+  return bb.VisionTransformer(backbone_config(config),
+                              remat=bool(config.backbone.get('remat', False)))
+
+
+def initial_backbone_params(config: ml_collections.ConfigDict) -> dict:
+  """The starting backbone: `backbone.init_checkpoint` if set, else the random init of the preset
+  from PRNGKey(backbone.init_seed) (identical in every run with the same config)."""
+  cfg = backbone_config(config)
+  path = config.backbone.get('init_checkpoint', '')
+  if path:
+    _, params = bb.load_checkpoint(path, arch=cfg)
+    return jax.tree.map(np.asarray, params)
+  return bb.init_params(cfg, jax.random.PRNGKey(int(config.backbone.init_seed)))
+
+
+def check_trainable_groups(config: ml_collections.ConfigDict, cfg: bb.BackboneConfig) -> list[str]:
+  """Checks that optimizer.groups trains exactly the last `trainable_blocks` backbone blocks.
+
+  Returns:
+    the '/'-joined names of the trainable backbone parameters.
+  Raises:
+    ValueError naming config.optimizer.groups when the groups do something else.
+  """
+  k = int(config.backbone.trainable_blocks)
+  shapes = {'backbone': bb.param_shapes(cfg)}
+  mults = optim.param_lr_mults(shapes, tuple(config.optimizer.groups))
+  flat = jax.tree_util.tree_flatten_with_path(mults)[0]
+  want = {f'block_{i}' for i in range(max(cfg.num_layers - k, 0), cfg.num_layers)}
+  trainable, wrong = [], []
+  for path, mult in flat:
+    name = optim.path_str(path)
+    block = name.split('/')[1]
+    should = block in want
+    if (mult > 0) != should:
+      wrong.append(f'{name} (lr_mult {mult:g})')
+    if mult > 0:
+      trainable.append(name)
+  if wrong:
+    blocks = '|'.join(str(i) for i in sorted(int(b.split('_')[1]) for b in want))
+    raise ValueError(
+        f'config.optimizer.groups={tuple(config.optimizer.groups)} does not train exactly the '
+        f'last backbone.trainable_blocks={k} of {cfg.num_layers} blocks; wrong: {wrong[:6]}. Use '
+        f"((r'^backbone/block_({blocks})/', 0.1), (r'^backbone/', 0.0)).")
+  return trainable
+
+
+def frames_to_compare(step: jax.Array, period: int) -> jax.Array:
+  """Released curriculum counter (a.10): 0 at step 0, then (step - 1) // period + 1."""
+  step = jnp.asarray(step, jnp.int32)
+  return jnp.where(step <= 0, 0, (step - 1) // period + 1)
+
+
+def _loss_config(config: ml_collections.ConfigDict) -> pov_loss.LossConfig:
+  return pov_loss.LossConfig.from_config(config.loss)
+
+
+def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
+                 config: ml_collections.ConfigDict):
+  """loss_fn(params, batch, rng, state) -> (loss, aux) for the engine."""
+  cfg = module.config
+  lcfg = _loss_config(config)
+  schedule = config.loss.get('compare_schedule', 'released')
+  period = int(config.loss.get('compare_period', pov_loss.RELEASED_COMPARE_PERIOD))
+  if schedule not in ('released', 'all_frames'):
+    raise ValueError(f"config.loss.compare_schedule must be 'released' or 'all_frames', got "
+                     f'{schedule!r}')
+
+  def maps_of(backbone_params, frames):
+    # frames [F, H, W, 3] float32 -> [F, Sh, Sw, D]
+    tokens = module.apply({'params': backbone_params}, frames)
+    return bb.tokens_to_feature_map(tokens, cfg.grid_size(*frames.shape[1:3]),
+                                    cfg.num_prefix_tokens)
+
+  def loss_fn(params, batch, rng, state):
+    frames = data.normalize_frames(batch['frames'])  # [B, T, H, W, 3]
+    b, t, h, w, _ = frames.shape
+    if t < 2:
+      raise ValueError(f'config.data.num_clip_frames must be >= 2, got {t}')
+    teacher = state.ema_params if state.ema_params is not None else params
+    teacher = jax.lax.stop_gradient(teacher)
+    maps = maps_of(params['backbone'], frames.reshape(b * t, h, w, 3))
+    maps = maps.reshape(b, t, *maps.shape[1:])  # [B, T, Sh, Sw, D]
+    if lcfg.symmetric:
+      tmaps = maps_of(teacher['backbone'], frames.reshape(b * t, h, w, 3))
+      tmaps = tmaps.reshape(b, t, *tmaps.shape[1:])  # [B, T, Sh, Sw, D]
+    else:
+      tmaps = maps_of(teacher['backbone'], frames[:, 0])  # [B, Sh, Sw, D]
+    tracks = batch['tracks'].astype(jnp.float32)
+    vis = batch['visibility'].astype(bool)
+
+    def objective(frame_set):
+      def run(operands):
+        head_s, head_t, m, tm = operands
+        value, _ = pov_loss.pov3d_loss(
+            {'params': head_s}, {'params': head_t}, m, tm, tracks, vis, rng,
+            image_size=(h, w), patch_size=cfg.patch_size, frames=frame_set, config=lcfg,
+            head=head)
+        return value
+      return run
+
+    operands = (params['head'], teacher['head'], maps, tmaps)
+    if schedule == 'all_frames':
+      sets = [tuple(range(1, t))]
+      ftc = jnp.zeros((), jnp.int32)
+      value = objective(sets[0])(operands)
+    else:
+      sets = [pov_loss.compared_frames(k, t, 'released') for k in range(t - 1)]
+      ftc = jnp.clip(frames_to_compare(state.step, period), 0, t - 2)
+      value = jax.lax.switch(ftc, [objective(s) for s in sets], operands)
+    num_compared = jnp.asarray([len(s) for s in sets], jnp.float32)[
+        0 if schedule == 'all_frames' else ftc]
+    feats = maps.reshape(-1, maps.shape[-1])
+    aux = {
+        'frames_compared': num_compared,
+        # Collapse monitor: mean over channels of the std over all tokens of the student maps.
+        'feature_std': jnp.mean(jnp.std(feats, axis=0)),
+        'visible_frac': jnp.mean((vis[:, :1] & vis).astype(jnp.float32)),
+    }
+    return value, aux
+
+  return loss_fn
+
+
+def _window_source(config: ml_collections.ConfigDict, frames_root: str, tracks_root: str,
+                   name: str, frames_subdir: str = '', transform: str = 'resize'
+                   ) -> data.FrameWindowSource:
+  d = config.data
+  return data.FrameWindowSource(
+      frames_root, tracks_root, input_size=int(d.input_size),
+      num_clip_frames=int(d.num_clip_frames), regular_step=int(d.regular_step),
+      grid_size=int(d.grid_size), frames_subdir=frames_subdir, transform=transform, name=name)
+
+
+def synthetic_frames_per_clip(config: ml_collections.ConfigDict) -> int:
+  """Rendered frames per synthetic clip: exactly one clip of T frames every regular_step."""
+  return (int(config.data.num_clip_frames) - 1) * int(config.data.regular_step) + 1
+
+
+def _synthetic(config: ml_collections.ConfigDict, workdir: str, split: str,
+               num_clips: int) -> data.FrameWindowSource:
+  syn = config.data.synthetic
+  seed = int(syn.seed) + (0 if split == 'train' else 1_000_003)
+  roots = data.ensure_synthetic_windows(
+      os.path.join(workdir, 'synthetic', split), num_clips, seed=seed,
+      num_frames=synthetic_frames_per_clip(config), size=int(config.data.input_size),
+      grid_size=int(config.data.grid_size), desc=f'synthetic {split} clips')
+  return _window_source(config, *roots, name=f'synthetic_{split}')
+
+
+def train_source(config: ml_collections.ConfigDict, workdir: str | None
+                 ) -> data.MixtureSource:
+  """The mixture of the configured real sources and the synthetic one."""
+  sources, ratios = {}, {}
+  for name, src in config.data.get('sources', {}).items():
+    if not src.get('tracks_root'):
+      continue
+    if not src.get('frames_root'):
+      raise ValueError(f'config.data.sources.{name}.frames_root is empty but tracks_root is set')
+    sources[name] = _window_source(config, src.frames_root, src.tracks_root, name,
+                                   src.get('frames_subdir', ''), src.get('transform', 'resize'))
+    ratios[name] = float(src.get('ratio', 0.0))
+  syn = config.data.synthetic
+  if int(syn.num_train_clips) > 0:
+    if not workdir:
+      raise ValueError('synthetic data (config.data.synthetic.num_train_clips > 0) are rendered '
+                       'into the workdir, but none was given')
+    sources['synthetic'] = _synthetic(config, workdir, 'train', int(syn.num_train_clips))
+    ratios['synthetic'] = float(syn.get('ratio', 1.0))
+  return data.MixtureSource(sources, ratios, mode=config.data.get('mixture', 'proportional'),
+                            seed=int(config.seed))
+
+
+def eval_clips(config: ml_collections.ConfigDict, workdir: str,
+               num_clips: int | None = None) -> dict[str, np.ndarray]:
+  """Held-out synthetic clips for match_eval (rendered into <workdir>/synthetic/eval)."""
+  n = int(num_clips or config.eval.num_clips)
+  source = _synthetic(config, workdir, 'eval', n)
+  return match_eval.stack_eval_clips([source[i] for i in range(n)])
+
+
+def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) -> loop.Method:
+  """The 3DPoV fine-tuning task (module docstring)."""
+  module = build_backbone(config)
+  cfg = module.config
+  head = pov_loss.ProjectionHead(tuple(config.head.features))
+  trainable = check_trainable_groups(config, cfg)
+  logging.info('3DPoV: %d trainable backbone tensors (%s ...), head at lr %g.', len(trainable),
+               trainable[:2], config.optimizer.lr)
+  if int(config.loss.nmb_ref) > 1 and int(config.batch_size) < 2:
+    raise ValueError('config.batch_size must be >= 2: external references (loss.nmb_ref > 1) '
+                     'come from the other clips of the batch')
+  crop = pov_loss.reference_crop_patches((config.data.input_size,) * 2, cfg.patch_size,
+                                         float(config.loss.crop_ratio))
+  grid = cfg.grid_size(config.data.input_size, config.data.input_size)
+  if min(crop) < 1 or crop[0] > grid[0]:
+    raise ValueError(f'config.loss.crop_ratio={config.loss.crop_ratio} gives a {crop} patch crop '
+                     f'on the {grid} token grid of a {config.data.input_size}-px input')
+  start = initial_backbone_params(config)
+  from_checkpoint = bool(config.backbone.get('init_checkpoint', ''))
+  start_dev = jax.tree.map(jnp.asarray, start) if from_checkpoint else None
+
+  def init_fn(rng: jax.Array, batch: Mapping[str, Any]) -> dict:
+    if from_checkpoint:
+      backbone = start_dev
+    else:
+      size = batch['frames'].shape[2]
+      backbone = module.init(jax.random.PRNGKey(int(config.backbone.init_seed)),
+                             jnp.zeros((1, size, size, 3), jnp.float32))['params']
+    head_params = head.init(rng, jnp.zeros((1, cfg.hidden_size), jnp.float32))['params']
+    return {'backbone': backbone, 'head': head_params}
+
+  hooks = []
+  if workdir and int(config.eval.every_steps) > 0 and int(config.eval.num_clips) > 0:
+    matcher = match_eval.Matcher(module, eval_clips(config, workdir), config.eval.threshold_px,
+                                 int(config.eval.batch_size))
+    baseline = {}
+
+    def evaluate(state, step, writer=None):
+      del step, writer
+      if not baseline:
+        baseline.update({'start_' + k: v for k, v in matcher(start).items()})
+        baseline['static_acc'] = matcher.static_baseline()['acc']
+      student = matcher(jax.device_get(state.params['backbone']))
+      out = {'match_acc': student['acc'], 'match_err_px': student['err_px'],
+             'start_match_acc': baseline['start_acc'],
+             'start_match_err_px': baseline['start_err_px'],
+             'static_acc': baseline['static_acc']}
+      if state.ema_params is not None:
+        teacher = matcher(jax.device_get(state.ema_params['backbone']))
+        out.update({'teacher_match_acc': teacher['acc'],
+                    'teacher_match_err_px': teacher['err_px']})
+      return out
+
+    hooks.append(loop.EvalHook(every_steps=int(config.eval.every_steps), fn=evaluate))
+
+  transforms: list[grain.Transformation] = []
+  if float(config.data.flip_prob) > 0:
+    transforms.append(data.RandomClipFlip(float(config.data.flip_prob)))
+  return loop.Method(init_fn=init_fn, loss_fn=make_loss_fn(module, head, config),
+                     train_source=train_source(config, workdir), train_transforms=transforms,
+                     eval_hooks=hooks)
+
