@@ -16,7 +16,7 @@ Config (`config.optimizer`):
                 clipping and it gets no optimiser state.
 
 Example, 3DPoV-style (backbone at lr/10 with only its last two of 12 blocks trained):
-  groups = ((r'^backbone/blocks_(10|11)/', 0.1), (r'^backbone/', 0.0))
+  groups = ((r'^backbone/block_(10|11)/', 0.1), (r'^backbone/', 0.0))
 """
 
 from __future__ import annotations
