@@ -40,6 +40,7 @@ from dpov_jax.evaluate import probe_task
 from dpov_jax.evaluate import readers
 from dpov_jax.evaluate import report
 from dpov_jax.evaluate import synthetic_pairs
+from tapkit.train import config as train_config
 
 TASKS = ('keypoints', 'depth', 'normals', 'all')
 
@@ -209,8 +210,7 @@ def _figure_md(figs: Sequence[tuple[str, str]], out: str) -> str:
 
 
 def probe_config(args: argparse.Namespace, task: str):
-  from configs import probe3d  # pylint: disable=g-import-not-at-top
-  config = probe3d.get_config(args.preset)
+  config = train_config.load_config(f'configs/probe3d.py:{args.preset}')
   config.probe.task = task
   if args.steps:
     config.total_steps = args.steps

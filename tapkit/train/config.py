@@ -46,3 +46,25 @@ def engine_config() -> ml_collections.ConfigDict:
       'process_id': config_dict.placeholder(int),
   })
   return c
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]` the way `--config` does, for CLIs without absl.
+
+  A relative path that does not exist from the working directory is looked up
+  from the repository root, so `configs/x.py` works from anywhere in an editable
+  install.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+
+  path_text, _, arg = spec.partition(':')
+  path = pathlib.Path(path_text)
+  if not path.is_absolute() and not path.exists():
+    path = pathlib.Path(__file__).resolve().parents[2] / path
+  if not path.is_file():
+    raise FileNotFoundError(f'config file not found: {path_text}')
+  module_spec = importlib.util.spec_from_file_location(f'_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
