@@ -7,6 +7,10 @@ several runs and the speed ratio (diffsort time / ours), plus the largest
 differences of sorted values and permutation matrices between the two.
 
     python -m benchmarks.sorting [--rows 2048 8192] [--repeats 5]
+        [--implementation auto|blocked|scan] [--chunk-size C]
+
+The 1-minute load average is printed before and after each row (timings on a
+loaded machine are noisy; the ratio is measured back to back).
 """
 
 import argparse
@@ -37,6 +41,9 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--rows', type=int, nargs='+', default=[2048, 8192])
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--implementation', default='auto',
+                      choices=sorting.IMPLEMENTATIONS)
+  parser.add_argument('--chunk-size', type=int, default=None)
   args = parser.parse_args()
 
   import torch  # benchmark-only dependency
@@ -46,9 +53,11 @@ def main() -> None:
         f' (interop {torch.get_num_interop_threads()}), jax devices: '
         f'{jax.devices()}')
   print(f'bitonic n={N} steepness={STEEPNESS} cauchy float32, fwd+bwd, median '
-        f'of {args.repeats} runs')
+        f'of {args.repeats} runs, implementation={args.implementation}, '
+        f'chunk_size={args.chunk_size}')
   header = (f'{"rows":>6} {"ours ms":>10} {"diffsort ms":>12} {"ratio":>7} '
-            f'{"max|dsorted|":>13} {"max|dperm|":>11} {"max|dgrad|":>11}')
+            f'{"max|dsorted|":>13} {"max|dperm|":>11} {"max|dgrad|":>11} '
+            f'{"load":>9}')
   print(header)
   torch_sorter = diffsort.DiffSortNet('bitonic', N, steepness=STEEPNESS)
   rng = np.random.RandomState(0)
@@ -56,12 +65,15 @@ def main() -> None:
   w_sorted = rng.randn(N).astype(np.float32)
 
   def ours_loss(x):
-    y, p = sorting.diff_sort(x, steepness=STEEPNESS)
+    y, p = sorting.diff_sort(x, steepness=STEEPNESS,
+                             implementation=args.implementation,
+                             chunk_size=args.chunk_size)
     return jnp.sum(p * w_perm) + jnp.sum(y * w_sorted), (y, p)
 
   ours = jax.jit(jax.grad(ours_loss, has_aux=True))
 
   for rows in args.rows:
+    load_before = os.getloadavg()[0]
     x = rng.randn(rows, N).astype(np.float32)
     xj = jnp.asarray(x)
     ours_ms = _median_ms(lambda: jax.block_until_ready(ours(xj)), args.repeats)
@@ -81,7 +93,8 @@ def main() -> None:
           f'{torch_ms / ours_ms:>6.1f}x '
           f'{np.abs(np.asarray(y_ours) - y_t).max():>13.2e} '
           f'{np.abs(np.asarray(p_ours) - p_t).max():>11.2e} '
-          f'{np.abs(np.asarray(grad_ours) - g_t).max():>11.2e}')
+          f'{np.abs(np.asarray(grad_ours) - g_t).max():>11.2e} '
+          f'{load_before:>4.1f}/{os.getloadavg()[0]:<4.1f}')
 
 
 if __name__ == '__main__':

@@ -1,5 +1,6 @@
 """Tests of dpov_jax.sorting against the diffsort goldens (shared/golden/diffsort)."""
 
+import functools
 import json
 import pathlib
 
@@ -25,32 +26,51 @@ def _kwargs(data) -> dict:
 NUM_GOLDEN = 47
 
 
-def test_golden_manifest(golden):
-  assert len(_cases(golden)) == NUM_GOLDEN
+# LLVM optimisation level 0 halves the compile time of these 7-row programs;
+# XLA's HLO passes (and so the arithmetic checked) are unchanged.
+@functools.partial(jax.jit, static_argnames=('network', 'distribution',
+                                             'implementation'),
+                   compiler_options={'xla_backend_optimization_level': 0})
+def _golden_outputs(
+    x: jax.Array, w_perm: jax.Array, w_sorted: jax.Array, steepness: jax.Array,
+    art_lambda: jax.Array, network: str, distribution: str,
+    implementation: str = 'auto'
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Values, matrices and the gradients of both golden functionals.
+
+  x [7, n], w_perm [n, n], w_sorted [n], steepness [] and art_lambda [] are
+  traced: one compilation per (network, n, distribution, implementation)
+  serves every steepness. Both gradients come from one batched VJP.
+
+  Returns:
+    sorted [7, n], perm [7, n, n], dL_P/dx [7, n], dL_s/dx [7, n].
+  """
+  sort = lambda v: sorting.diff_sort(
+      v, network=network, steepness=steepness, art_lambda=art_lambda,
+      distribution=distribution, implementation=implementation)
+  (y, perm), vjp = jax.vjp(sort, x)
+  cot_sorted = jnp.stack([jnp.zeros_like(y), jnp.broadcast_to(w_sorted,
+                                                              y.shape)])
+  cot_perm = jnp.stack([jnp.broadcast_to(w_perm, perm.shape),
+                        jnp.zeros_like(perm)])
+  (grads,) = jax.vmap(vjp)((cot_sorted, cot_perm))
+  return y, perm, grads[0], grads[1]
 
 
-@pytest.mark.parametrize('index', range(NUM_GOLDEN))
-def test_golden_float64(golden, index):
-  case = _cases(golden)[index]
-  data = np.load(golden / 'diffsort' / case['file'])
-  kw = _kwargs(data)
+def _check_golden(data: np.lib.npyio.NpzFile,
+                  implementation: str = 'auto') -> None:
+  """Checks values, matrices and both gradients against one golden case."""
   rows = int(data['perm_rows'])
   # float64 only inside this test (the jit cache keys on the x64 flag).
   with jax.enable_x64(True):
-
-    @jax.jit
-    def run(x, w_perm, w_sorted):
-      # One compiled program per case: values and both gradients.
-      (y, perm), vjp = jax.vjp(lambda v: sorting.diff_sort(v, **kw), x)
-      grad_perm = vjp((jnp.zeros_like(y), jnp.broadcast_to(w_perm, perm.shape)))
-      grad_sorted = vjp((jnp.broadcast_to(w_sorted, y.shape),
-                         jnp.zeros_like(perm)))
-      return y, perm, grad_perm[0], grad_sorted[0]
-
-    y, perm, grad_perm, grad_sorted = run(
+    y, perm, grad_perm, grad_sorted = _golden_outputs(
         jnp.asarray(data['x'], jnp.float64),
         jnp.asarray(data['w_perm'], jnp.float64),
-        jnp.asarray(data['w_sorted'], jnp.float64))
+        jnp.asarray(data['w_sorted'], jnp.float64),
+        jnp.asarray(data['steepness'], jnp.float64),
+        jnp.asarray(data['art_lambda'], jnp.float64),
+        network=str(data['network']), distribution=str(data['distribution']),
+        implementation=implementation)
     assert y.dtype == jnp.float64 and perm.dtype == jnp.float64
   np.testing.assert_allclose(y, data['sorted'], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(perm[:rows], data['perm'], rtol=1e-5, atol=1e-5)
@@ -61,6 +81,24 @@ def test_golden_float64(golden, index):
                     (grad_sorted, data['grad_sorted'])):
     scale = max(1.0, float(np.abs(ref).max()))
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_golden_manifest(golden):
+  assert len(_cases(golden)) == NUM_GOLDEN
+
+
+@pytest.mark.parametrize('index', range(NUM_GOLDEN))
+def test_golden_float64(golden, index):
+  case = _cases(golden)[index]
+  _check_golden(np.load(golden / 'diffsort' / case['file']))
+
+
+@pytest.mark.parametrize('name', ['bitonic_n033_gaussian_s100.npz',
+                                  'bitonic_n064_cauchy_s20.npz',
+                                  'bitonic_n100_cauchy_s20.npz'])
+def test_golden_bitonic_scan_implementation(golden, name):
+  # The gather/scan implementation (odd-even's) on bitonic networks too.
+  _check_golden(np.load(golden / 'diffsort' / name), implementation='scan')
 
 
 def test_float32_matches_golden(golden):
@@ -76,6 +114,39 @@ def test_float32_matches_golden(golden):
   np.testing.assert_allclose(
       jnp.einsum('bi,bir->br', jnp.asarray(data['x'], jnp.float32), perm), y,
       atol=1e-5)
+
+
+def test_steepness_is_traced_and_differentiable():
+  x = np.random.RandomState(2).randn(3, 6)
+  w = np.random.RandomState(3).randn(6, 6)
+  with jax.enable_x64(True):
+    for distribution in ('gaussian', 'logistic_phi', 'cauchy'):
+
+      def loss(s, lam, implementation, distribution=distribution):
+        y, perm = sorting.diff_sort(x, steepness=s, art_lambda=lam,
+                                    distribution=distribution,
+                                    implementation=implementation)
+        return jnp.sum(perm * w) + jnp.sum(y * w[0])
+
+      grad = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
+      s, lam, eps = 3.0, 0.4, 1e-6
+      blocked = grad(s, lam, 'blocked')
+      scan = grad(s, lam, 'scan')
+      numeric = ((loss(s + eps, lam, 'scan') - loss(s - eps, lam, 'scan')) /
+                 (2 * eps),
+                 (loss(s, lam + eps, 'scan') - loss(s, lam - eps, 'scan')) /
+                 (2 * eps))
+      np.testing.assert_allclose(blocked, scan, rtol=1e-9, atol=1e-12)
+      np.testing.assert_allclose(blocked, numeric, rtol=1e-5, atol=1e-8)
+      assert abs(float(blocked[0])) > 1e-3
+      assert (abs(float(blocked[1])) > 1e-3) == (distribution == 'logistic_phi')
+  # A new steepness reuses the compiled program.
+  x32 = jnp.asarray(x, jnp.float32)
+  sorting.diff_sort(x32, steepness=1.0)
+  size = sorting.diff_sort._cache_size()
+  for s in (2.0, 7.5, 30.0):
+    sorting.diff_sort(x32, steepness=s)
+  assert sorting.diff_sort._cache_size() == size
 
 
 @pytest.mark.parametrize('network', ['bitonic', 'odd_even'])
