@@ -413,7 +413,7 @@ def export_hub_state_dict(params: Mapping[str, Any], config: BackboneConfig) -> 
   """{official torch.hub state_dict name: float32 numpy array} (spec c.6), for the hub models'
   `load_state_dict(strict=True)`."""
   if config.mlp_type == 'gated':
-    raise NotImplementedError('export_hub_state_dict: gated MLPs have no hub layout here')
+    raise ValueError('export_hub_state_dict: gated MLPs have no hub layout here')
   return transformers_to_hub(export_transformers_state_dict(params, config), config)
 
 
@@ -438,14 +438,14 @@ _SUPPORTED = ('ViTModel', 'Dinov2Model', 'Dinov2WithRegistersModel', 'DINOv3ViTM
 def _square(value, what: str, where: str) -> int:
   if isinstance(value, (list, tuple)):
     if len(set(value)) != 1:
-      raise NotImplementedError(f'{where}: non-square {what} {value} is not supported')
+      raise ValueError(f'{where}: non-square {what} {value} is not supported')
     value = value[0]
   return int(value)
 
 
 def _act(name: Any, where: str, allowed: tuple[str, ...]) -> str:
   if name not in allowed:
-    raise NotImplementedError(f'{where}: hidden_act {name!r} is not supported (only {allowed}; '
+    raise ValueError(f'{where}: hidden_act {name!r} is not supported (only {allowed}; '
                               "transformers' 'gelu' is the exact erf GELU)")
   return name
 
@@ -463,7 +463,7 @@ def config_from_transformers(hf_config: Any, name: str | None = None) -> Backbon
                 layer_norm_eps=float(hf_config.layer_norm_eps))
   if mt == 'vit':
     if getattr(hf_config, 'head_dim', d // common['num_heads']) * common['num_heads'] != d:
-      raise NotImplementedError(f'{where}: head_dim × heads must equal hidden_size')
+      raise ValueError(f'{where}: head_dim × heads must equal hidden_size')
     q = bool(hf_config.qkv_bias)
     return BackboneConfig(name=name or 'transformers_vit', family='dino',
                           mlp_dim=int(hf_config.intermediate_size),
@@ -471,7 +471,7 @@ def config_from_transformers(hf_config: Any, name: str | None = None) -> Backbon
                           query_bias=q, key_bias=q, value_bias=q, **common)
   if mt in ('dinov2', 'dinov2_with_registers'):
     if getattr(hf_config, 'use_swiglu_ffn', False):
-      raise NotImplementedError(f'{where}: use_swiglu_ffn=True (ViT-g) is not supported')
+      raise ValueError(f'{where}: use_swiglu_ffn=True (ViT-g) is not supported')
     q = bool(hf_config.qkv_bias)
     reg = int(getattr(hf_config, 'num_register_tokens', 0)) if mt == 'dinov2_with_registers' else 0
     return BackboneConfig(
@@ -495,7 +495,7 @@ def config_from_transformers(hf_config: Any, name: str | None = None) -> Backbon
         rope_theta=float(hf_config.rope_theta), rope_shift=hf_config.pos_embed_shift,
         rope_jitter=hf_config.pos_embed_jitter, rope_rescale=hf_config.pos_embed_rescale,
         use_mask_token=True, **common)
-  raise NotImplementedError(f'{where}: only vit, dinov2, dinov2_with_registers and dinov3_vit '
+  raise ValueError(f'{where}: only vit, dinov2, dinov2_with_registers and dinov3_vit '
                             'configs are supported')
 
 
@@ -517,7 +517,7 @@ def from_transformers(hf_model: Any, **module_kwargs) -> tuple[VisionTransformer
   if type(model).__name__ not in _SUPPORTED:
     base = getattr(model, 'base_model', None)
     if base is None or type(base).__name__ not in _SUPPORTED:
-      raise NotImplementedError(f'from_transformers: {type(hf_model).__name__} is not one of '
+      raise ValueError(f'from_transformers: {type(hf_model).__name__} is not one of '
                                 f'{_SUPPORTED}')
     model = base
   cls = type(model).__name__

@@ -111,7 +111,7 @@ def test_task_wrappers_and_pooler_are_accepted():
   ref = _run_torch(classifier.vit, x).last_hidden_state.numpy()
   assert _rel(module.apply({'params': params}, jnp.asarray(x)), ref) < RTOL
   assert _rel(module.apply({'params': params2}, jnp.asarray(x)), ref) < RTOL
-  with pytest.raises(NotImplementedError, match='is not one of'):
+  with pytest.raises(ValueError, match='is not one of'):
     bb.from_transformers(torch.nn.Linear(2, 2))
 
 
