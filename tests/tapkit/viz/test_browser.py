@@ -1,40 +1,25 @@
 """Headless-browser checks: the 3D viewer and a report really render (needs Chromium)."""
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tapkit.data.synthetic import generate_clip
+from tapkit.viz import browser
 from tapkit.viz import html as viz_html
 from tapkit.viz import plots
 from tapkit.viz import tracks3d
 
 
-def _chromium() -> str | None:
-  if os.path.exists('/usr/bin/chromium'):
-    return '/usr/bin/chromium'
-  return shutil.which('chromium') or shutil.which('chromium-browser')
-
-
 pytestmark = pytest.mark.skipif(
-    _chromium() is None,
+    browser.find_chromium() is None,
     reason='headless Chromium not installed (Debian: apt-get install -y chromium)')
 
 
 def _screenshot(page, tmp_path) -> np.ndarray:
-  shot = tmp_path / 'shot.png'
-  cmd = [_chromium(), '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-         '--no-first-run', '--disable-background-networking', '--disable-component-update',
-         '--disable-sync', f'--user-data-dir={tmp_path / "profile"}',
-         f'--screenshot={shot}', '--window-size=800,600', page.resolve().as_uri()]
-  result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-  assert shot.exists(), f'no screenshot; chromium said:\n{result.stderr[-2000:]}'
-  with Image.open(shot) as image:
-    return np.asarray(image.convert('RGB'))
+  del tmp_path
+  return browser.screenshot(page, (800, 600))
 
 
 def test_viewer_renders_points_and_cameras(tmp_path):

@@ -1,0 +1,101 @@
+"""The default job end to end in --fast mode: stages, done.json, resume, report, browser."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tapkit import quickstart
+from tapkit.viz import browser
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('quickstart')
+  results = quickstart.run(workdir, fast=True)
+  return workdir, results
+
+
+def _finite_numbers(tree) -> list[float]:
+  if isinstance(tree, dict):
+    return [x for v in tree.values() for x in _finite_numbers(v)]
+  if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+    return [float(tree)]
+  return []
+
+
+def test_every_stage_records_finite_results(finished):
+  workdir, results = finished
+  assert list(results) == list(quickstart.STAGES)
+  for stage in quickstart.STAGES:
+    with open(workdir / stage / 'done.json') as f:
+      assert json.load(f)['fast'] is True
+  t3 = results['trajan3d']['metrics']
+  assert set(t3) == {'untrained', 'trained'}
+  for row in t3.values():
+    assert 0.0 <= row['average_jaccard'] <= 1.0
+    assert 0.0 <= row['occlusion_accuracy'] <= 1.0
+  assert len(results['trajan3d']['scores']) == quickstart.FAST.heldout_clips
+  t4 = results['tracks4d']['metrics']
+  assert set(t4) == {'untrained', 'trained', 'fine-tuned'}
+  for row in t4.values():
+    assert all(math.isfinite(row[k]) for k in ('ate', 'rpe_rot', 'pixel_error', 'abs_rel'))
+  rows = results['dpov']['matching']
+  assert any(k.startswith('student') for k in rows) and 'start backbone' in rows
+  assert all(0.0 <= r['acc'] <= 1.0 for r in rows.values())
+
+
+def test_report_has_every_section_filled(finished):
+  workdir, results = finished
+  assert results['report']['sections'] == ['trajan3d', 'tracks4d', 'dpov']
+  md = (workdir / 'report.md').read_text()
+  for heading in ('## 3DSPA', '## TracksTo4D', '## 3DPoV'):
+    assert heading in md
+  assert 'Not run' not in md
+  assert md.count('![') >= 8  # curves, tracks, 3D view, PCA, correspondences
+  assert 'tracks4d/pred/' in md  # link to the interactive 3D view
+  for line in md.splitlines():  # every table cell is a number or a name
+    if line.startswith('| untrained') or line.startswith('| trained'):
+      cells = [c.strip() for c in line.strip('|').split('|')[1:]]
+      assert all(math.isfinite(float(c)) for c in cells), line
+  html = (workdir / 'report.html').read_text()
+  assert html.count('<img') >= 8 and '<table' in html
+
+
+def test_rerun_skips_finished_stages(finished, capsys):
+  workdir, results = finished
+  again = quickstart.run(workdir, ['data', 'trajan3d', 'tracks4d', 'dpov'], fast=True)
+  assert 'already finished' in capsys.readouterr().err
+  assert again['tracks4d']['metrics'] == results['tracks4d']['metrics']
+
+
+def test_stage_without_its_inputs_says_what_to_run(tmp_path):
+  with pytest.raises(FileNotFoundError, match='--stages data'):
+    quickstart.run(tmp_path, ['trajan3d'], fast=True)
+  with pytest.raises(ValueError, match='unknown'):
+    quickstart.run(tmp_path, ['train'], fast=True)
+
+
+@pytest.mark.skipif(browser.find_chromium() is None,
+                    reason='headless Chromium not installed (apt-get install -y chromium)')
+def test_report_renders_in_chromium(finished):
+  workdir, _ = finished
+  shot = browser.screenshot(workdir / 'report.html', (1000, 2400), wait_ms=2000)
+  assert shot.shape == (2400, 1000, 3)
+  assert shot.std() > 20  # not a blank page
+  assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 100  # text, tables and figures
+  rows_drawn = np.any(shot.reshape(2400, -1) < 200, axis=1)
+  assert rows_drawn[1200:].mean() > 0.2  # content well below the first screen (figures)
+
+
+@pytest.mark.skipif(browser.find_chromium() is None,
+                    reason='headless Chromium not installed (apt-get install -y chromium)')
+def test_tracks4d_view_renders_in_chromium(finished):
+  workdir, results = finished
+  page = workdir / 'tracks4d' / results['tracks4d']['views'][0]
+  shot = browser.screenshot(page, (800, 600), wait_ms=1000)
+  canvas = shot[40:550].reshape(-1, 3)
+  background = np.array([0x15, 0x17, 0x1c])
+  drawn = np.any(np.abs(canvas.astype(int) - background) > 30, axis=-1)
+  assert drawn.sum() > 50  # points and frusta painted by the script
