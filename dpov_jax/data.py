@@ -294,8 +294,8 @@ class FrameWindowSource(grain.RandomAccessDataSource):
             'visibility': vis.astype(bool)}
 
   def __repr__(self) -> str:
-    return (f'FrameWindowSource(name={self._name!r}, frames_root={self._frames_root!r}, '
-            f'tracks_root={self._tracks_root!r}, n={len(self._files)}, size={self._size}, '
+    return (f'FrameWindowSource(name={self._name!r}, frames_root={os.path.abspath(self._frames_root)!r}, '
+            f'tracks_root={os.path.abspath(self._tracks_root)!r}, n={len(self._files)}, size={self._size}, '
             f'T={self._t}, step={self._step}, grid={self._grid}, transform={self._transform!r})')
 
 

@@ -487,7 +487,7 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f'--stages: unknown {unknown}; choose from {",".join(STAGES)}')
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute checkpoint paths
   workdir.mkdir(parents=True, exist_ok=True)
   sizes = FAST if fast else FULL
   ordered = [s for s in STAGES if s in stages]

@@ -142,7 +142,7 @@ class Tracks4DFileSource(grain.RandomAccessDataSource):
     return list(self._paths)
 
   def __repr__(self) -> str:
-    return f'Tracks4DFileSource(name={self._name!r}, files={len(self._paths)}, first={self._paths[0]!r})'
+    return f'Tracks4DFileSource(name={self._name!r}, files={len(self._paths)}, first={os.path.abspath(self._paths[0])!r})'
 
 
 def ensure_synthetic_data(directory: str | os.PathLike, num_clips: int, seed: int,

@@ -192,7 +192,7 @@ class TrackExampleSource(grain.RandomAccessDataSource):
     return dict(self._examples[index])
 
   def __repr__(self) -> str:
-    return (f'TrackExampleSource(directory={self._directory!r}, '
+    return (f'TrackExampleSource(directory={os.path.abspath(self._directory)!r}, '
             f'pattern={self._pattern!r}, len={len(self._examples)})')
 
 

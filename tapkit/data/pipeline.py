@@ -88,7 +88,7 @@ class ClipDirectorySource(grain.RandomAccessDataSource):
     return list(self._paths)
 
   def __repr__(self) -> str:
-    return (f'ClipDirectorySource(directory={str(self._directory)!r}, '
+    return (f'ClipDirectorySource(directory={os.path.abspath(self._directory)!r}, '
             f'pattern={self._pattern!r}, len={len(self._paths)})')
 
 
