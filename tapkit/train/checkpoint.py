@@ -105,7 +105,8 @@ def load_state_numpy(workdir: str | os.PathLike, step: int | None = None
   so evaluation CLIs, converters and tests can read a checkpoint written by a
   sharded run. Returns (step, state_dict).
   """
-  directory = os.path.join(os.fspath(workdir), 'checkpoints')
+  # orbax only accepts absolute paths; CLIs pass what the user typed.
+  directory = os.path.join(os.path.abspath(os.fspath(workdir)), 'checkpoints')
   if step is None:
     manager = ocp.CheckpointManager(
         directory, item_names=('state', 'data'),
