@@ -170,16 +170,24 @@ def stage_data(workdir: pathlib.Path, sizes: Sizes, progress: Progress) -> dict[
   return {'heldout_dir': str(out), 'files': files}
 
 
-def _spa3d_config(sizes: Sizes, fast: bool):
-  config = _repo_config('configs/spa3d.py:smoke')
-  config.total_steps = sizes.spa3d_steps
-  config.data.synthetic.num_train = sizes.spa3d_train_clips
+def _smoke_config(spec: str, steps: int, fast: bool):
+  """A method's smoke preset for `steps` steps; in fast mode eval/log/save every step or two."""
+  config = _repo_config(spec)
+  config.total_steps = steps
   if fast:
     config.eval.every_steps = 2
-    config.eval.num_clips = 1
     config.log_every = 1
     config.checkpoint.every_steps = 2
-    config.optimizer.warmup_steps = 1
+    if config.optimizer.get('warmup_steps', 0) > 1:
+      config.optimizer.warmup_steps = 1  # the cosine schedule needs steps > warm-up
+  return config
+
+
+def _spa3d_config(sizes: Sizes, fast: bool):
+  config = _smoke_config('configs/spa3d.py:smoke', sizes.spa3d_steps, fast)
+  config.data.synthetic.num_train = sizes.spa3d_train_clips
+  if fast:
+    config.eval.num_clips = 1
   return config
 
 
@@ -232,15 +240,9 @@ def _tapvid3d_metric_order(metrics: Mapping[str, Mapping[str, float]]) -> list[s
 
 
 def _tracks4d_config(sizes: Sizes, fast: bool):
-  config = _repo_config('configs/tracks4d.py:smoke')
-  config.total_steps = sizes.tracks4d_steps
+  config = _smoke_config('configs/tracks4d.py:smoke', sizes.tracks4d_steps, fast)
   config.data.synthetic.num_train = sizes.tracks4d_train_clips
   config.data.synthetic.num_eval = sizes.tracks4d_eval_clips
-  if fast:
-    config.eval.every_steps = 2
-    config.log_every = 1
-    config.checkpoint.every_steps = 2
-    config.optimizer.warmup_steps = 1
   return config
 
 
@@ -280,15 +282,11 @@ def stage_tracks4d(workdir: pathlib.Path, sizes: Sizes, fast: bool,
 
 
 def _dpov_config(sizes: Sizes, fast: bool):
-  config = _repo_config('configs/dpov.py:smoke')
-  config.total_steps = sizes.dpov_steps
+  config = _smoke_config('configs/dpov.py:smoke', sizes.dpov_steps, fast)
   config.data.synthetic.num_train_clips = sizes.dpov_train_clips
   config.data.synthetic.num_eval_clips = sizes.dpov_eval_clips
   config.eval.num_clips = sizes.dpov_eval_clips
   if fast:
-    config.eval.every_steps = 2
-    config.log_every = 1
-    config.checkpoint.every_steps = 2
     config.batch_size = 2
   return config
 
