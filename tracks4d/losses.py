@@ -155,7 +155,8 @@ def clamp_training_loss(loss: Array, max_value: float = TRAIN_LOSS_CLAMP) -> Arr
   return jnp.where(loss <= max_value, loss, max_value)
 
 
-def camera_init_loss(translations: Array, rotations: Array) -> Array:
+def camera_init_loss(translations: Array, rotations: Array,
+                     frame_mask: Array | None = None) -> Array:
   """Camera-initialisation warm-up loss of train.py (spec 3.1).
 
   L_init = [mean over (b, c) of sum_f (t_f,c - tau_c)^2 + 100 mean((R - I)^2)] / 100,
@@ -164,8 +165,17 @@ def camera_init_loss(translations: Array, rotations: Array) -> Array:
   Args:
     translations: [b, F, 3] camera centres.
     rotations: [b, F, 3, 3] (any matrices; the loss is a plain function of them).
+    frame_mask: optional [b, F] bool, False for padded frames: they are left out of the
+      sum over frames, and the rotation mean is taken over each sample's real frames
+      (then over the batch), so a padded window scores as its unpadded self.
   """
   tau = jnp.asarray(CAMERA_INIT_TRANSLATION, translations.dtype)
-  trans_term = jnp.mean(jnp.sum((translations - tau) ** 2, axis=1))  # sum over frames
-  rot_term = jnp.mean((rotations - jnp.eye(3, dtype=rotations.dtype)) ** 2)
+  rot_err = jnp.mean((rotations - jnp.eye(3, dtype=rotations.dtype)) ** 2, axis=(-2, -1))
+  if frame_mask is None:
+    trans_term = jnp.mean(jnp.sum((translations - tau) ** 2, axis=1))  # sum over frames
+    rot_term = jnp.mean(rot_err)
+  else:
+    m = frame_mask.astype(translations.dtype)  # [b, F]
+    trans_term = jnp.mean(jnp.sum((translations - tau) ** 2 * m[..., None], axis=1))
+    rot_term = jnp.mean(jnp.sum(rot_err * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0))
   return (trans_term + rot_term * CAMERA_INIT_ROTATION_WEIGHT) / CAMERA_INIT_NORMALISER

@@ -235,7 +235,8 @@ class TracksTo4D(nn.Module):
     # translation 3 + focal 1 + K coefficients + 6-D rotation + 2 unused channels.
     return 3 + 1 + self.num_bases + 6 + 2
 
-  def _encode(self, tracks: Array, point_mask: Array | None = None) -> Array:
+  def _encode(self, tracks: Array, point_mask: Array | None = None,
+              frame_mask: Array | None = None) -> Array:
     """Encoder: tracks [b, N, C_in, F] -> features [b, N, F, width].
 
     A plain helper of the compact `__call__` (its submodules are registered there).
@@ -257,18 +258,24 @@ class TracksTo4D(nn.Module):
       # Padded points must not act as keys in point attention.
       point_keys = jnp.broadcast_to(point_mask[:, None, :], (b, f, n)).reshape(b * f, n)
 
+    frame_keys = None
+    if frame_mask is not None:
+      # Padded frames must not act as keys in frame attention.
+      frame_keys = jnp.broadcast_to(frame_mask[:, None, :], (b, n, f)).reshape(b * n, f)
+
     kwargs = dict(num_heads=self.num_heads, head_dim=self.head_dim, mlp_dim=self.mlp_dim,
                   precision=self.precision)
     x = x.reshape(b * n, f, self.width)  # [b*N, F, C]: each point's frames a sequence.
     for i in range(self.num_layers):
-      x = TransformerBlock(**kwargs, name=f'frame_transformer_{i}')(x)
+      x = TransformerBlock(**kwargs, name=f'frame_transformer_{i}')(x, frame_keys)
       x = x.reshape(b, n, f, self.width).transpose(0, 2, 1, 3).reshape(b * f, n, self.width)
       x = TransformerBlock(**kwargs, name=f'point_transformer_{i}')(x, point_keys)
       x = x.reshape(b, f, n, self.width).transpose(0, 2, 1, 3).reshape(b * n, f, self.width)
     return x.reshape(b, n, f, self.width)
 
   @nn.compact
-  def __call__(self, tracks: Array, point_mask: Array | None = None) -> TracksTo4DOutput:
+  def __call__(self, tracks: Array, point_mask: Array | None = None,
+               frame_mask: Array | None = None) -> TracksTo4DOutput:
     """Forward pass.
 
     Args:
@@ -276,13 +283,18 @@ class TracksTo4D(nn.Module):
       point_mask: optional [b, N] bool, False for padded points: they are excluded as
         attention keys and from the camera head's mean over points (their own outputs
         are computed but meaningless). None = every point is real (official).
+      frame_mask: optional [b, F] bool, True for the first F_b frames of sample b and
+        False for padding after them. Real frames then get exactly the outputs of the
+        unpadded F_b-frame input: padded frames are no attention keys, the camera head's
+        circular convolution wraps at F_b, and the per-point head averages real frames.
+        Outputs at padded frames are meaningless. None = every frame is real (official).
 
     Returns:
       TracksTo4DOutput (official layouts).
     """
     b, n, _, f = tracks.shape
     k = self.num_bases
-    h = self._encode(tracks, point_mask)  # [b, N, F, C]
+    h = self._encode(tracks, point_mask, frame_mask)  # [b, N, F, C]
 
     # ---- Camera head: mean over points, circular 1-D convolution over time.
     if point_mask is None:
@@ -293,7 +305,13 @@ class TracksTo4D(nn.Module):
     pad = self.camera_kernel_size // 2
     # Circular padding (the first frame sees the last ones). The official torch code
     # fails for F < pad; 'wrap' extends the same periodic convolution to any F.
-    padded = jnp.pad(pooled, ((0, 0), (pad, pad), (0, 0)), mode='wrap')
+    if frame_mask is None:
+      padded = jnp.pad(pooled, ((0, 0), (pad, pad), (0, 0)), mode='wrap')
+    else:
+      # Wrap at each sample's real length L_b: position t reads frame t mod L_b.
+      length = jnp.maximum(jnp.sum(frame_mask, axis=1), 1)  # [b]
+      index = jnp.mod(jnp.arange(-pad, f + pad)[None, :], length[:, None])  # [b, F+2p]
+      padded = jnp.take_along_axis(pooled, index[..., None], axis=1)
     cams = nn.Conv(self.num_camera_channels, (self.camera_kernel_size,), padding='VALID',
                    precision=self.precision, name='camera_head')(padded)  # [b, F, 24]
 
@@ -308,8 +326,13 @@ class TracksTo4D(nn.Module):
     rotations = rotation_from_6d(cams[..., 4 + k:10 + k])  # [b, F, 3, 3]
 
     # ---- Per-point head: mean over frames, Linear(C -> 3K + 1).
+    if frame_mask is None:
+      frames_mean = jnp.mean(h, axis=2)  # [b, N, C]
+    else:
+      fw = frame_mask.astype(h.dtype)[:, None, :, None]  # [b, 1, F, 1]
+      frames_mean = jnp.sum(h * fw, axis=2) / jnp.maximum(jnp.sum(fw, axis=2), 1.0)
     per_point = nn.Dense(3 * k + 1, precision=self.precision, name='point_head')(
-        jnp.mean(h, axis=2))  # [b, N, 3K+1]
+        frames_mean)  # [b, N, 3K+1]
     bases = per_point[..., :3 * k].reshape(b, n, 3, k)  # [b, N, 3, K] coordinate-major.
     nr = jax.nn.elu(per_point[..., 3 * k]) + 1.0 + NR_EPS  # [b, N]
 

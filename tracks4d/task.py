@@ -283,13 +283,11 @@ def make_loss_fn(net: model_lib.TracksTo4D, phases: PhaseSteps, coeffs: Mapping[
     pmask = batch[f'{prefix}/point_mask']  # [B, N]
     fmask = batch[f'{prefix}/frame_mask']  # [B, F]
     vis = batch[f'{prefix}/visible'] & fmask[:, :, None]  # [B, F, N]
-    out = net.apply({'params': params}, tracks, pmask)
+    out = net.apply({'params': params}, tracks, pmask, fmask)
     terms = losses.loss_terms(out, tracks, vis, coeffs, pmask)
     # Padded frames contribute nothing to the camera-initialisation loss.
-    tau = jnp.asarray(losses.CAMERA_INIT_TRANSLATION, out.translations.dtype)
-    trans = jnp.where(fmask[..., None], out.translations, tau)
-    rots = jnp.where(fmask[..., None, None], out.rotations, jnp.eye(3, dtype=tracks.dtype))
-    terms['loss_camera_init'] = losses.camera_init_loss(trans, rots)
+    terms['loss_camera_init'] = losses.camera_init_loss(out.translations, out.rotations,
+                                                        fmask)
     return terms
 
   def loss_fn(params, batch, rng, state):

@@ -139,3 +139,28 @@ def test_zero_residual_has_finite_gradient_and_clamp():
   assert float(jax.grad(losses.clamp_training_loss)(jnp.float32(120.0))) == 0.0
   assert float(jax.grad(losses.clamp_training_loss)(jnp.float32(99.0))) == 1.0
   assert float(losses.clamp_training_loss(jnp.float32(120.0))) == 100.0
+
+
+def test_padded_frames_change_no_loss_term(golden_params):
+  """A window padded with junk frames (frame_mask) scores exactly as the window itself."""
+  from tracks4d import model as model_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(4)
+  n, f, pad_to = 12, 15, 22
+  xy = rng.normal(scale=0.4, size=(1, n, 2, f)).astype(np.float32)
+  vis = rng.random((1, n, 1, f)) > 0.2
+  tracks = np.concatenate([xy, vis.astype(np.float32)], axis=2)
+  junk = rng.normal(size=(1, n, 3, pad_to - f)).astype(np.float32)
+  padded = np.concatenate([tracks, junk], axis=-1)
+  fmask = np.arange(pad_to)[None] < f
+  visible = np.swapaxes(vis[:, :, 0], 1, 2)  # [1, F, N]
+  visible_padded = np.concatenate([visible, np.ones((1, pad_to - f, n), bool)], 1) & fmask[..., None]
+  net = model_lib.TracksTo4D()
+  ref = net.apply({'params': golden_params}, jnp.asarray(tracks))
+  out = net.apply({'params': golden_params}, jnp.asarray(padded), None, jnp.asarray(fmask))
+  want = losses.loss_terms(ref, jnp.asarray(tracks), jnp.asarray(visible))
+  got = losses.loss_terms(out, jnp.asarray(padded), jnp.asarray(visible_padded))
+  for name in want:
+    np.testing.assert_allclose(float(got[name]), float(want[name]), rtol=1e-4, err_msg=name)
+  np.testing.assert_allclose(
+      float(losses.camera_init_loss(out.translations, out.rotations, jnp.asarray(fmask))),
+      float(losses.camera_init_loss(ref.translations, ref.rotations)), rtol=1e-5)

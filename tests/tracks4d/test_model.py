@@ -84,6 +84,41 @@ def test_point_mask_ignores_padding(small_setup):
   np.testing.assert_allclose(out_all.depths, ref.depths, rtol=1e-5, atol=1e-6)
 
 
+def test_frame_mask_batches_windows_of_different_lengths(small_setup):
+  """Two windows (16 and 11 frames) padded to 20 in one batch equal their unpadded runs."""
+  params, tracks = small_setup
+  apply = _apply_fn(False)
+  short = tracks[..., :11]
+  pad_to = 20
+  rng = np.random.default_rng(3)
+
+  def padded(t):
+    junk = rng.normal(size=(*t.shape[:-1], pad_to - t.shape[-1])).astype(np.float32)
+    return np.concatenate([t, junk], axis=-1)
+
+  batch = np.concatenate([padded(tracks), padded(short)], axis=0)  # [2, N, 3, 20]
+  frame_mask = np.arange(pad_to)[None, :] < np.array([[16], [11]])
+  out = apply({'params': params}, jnp.asarray(batch), None, jnp.asarray(frame_mask))
+  for i, ref_in in enumerate((tracks, short)):
+    ref = apply({'params': params}, jnp.asarray(ref_in))
+    f = ref_in.shape[-1]
+    for name in ('translations', 'rotations'):
+      np.testing.assert_allclose(np.asarray(getattr(out, name))[i, :f],
+                                 np.asarray(getattr(ref, name))[0], rtol=1e-4, atol=1e-5,
+                                 err_msg=name)
+    np.testing.assert_allclose(np.asarray(out.basis_coeffs)[i, :, :f],  # [K, F]
+                               np.asarray(ref.basis_coeffs)[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.bases)[i], np.asarray(ref.bases)[0],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.depths)[i, :f], np.asarray(ref.depths)[0],
+                               rtol=1e-4, atol=1e-5)
+  # An all-true mask is the unmasked (official) network.
+  full = apply({'params': params}, jnp.asarray(tracks), None,
+               jnp.ones((1, tracks.shape[-1]), bool))
+  ref = apply({'params': params}, jnp.asarray(tracks))
+  np.testing.assert_allclose(full.depths, ref.depths, rtol=1e-5, atol=1e-6)
+
+
 def test_short_videos_wrap_the_circular_convolution(golden_params):
   # The official network fails below 15 frames; ours extends the periodic convolution.
   tracks = np.random.default_rng(2).normal(scale=0.3, size=(2, 5, 3, 7)).astype(np.float32)

@@ -137,9 +137,12 @@ def test_loss_phases_switch_by_step():
                 'random/frame_mask': jnp.asarray(rvis[None])})
   phases_r = task.PhaseSteps(1, camera_init_until=0, clamp_from=100, random_window_from=2)
   loss_fn_r = jax.jit(task.make_loss_fn(net, phases_r, {}, 100.0, random_windows=True))
-  out_r = net.apply({'params': params}, batch['random/tracks'])
+  # Random windows are padded to a fixed length; the frame mask makes the real frames'
+  # outputs and losses those of the unpadded window.
+  fmask = batch['random/frame_mask']
+  out_r = net.apply({'params': params}, batch['random/tracks'], None, fmask)
   total_r = float(losses.loss_terms(out_r, batch['random/tracks'],
-                                    batch['random/visible'])['loss_total'])
+                                    batch['random/visible'] & fmask[:, :, None])['loss_total'])
   loss_r1, (aux_r1, _) = loss_fn_r(params, batch, None, state(1))
   loss_r3, (aux_r3, _) = loss_fn_r(params, batch, None, state(3))
   np.testing.assert_allclose(float(loss_r1), total, rtol=1e-5)
