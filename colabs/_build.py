@@ -29,7 +29,8 @@ if 'google.colab' in sys.modules and not os.path.isdir('/content/tapkit3d'):
                  check=True)
   sys.path.insert(0, '/content/tapkit3d')
 
-# TAPKIT_NOTEBOOK_FAST=1 (set by the tests) shrinks every size and step count.
+# TAPKIT_NOTEBOOK_FAST=1 (set by the tests) shrinks every size and step count;
+# TAPKIT_NOTEBOOK_WORK sets where outputs go (default /tmp/tapkit_notebooks/<notebook>).
 FAST = os.environ.get('TAPKIT_NOTEBOOK_FAST', '') == '1'
 print('fast mode' if FAST else 'full mode')'''
 
@@ -50,7 +51,7 @@ benchmark, set `TAPVID3D_DIR` to the folder holding `adt/`, `pstudio/` and `driv
     ('code', INSTALL),
     ('code', r'''TAPVID3D_DIR = ''   # e.g. '/data/tapvid3d'; '' = synthetic clips
 SPLIT = 'minival'
-WORK = '/tmp/tapkit_notebooks/tapvid3d_eval'
+WORK = os.path.join(os.environ.get('TAPKIT_NOTEBOOK_WORK', '/tmp/tapkit_notebooks'), 'tapvid3d_eval')
 
 import glob
 import numpy as np
@@ -127,7 +128,7 @@ on a CPU; seconds in fast mode). `CLIPS_DIR` takes TAPVid-3D clips; empty = synt
     ('code', r'''CHECKPOINT = ''   # official .npz or a trajan3d.train workdir; '' = train the smoke model
 CONFIG = None     # 'configs/spa3d.py:default' for the official 3dspa_ckpt.npz
 CLIPS_DIR = ''    # TAPVid-3D clips ('*/*.npz'); '' = synthetic
-WORK = '/tmp/tapkit_notebooks/trajan3d_demo'
+WORK = os.path.join(os.environ.get('TAPKIT_NOTEBOOK_WORK', '/tmp/tapkit_notebooks'), 'trajan3d_demo')
 
 from tapkit.train import config as config_lib, launch, loop
 from trajan3d import task
@@ -217,7 +218,7 @@ synthetic dynamic scene with ground-truth depth and poses.''')),
     ('code', r'''CHECKPOINT = ''   # official .pt / .npz, or a tracks4d.train workdir; '' = train the smoke model
 INPUT = ''        # a TracksTo4D .npz or TAPVid-3D clip; '' = synthetic
 FINETUNE_STEPS = 2 if FAST else 100
-WORK = '/tmp/tapkit_notebooks/tracks4d_demo'
+WORK = os.path.join(os.environ.get('TAPKIT_NOTEBOOK_WORK', '/tmp/tapkit_notebooks'), 'tracks4d_demo')
 
 from tapkit.train import config as config_lib, launch, loop
 from tracks4d import task
@@ -277,7 +278,7 @@ converted `.npz` (`dpov_jax.backbones.load_checkpoint`); empty = the tiny `smoke
 its seeded random init. The fine-tuning part uses the `smoke` preset on synthetic videos.''')),
     ('code', INSTALL),
     ('code', r'''BACKBONE_CHECKPOINT = ''   # e.g. '/ckpt/dinov2_vits14_reg4_pretrain.pth'; '' = smoke ViT
-WORK = '/tmp/tapkit_notebooks/dpov_demo'
+WORK = os.path.join(os.environ.get('TAPKIT_NOTEBOOK_WORK', '/tmp/tapkit_notebooks'), 'dpov_demo')
 
 import numpy as np
 import jax
@@ -325,9 +326,11 @@ grad = jax.grad(lambda v: sorting.diff_sort(v[None], steepness=5.0)[0][0, -1])(x
 print('d max / d x =', np.round(np.asarray(grad), 3))  # the gradient flows to the largest values'''),
     ('md', '''## Correspondences before and after 3DPoV fine-tuning
 
-A short `smoke` run (teacher–student, EMA teacher) on synthetic grid-tracked videos, then
-nearest-neighbour matching of tracked points between the first and a distant frame of a
-held-out clip.'''),
+A short `smoke` run on synthetic grid-tracked videos: the `tiny` ViT is first pre-trained with
+our dense crop-contrastive objective (`dpov_jax/pretrain.py`, the stand-in for DINOv2's
+pre-training), then fine-tuned teacher–student (EMA teacher) with 3DPoV; nearest-neighbour
+matching of tracked points between the first and a distant frame of held-out clips compares
+the pre-trained start with the fine-tuned backbone.'''),
     ('code', r'''from dpov_jax import match_eval, task
 from tapkit.train import checkpoint as engine_ckpt
 from tapkit.train import config as config_lib, launch, loop
@@ -341,6 +344,8 @@ if FAST:
   config.data.synthetic.num_eval_clips = 2
   config.eval.num_clips = 2
   config.eval.every_steps = 0
+  config.pretrain.steps = 2
+  config.pretrain.batch_size = 2
 launch.save_config(config, wd)
 loop.train(config, wd, task.build_method(config, workdir=wd))
 result = match_eval.main(['--workdir', wd])
@@ -355,7 +360,7 @@ g = smoke.config.grid_size(h, w)
 _, state = engine_ckpt.load_state_numpy(wd)
 thr = float(config.eval.threshold_px)
 valid = clips['valid'][0]
-for name, p in (('start', task.initial_backbone_params(config)),
+for name, p in (('start', task.initial_backbone_params(config, wd)),
                 ('fine-tuned', state['params']['backbone'])):
   fmap = backbones.tokens_to_feature_map(
       smoke.apply({'params': p}, dpov_data.normalize_frames(pair)), g,

@@ -15,14 +15,16 @@ Presets:
            the real number of steps, no clipping, no warm-up, released frame curriculum. Give the
            pretrained weights with backbone.init_checkpoint (.pth / .safetensors / .npz, see
            dpov_jax/backbones); without one the backbone is the seeded random init.
-  smoke    the tiny `smoke` ViT (2 blocks, width 32, patch 14, 4 registers) at 112 px (8 x 8
-           tokens), batch 8 clips x 4 frames, regular step 3, grid 8 (N = 64), crop 0.5
-           (n = 16), R = 3, a smaller head (32 -> 256 -> 64), lr 1e-2 (both blocks at lr/10; patch
-           embedding, tokens, position embedding and final norm frozen), 300 steps on synthetic
-           textured clips rendered into <workdir>/synthetic: a few CPU minutes. Its starting
-           backbone is the random init of `smoke` from PRNGKey(backbone.init_seed) (no pretrained
-           weights exist for it); `python -m dpov_jax.match_eval --workdir W` compares it with
-           the fine-tuned one.
+  smoke    the `tiny` ViT (4 blocks, width 64, patch 14, 4 registers) at 112 px (8 x 8 tokens),
+           first pre-trained for 600 steps with our dense crop-contrastive objective on the
+           synthetic training frames (dpov_jax/pretrain.py: the stand-in for DINOv2's
+           pre-training, ~1.5 CPU minutes, into <workdir>/pretrain), then 3DPoV: batch 8 clips x
+           4 frames, regular step 3, grid 8 (N = 64), crop 0.5 (n = 16), R = 3, a smaller head
+           (64 -> 256 -> 64), lr 1e-3 on the head and 1e-4 on the last 2 blocks (patch embedding,
+           tokens, position embedding, blocks 0-1 and final norm frozen), 300 steps on synthetic
+           textured clips rendered into <workdir>/synthetic; `python -m dpov_jax.match_eval
+           --workdir W` compares the pre-trained start with the fine-tuned backbone on 32
+           held-out clips.
 
 Data sources (dpov_jax/data.py documents the frame-folder + tracks-file format): one entry per
 name under config.data.sources with frames_root, tracks_root, frames_subdir, transform
@@ -81,6 +83,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   config.data.synthetic = ml_collections.ConfigDict({
       'num_train_clips': 64, 'num_eval_clips': 16, 'seed': 0, 'ratio': 1.0})
+  # Our dense crop-contrastive pre-training of the starting backbone (dpov_jax/pretrain.py): only
+  # for backbones without pretrained weights (smoke); steps 0 = off. Ignored when
+  # backbone.init_checkpoint is set.
+  config.pretrain = ml_collections.ConfigDict({
+      'steps': 0, 'batch_size': 16, 'lr': 1e-3, 'weight_decay': 1e-4, 'temperature': 0.1,
+      'num_points': 64, 'jitter_px': 3.0, 'min_scale': 0.5, 'contrast': 0.3, 'brightness': 0.3,
+      'log_every': 100})
   config.eval = ml_collections.ConfigDict({
       'every_steps': 1000, 'num_clips': 16, 'threshold_px': 14.0, 'batch_size': 8})
 
@@ -98,15 +107,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_mode = 'max'
 
   if preset == 'smoke':
-    config.backbone.update({'name': 'smoke'})
+    config.backbone.update({'name': 'tiny'})
     config.head.features = (256, 64)
     config.loss.update({'nmb_ref': 3})
     config.data.update({'input_size': 112, 'num_clip_frames': 4, 'regular_step': 3,
                         'grid_size': 8})
-    config.data.synthetic.update({'num_train_clips': 48, 'num_eval_clips': 12})
-    config.eval.update({'every_steps': 100, 'num_clips': 12})
+    config.data.synthetic.update({'num_train_clips': 48, 'num_eval_clips': 32})
+    config.pretrain.steps = 600
+    config.eval.update({'every_steps': 100, 'num_clips': 32})
     config.optimizer.update({
-        'lr': 1e-2, 'groups': ((r'^backbone/block_(0|1)/', 0.1), (r'^backbone/', 0.0))})
+        'lr': 1e-3, 'groups': ((r'^backbone/block_(2|3)/', 0.1), (r'^backbone/', 0.0))})
     config.batch_size = 8
     config.total_steps = 300
     config.log_every = 10

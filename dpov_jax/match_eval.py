@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     args.radius_px)
   step, state = engine_ckpt.load_state_numpy(args.workdir, args.step)
   rows = {'static (no motion)': matcher.static_baseline(),
-          'start backbone': matcher(task.initial_backbone_params(config)),
+          'start backbone': matcher(task.initial_backbone_params(config, args.workdir)),
           f'student @ {step}': matcher(state['params']['backbone'])}
   if 'ema_params' in state:
     rows[f'teacher @ {step}'] = matcher(state['ema_params']['backbone'])

@@ -41,6 +41,7 @@ from dpov_jax import backbones as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from dpov_jax import match_eval
+from dpov_jax import pretrain
 from tapkit.train import loop, optim
 
 
@@ -58,11 +59,21 @@ def build_backbone(config: ml_collections.ConfigDict) -> bb.VisionTransformer:
                               remat=bool(config.backbone.get('remat', False)))
 
 
-def initial_backbone_params(config: ml_collections.ConfigDict) -> dict:
-  """The starting backbone: `backbone.init_checkpoint` if set, else the random init of the preset
-  from PRNGKey(backbone.init_seed) (identical in every run with the same config)."""
+def initial_backbone_params(config: ml_collections.ConfigDict,
+                            workdir: str | os.PathLike | None = None) -> dict:
+  """The starting backbone: `backbone.init_checkpoint` if set; else, with `pretrain.steps > 0`,
+  the pre-trained <workdir>/pretrain/backbone.safetensors (dpov_jax/pretrain.py); else the random
+  init of the preset from PRNGKey(backbone.init_seed) (identical in every run with the config)."""
   cfg = backbone_config(config)
   path = config.backbone.get('init_checkpoint', '')
+  if not path and pretrain.uses_pretraining(config):
+    if workdir is None:
+      raise ValueError('this config pre-trains its backbone (pretrain.steps > 0): the starting '
+                       'backbone lives in the run directory, pass workdir')
+    path = pretrain.pretrained_path(workdir)
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'{path}: the pre-trained starting backbone is missing; run '
+                              f'python -m dpov_jax.pretrain --config ... --workdir {workdir}')
   if path:
     _, params = bb.load_checkpoint(path, arch=cfg)
     return jax.tree.map(np.asarray, params)
@@ -192,14 +203,23 @@ def synthetic_frames_per_clip(config: ml_collections.ConfigDict) -> int:
   return (int(config.data.num_clip_frames) - 1) * int(config.data.regular_step) + 1
 
 
-def _synthetic(config: ml_collections.ConfigDict, workdir: str, split: str,
-               num_clips: int) -> data.FrameWindowSource:
+def synthetic_roots(config: ml_collections.ConfigDict, workdir: str, split: str,
+                    num_clips: int | None = None) -> tuple[str, str]:
+  """(frames_root, tracks_root) of the synthetic `split` clips, rendered into
+  <workdir>/synthetic/<split> if missing (data.synthetic.num_{train,eval}_clips by default)."""
   syn = config.data.synthetic
+  if num_clips is None:
+    num_clips = int(syn.num_train_clips if split == 'train' else syn.num_eval_clips)
   seed = int(syn.seed) + (0 if split == 'train' else 1_000_003)
-  roots = data.ensure_synthetic_windows(
+  return data.ensure_synthetic_windows(
       os.path.join(workdir, 'synthetic', split), num_clips, seed=seed,
       num_frames=synthetic_frames_per_clip(config), size=int(config.data.input_size),
       grid_size=int(config.data.grid_size), desc=f'synthetic {split} clips')
+
+
+def _synthetic(config: ml_collections.ConfigDict, workdir: str, split: str,
+               num_clips: int) -> data.FrameWindowSource:
+  roots = synthetic_roots(config, workdir, split, num_clips)
   return _window_source(config, *roots, name=f'synthetic_{split}')
 
 
@@ -251,19 +271,18 @@ def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) 
   if min(crop) < 1 or crop[0] > grid[0]:
     raise ValueError(f'config.loss.crop_ratio={config.loss.crop_ratio} gives a {crop} patch crop '
                      f'on the {grid} token grid of a {config.data.input_size}-px input')
-  start = initial_backbone_params(config)
-  from_checkpoint = bool(config.backbone.get('init_checkpoint', ''))
-  start_dev = jax.tree.map(jnp.asarray, start) if from_checkpoint else None
+  if pretrain.uses_pretraining(config):
+    if not workdir:
+      raise ValueError('config.pretrain.steps > 0 pre-trains the backbone into the workdir, but '
+                       'none was given')
+    pretrain.ensure_pretrained(config, workdir)
+  start = initial_backbone_params(config, workdir)
+  start_dev = jax.tree.map(jnp.asarray, start)
 
   def init_fn(rng: jax.Array, batch: Mapping[str, Any]) -> dict:
-    if from_checkpoint:
-      backbone = start_dev
-    else:
-      size = batch['frames'].shape[2]
-      backbone = module.init(jax.random.PRNGKey(int(config.backbone.init_seed)),
-                             jnp.zeros((1, size, size, 3), jnp.float32))['params']
+    del batch
     head_params = head.init(rng, jnp.zeros((1, cfg.hidden_size), jnp.float32))['params']
-    return {'backbone': backbone, 'head': head_params}
+    return {'backbone': start_dev, 'head': head_params}
 
   hooks = []
   if workdir and int(config.eval.every_steps) > 0 and int(config.eval.num_clips) > 0:

@@ -14,8 +14,9 @@ Stages (each can run on its own; later stages read earlier stages' outputs):
   tracks4d  trains TracksTo4D `smoke` (configs/tracks4d.py) in <workdir>/tracks4d and
             runs inference on its held-out synthetic scenes: untrained, trained, and
             trained + test-time fine-tuning (ATE, RPE, pixel error, depth AbsRel, δ1).
-  dpov      3DPoV `smoke` fine-tuning (configs/dpov.py) in <workdir>/dpov; frame-to-frame
-            matching accuracy of the starting backbone vs the student and EMA teacher.
+  dpov      3DPoV `smoke` (configs/dpov.py) in <workdir>/dpov: pre-trains the tiny ViT on the
+            synthetic frames (dpov_jax/pretrain.py), fine-tunes it with 3DPoV; frame-to-frame
+            matching accuracy of the pre-trained start vs the student and EMA teacher.
   report    <workdir>/report.html and report.md: the numbers, training curves and figures.
 
 A finished stage writes <workdir>/<stage>/done.json with its results and is skipped on the
@@ -57,14 +58,15 @@ class Sizes:
   finetune_steps: int = 100
   dpov_steps: int = 300
   dpov_train_clips: int = 48
-  dpov_eval_clips: int = 12
+  dpov_eval_clips: int = 32
+  dpov_pretrain_steps: int = 600
 
 
 FULL = Sizes()
 FAST = Sizes(heldout_clips=2, heldout_frames=24, heldout_size=64, spa3d_steps=4,
              spa3d_train_clips=4, tracks4d_steps=4, tracks4d_train_clips=2,
              tracks4d_eval_clips=1, finetune_steps=2, dpov_steps=2, dpov_train_clips=4,
-             dpov_eval_clips=2)
+             dpov_eval_clips=2, dpov_pretrain_steps=2)
 
 
 def fast_from_env() -> bool:
@@ -286,8 +288,10 @@ def _dpov_config(sizes: Sizes, fast: bool):
   config.data.synthetic.num_train_clips = sizes.dpov_train_clips
   config.data.synthetic.num_eval_clips = sizes.dpov_eval_clips
   config.eval.num_clips = sizes.dpov_eval_clips
+  config.pretrain.steps = sizes.dpov_pretrain_steps
   if fast:
     config.batch_size = 2
+    config.pretrain.batch_size = 2
   return config
 
 
@@ -297,7 +301,8 @@ def stage_dpov(workdir: pathlib.Path, sizes: Sizes, fast: bool,
 
   wd = workdir / 'dpov'
   config = _dpov_config(sizes, fast)
-  progress.step(f'3DPoV smoke fine-tuning for {config.total_steps} steps in {wd}')
+  progress.step(f'3DPoV smoke: {config.pretrain.steps} pre-training steps, then '
+                f'{config.total_steps} fine-tuning steps in {wd}')
   _train(config, wd, lambda c: task.build_method(c, workdir=str(wd)))
   progress.step(f'frame-to-frame matching on {sizes.dpov_eval_clips} held-out clips')
   out = match_eval.main(['--workdir', str(wd)])
@@ -394,7 +399,9 @@ def _dpov_section(report, workdir: pathlib.Path) -> None:
   res = read_done(workdir, 'dpov')
   report.add_section('3DPoV (dpov_jax): teacher–student fine-tuning of a ViT')
   report.add_text(
-      f'3DPoV `smoke` fine-tuning for {res["steps"]} steps on grid-tracked synthetic videos. '
+      'The tiny ViT is pre-trained on the synthetic frames (dense crop contrast, '
+      '`dpov_jax/pretrain.py`; the stand-in for DINOv2), then fine-tuned with 3DPoV for '
+      f'{res["steps"]} steps on grid-tracked synthetic videos. '
       'Matching: each tracked point of frame 0 is matched to the most similar pixel of a '
       f'distant frame of a held-out clip; accuracy = share within {res["threshold_px"]:g} px '
       'of the true position.')
@@ -426,7 +433,7 @@ def _dpov_figures(report, wd: pathlib.Path) -> None:
   module = task.build_backbone(config)
   clips = task.eval_clips(config, str(wd), 1)
   _, state = engine_ckpt.load_state_numpy(str(wd))
-  backbones = {'start': task.initial_backbone_params(config),
+  backbones = {'start': task.initial_backbone_params(config, str(wd)),
                'fine-tuned': state['params']['backbone']}
   frames = clips['frames'][0]  # [2, H, W, 3]
   h, w = frames.shape[1:3]
@@ -494,7 +501,7 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
       'data': 'held-out synthetic TAPVid-3D clips',
       'trajan3d': '3DSPA smoke: train, TAPVid-3D metrics, realism scores',
       'tracks4d': 'TracksTo4D smoke: train, infer, test-time fine-tuning',
-      'dpov': '3DPoV smoke: fine-tune, matching before/after',
+      'dpov': '3DPoV smoke: pre-train, fine-tune, matching before/after',
       'report': 'report.html / report.md',
   }
   results = {}

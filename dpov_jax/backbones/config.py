@@ -164,6 +164,12 @@ PRESETS: dict[str, BackboneConfig] = {
         name='smoke', family='dinov2', patch_size=14, hidden_size=32, num_layers=2, num_heads=2,
         mlp_dim=128, image_size=56, num_register_tokens=4, layer_norm_eps=1e-6, layerscale=True,
         use_mask_token=True, interpolate_antialias=True),
+    # 'tiny': the same shape at width 64 with 4 blocks, the 3DPoV smoke backbone (big enough to
+    # learn useful features from a few minutes of CPU pre-training, dpov_jax/pretrain.py).
+    'tiny': BackboneConfig(
+        name='tiny', family='dinov2', patch_size=14, hidden_size=64, num_layers=4, num_heads=4,
+        mlp_dim=256, image_size=56, num_register_tokens=4, layer_norm_eps=1e-6, layerscale=True,
+        use_mask_token=True, interpolate_antialias=True),
     'smoke_dino': BackboneConfig(
         name='smoke_dino', family='dino', patch_size=16, hidden_size=32, num_layers=2, num_heads=2,
         mlp_dim=128, image_size=64, layer_norm_eps=1e-6, interpolate_offset=0.1),
@@ -202,7 +208,7 @@ def get_config(name: str | BackboneConfig,
     registers = config.family == 'dinov2' and config.num_register_tokens
     key = 'dinov2_reg' if registers else config.family
     changes = dict(_TRANSFORMERS_CHANGES[key])
-    if name.startswith('smoke'):
+    if name.startswith('smoke') or name == 'tiny':
       changes.pop('layer_norm_eps', None)
     config = dataclasses.replace(config, **changes)
   elif source != 'hub':

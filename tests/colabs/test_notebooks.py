@@ -41,6 +41,8 @@ def _execute(name, tmp_path):
   nb = nbformat.read(COLABS / name, as_version=4)
   env_backup = dict(os.environ)
   os.environ['TAPKIT_NOTEBOOK_FAST'] = '1'
+  # Fresh outputs: a run left by an older version must not be resumed.
+  os.environ['TAPKIT_NOTEBOOK_WORK'] = str(tmp_path / 'work')
   # The kernel inherits the environment: the repo importable even without `pip install -e`.
   os.environ['PYTHONPATH'] = os.pathsep.join(
       [str(REPO)] + [p for p in env_backup.get('PYTHONPATH', '').split(os.pathsep) if p])

@@ -21,6 +21,8 @@ MOMENTUM = 0.9
 
 def _tiny_config(total_steps: int):
   config = dpov_config.get_config('smoke')
+  config.backbone.name = 'smoke'  # width 32 (the preset's `tiny` is wider); random init:
+  config.pretrain.steps = 0  # the pre-trained start is tested in test_pretrain.py
   config.backbone.num_layers = 3  # block_0 frozen, blocks 1-2 trained
   config.optimizer.groups = ((r'^backbone/block_(1|2)/', 0.1), (r'^backbone/', 0.0))
   config.head.features = (16, 16)
