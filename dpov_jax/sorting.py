@@ -431,18 +431,22 @@ def _bitonic_forward(x: jax.Array, n: int, distribution: str,
       p, q = _block_weights(block, v, forced, distribution, steepness,
                             art_lambda)
       ma, mb = _halves(mat)
-      # Same products and sums as diffsort: min = alpha*a + (1-alpha)*b and
-      # max = (1-alpha)*a + alpha*b, routed by p / q.
+      # Same products and sums as diffsort for the values: min = alpha*a +
+      # (1-alpha)*b and max = (1-alpha)*a + alpha*b, routed by p / q. The
+      # matrix rows use q = 1 - p: p*a + q*b = b + p*(a - b) and
+      # q*a + p*b = a - p*(a - b), one product instead of four (equal up to
+      # rounding), and a - b is the tape entry the backward needs anyway.
       new_xv = _interleave(p * a + q * b, q * a + p * b)
-      pe, qe = p[:, :, None], q[:, :, None]
-      new_mat = _interleave(pe * ma + qe * mb, qe * ma + pe * mb)
-      return (new_xv, new_mat), ((v, ma - mb) if keep_tape else None)
+      dm = ma - mb
+      shift = p[:, :, None] * dm
+      new_mat = _interleave(mb + shift, ma - shift)
+      return (new_xv, new_mat), ((v, dm) if keep_tape else None)
 
     forced = (None if block.forced is None
               else jnp.asarray(block.forced, dtype))
     shaped = (xv.reshape(-1, block.group, c), mat)
     (xv, mat), saved = jax.lax.scan(layer, shaped, forced,
-                                    length=block.num_layers)
+                                    length=block.num_layers, unroll=True)
     xv = xv.reshape(wires, c)
     tape.append(saved)
   return xv[offset:], mat[0, offset:, offset:], (tape if keep_tape else None)
@@ -486,21 +490,23 @@ def _bitonic_backward(x: jax.Array, n: int, distribution: str,
       gma, gmb = _deinterleave(gm)
       # new lo = p a + q b, new hi = q a + p b with a - b = -v.
       dg = glo - ghi
-      d_p = -dg * v + jnp.sum((gma - gmb) * dm, axis=2)
+      dgm = gma - gmb
+      d_p = -dg * v + jnp.sum(dgm * dm, axis=2)
       d_v, d_s_layer, d_l_layer = weights_vjp((d_p, jnp.zeros_like(d_p)))
       # v = b - a.
       new_gv = jnp.concatenate([p * glo + q * ghi - d_v,
                                 q * glo + p * ghi + d_v], axis=1)
-      pe, qe = p[:, :, None], q[:, :, None]
-      new_gm = jnp.concatenate([pe * gma + qe * gmb, qe * gma + pe * gmb],
-                               axis=1)
+      # As in the forward: p*ga + q*gb = gb + p*(ga - gb), q*ga + p*gb =
+      # ga - p*(ga - gb).
+      shift = p[:, :, None] * dgm
+      new_gm = jnp.concatenate([gmb + shift, gma - shift], axis=1)
       return (new_gv, new_gm, (d_s + d_s_layer, d_l + d_l_layer)), None
 
     forced = (None if block.forced is None
               else jnp.asarray(block.forced, x.dtype))
     shaped = (gv.reshape(-1, block.group, c), gm, d_params)
     (gv, gm, d_params), _ = jax.lax.scan(layer, shaped, (*saved, forced),
-                                         reverse=True)
+                                         reverse=True, unroll=True)
     gv = gv.reshape(wires, c)
   return gv[offset:], d_params[0], d_params[1]
 
