@@ -19,8 +19,10 @@ Presets:
            first pre-trained for 600 steps with our dense crop-contrastive objective on the
            synthetic training frames (dpov_jax/pretrain.py: the stand-in for DINOv2's
            pre-training, ~1.5 CPU minutes, into <workdir>/pretrain), then 3DPoV: batch 8 clips x
-           4 frames, regular step 3, grid 8 (N = 64), crop 0.5 (n = 16), R = 3, a smaller head
-           (64 -> 256 -> 64), lr 1e-3 on the head and 1e-4 on the last 2 blocks (patch embedding,
+           4 frames, regular step 3, grid 8 (N = 64), whole-frame references (crop 1.0, n = 64),
+           R = 5, the references' gradient stopped on the teacher side (our option
+           loss.teacher_reference_grad=False; the release keeps it), a smaller head
+           (64 -> 256 -> 64), lr 3e-3 on the head and 3e-4 on the last 2 blocks (patch embedding,
            tokens, position embedding, blocks 0-1 and final norm frozen), 300 steps on synthetic
            textured clips rendered into <workdir>/synthetic; `python -m dpov_jax.match_eval
            --workdir W` compares the pre-trained start with the fine-tuned backbone on 32
@@ -69,6 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'symmetric': False,
       'compare_schedule': 'released',  # 'released' (a.10) | 'all_frames'
       'compare_period': 1085,  # steps between curriculum increments (released: 1085)
+      'teacher_reference_grad': True,  # released (a.9); False stops it on the teacher side
       'sort_chunk_size': 16,
   })
   config.data.update({
@@ -109,14 +112,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset == 'smoke':
     config.backbone.update({'name': 'tiny'})
     config.head.features = (256, 64)
-    config.loss.update({'nmb_ref': 3})
+    # Our deviation from the release for the CPU-sized check (README): the references' gradient
+    # stops on the teacher side, and a larger bank (5 whole-frame references, n = 64) and a
+    # higher lr give the 4-block ViT enough signal; with the released objective matching stays
+    # flat (0.632 -> 0.632 / 0.633).
+    config.loss.update({'nmb_ref': 5, 'crop_ratio': 1.0, 'teacher_reference_grad': False})
     config.data.update({'input_size': 112, 'num_clip_frames': 4, 'regular_step': 3,
                         'grid_size': 8})
     config.data.synthetic.update({'num_train_clips': 48, 'num_eval_clips': 32})
     config.pretrain.steps = 600
     config.eval.update({'every_steps': 100, 'num_clips': 32})
     config.optimizer.update({
-        'lr': 1e-3, 'groups': ((r'^backbone/block_(2|3)/', 0.1), (r'^backbone/', 0.0))})
+        'lr': 3e-3, 'groups': ((r'^backbone/block_(2|3)/', 0.1), (r'^backbone/', 0.0))})
     config.batch_size = 8
     config.total_steps = 300
     config.log_every = 10

@@ -58,6 +58,10 @@ class LossConfig:
       use latent tracking; with latent tracking the teacher uses it too.
     symmetric: our extension (B15), see module docstring.
     compare_schedule: 'released' (curriculum of a.10) or 'all_frames'.
+    teacher_reference_grad: True (the release, a.9) lets the loss's gradient
+      reach the student's reference embeddings through the teacher's soft
+      sort too; False stops it there (our option), so the references are
+      trained only through the student's sort.
     sort_chunk_size: rows per chunk in the sorter (performance only).
   """
   nmb_ref: int = 5
@@ -72,6 +76,7 @@ class LossConfig:
   teacher_feature_upsampling: str = 'bilinear'
   symmetric: bool = False
   compare_schedule: str = 'released'
+  teacher_reference_grad: bool = True
   sort_chunk_size: int = 16
 
   @classmethod
@@ -379,8 +384,10 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
                    else config.soft_steepness)
 
   # Similarities [B, R, N, n]; the teacher side is shared by all frames t.
-  # The references keep their gradient on the teacher side too (a.9).
-  sims_t0 = jnp.einsum('bqc,bkmc->bkqm', z_t0, refs)
+  # The references keep their gradient on the teacher side too (a.9), unless
+  # config.teacher_reference_grad is off.
+  refs_t = refs if config.teacher_reference_grad else jax.lax.stop_gradient(refs)
+  sims_t0 = jnp.einsum('bqc,bkmc->bkqm', z_t0, refs_t)
   p_teacher0 = _sort_perm(sims_t0, config.soft_steepness, config)
   total = 0.0
   for t in frames:
@@ -394,7 +401,7 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
       if teacher_all is None:
         raise ValueError('symmetric loss needs teacher embeddings of all frames')
       sims_s0 = jnp.einsum('bqc,bkmc->bkqm', z_student[:, 0], refs)
-      sims_tt = jnp.einsum('bqc,bkmc->bkqm', teacher_all[:, t], refs)
+      sims_tt = jnp.einsum('bqc,bkmc->bkqm', teacher_all[:, t], refs_t)
       mirror = _visible_mean(
           permutation_cross_entropy(_sort_perm(sims_s0, student_steep, config),
                                     _sort_perm(sims_tt, config.soft_steepness,

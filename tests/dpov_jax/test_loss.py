@@ -119,6 +119,35 @@ def test_gradients_reach_student_not_teacher():
   assert float(jnp.abs(g_r).max()) > 1e-4
 
 
+def test_teacher_reference_grad_option():
+  # Same value either way; without the teacher-side path the references' gradient is exactly
+  # the student-side part: the gradient with the teacher's sims computed from a constant copy.
+  z_t, refs, key = _embeddings()
+  z_s = _unit(key, (2, 3, 6, 16))
+  vis = jnp.ones((2, 3, 6), bool)
+  released = pov_loss.LossConfig()
+  stopped = pov_loss.LossConfig(teacher_reference_grad=False)
+  value_r, g_r = jax.value_and_grad(pov_loss.ordering_loss, argnums=2)(
+      z_s, z_t, refs, vis, (1, 2), released)
+  value_s, g_s = jax.value_and_grad(pov_loss.ordering_loss, argnums=2)(
+      z_s, z_t, refs, vis, (1, 2), stopped)
+  assert float(value_r) == float(value_s)
+
+  def student_side(r):
+    sims_t = jnp.einsum('bqc,bkmc->bkqm', z_t, refs)  # constant teacher side
+    p_t = sorting.diff_sort(sims_t, steepness=3.0)[1]
+    total = 0.0
+    for t in (1, 2):
+      p_s = sorting.diff_sort(jnp.einsum('bqc,bkmc->bkqm', z_s[:, t], r), steepness=20.0)[1]
+      ce = jnp.mean(-jnp.sum(p_s * jnp.log(p_t + 1e-6), -1), -1)  # [B, R]
+      total = total + jnp.sum(ce * 6 / (6 + 1e-6), axis=1)
+    return jnp.mean(total / (2 * refs.shape[1]))
+
+  np.testing.assert_allclose(np.asarray(g_s), np.asarray(jax.grad(student_side)(refs)),
+                             rtol=1e-4, atol=1e-7)
+  assert float(jnp.abs(g_r - g_s).max()) > 1e-4  # the released teacher-side path is real
+
+
 def test_reference_crop_patches_are_whole_patches():
   assert pov_loss.reference_crop_patches((224, 224), 14, 0.5) == (8, 8)
   assert pov_loss.reference_crop_patches((224, 224), 16, 0.5) == (7, 7)
