@@ -274,7 +274,7 @@ their similarities to a bank of reference patches must stay the same across fram
 order is made differentiable with a sorting network.
 
 `BACKBONE_CHECKPOINT` takes an official DINO / DINOv2 / DINOv3 `.pth`, a `.safetensors` or a
-converted `.npz` (`dpov_jax.backbones.load_checkpoint`); empty = the tiny `smoke` ViT from
+converted `.npz` (`tapkit.models.vit.load_checkpoint`); empty = the tiny `smoke` ViT from
 its seeded random init. The fine-tuning part uses the `smoke` preset on synthetic videos.''')),
     ('code', INSTALL),
     ('code', r'''BACKBONE_CHECKPOINT = ''   # e.g. '/ckpt/dinov2_vits14_reg4_pretrain.pth'; '' = smoke ViT
@@ -282,7 +282,7 @@ WORK = os.path.join(os.environ.get('TAPKIT_NOTEBOOK_WORK', '/tmp/tapkit_notebook
 
 import numpy as np
 import jax
-from dpov_jax import backbones
+from tapkit.models import vit as backbones
 from dpov_jax import data as dpov_data
 from tapkit.data import synthetic
 

@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = engine_config()
 
   config.backbone = ml_collections.ConfigDict({
-      'name': 'dinov2_vitb14_reg',  # dpov_jax.backbones preset (registers-b)
+      'name': 'dinov2_vitb14_reg',  # tapkit.models.vit preset (registers-b)
       'source': 'hub',  # position-embedding resize semantics: 'hub' | 'transformers'
       'init_checkpoint': '',  # converted/official weights; '' = random init from init_seed
       'init_seed': 0,

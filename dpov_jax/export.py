@@ -5,14 +5,14 @@
     python -m dpov_jax.export --workdir /tmp/dpov --out teacher.safetensors --weights teacher
 
 --layout transformers (default) writes transformers 5 state-dict names (load with
-`Dinov2WithRegistersModel.load_state_dict`, or `dpov_jax.backbones.load_checkpoint`); --layout hub
+`Dinov2WithRegistersModel.load_state_dict`, or `tapkit.models.vit.load_checkpoint`); --layout hub
 writes the official torch.hub names (the `.pth` a `torch.hub.load('facebookresearch/dinov2',
 ...)` model takes with `load_state_dict(strict=True)`). File types: `.safetensors` (numpy, no
 torch needed), `.npz` (numpy) or `.pth` (needs torch). --weights student (default: the trained
 parameters) or teacher (the EMA copy). The backbone config is read from <workdir>/config.json and
 written next to the weights as <out>.json ({"preset", "source", "num_layers", "arch"}), so that
 
-    module, params = dpov_jax.backbones.load_checkpoint(out, arch=<preset or BackboneConfig>)
+    module, params = tapkit.models.vit.load_checkpoint(out, arch=<preset or BackboneConfig>)
 
 gives exactly the fine-tuned tokens. The projection head is training-only and not exported.
 """
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 
 LAYOUTS = ('transformers', 'hub')
 EXTENSIONS = ('.safetensors', '.npz', '.pth', '.pt')

@@ -105,7 +105,7 @@ class Matcher:
   def __init__(self, module: Any, clips: dict[str, np.ndarray], threshold_px: float,
                batch_size: int = 8, stride: int = 1, radius_px: float = 0.0):
     from dpov_jax import data  # pylint: disable=g-import-not-at-top
-    from dpov_jax.backbones import tokens_to_feature_map  # pylint: disable=g-import-not-at-top
+    from tapkit.models.vit import tokens_to_feature_map  # pylint: disable=g-import-not-at-top
     self._clips = clips
     self._thr = float(threshold_px)
     self._bs = int(batch_size)

@@ -22,7 +22,7 @@ at temperature `temperature`. All backbone parameters train; no head, no teacher
 
 trains <workdir>/pretrain (an engine run: checkpoints, resume, TensorBoard) for
 `pretrain.steps` steps and writes <workdir>/pretrain/backbone.safetensors (torch.hub names, loads
-with `dpov_jax.backbones.load_checkpoint`). `dpov_jax.train` does this itself before fine-tuning
+with `tapkit.models.vit.load_checkpoint`). `dpov_jax.train` does this itself before fine-tuning
 when `pretrain.steps > 0` and no `backbone.init_checkpoint` is given, and skips it when the file
 exists. Frames: every image under the synthetic train clips' frame folders and under each
 configured source's frames_root (all frames of the videos, not only the tracked clips), resized
@@ -43,7 +43,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from tapkit.train import loop

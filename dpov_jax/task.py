@@ -1,6 +1,6 @@
 """3DPoV as an engine `Method`: EMA teacher-student ordering loss on tracked video patches.
 
-Parameters: {'backbone': ViT params (dpov_jax.backbones names, e.g. backbone/block_11/attn/...),
+Parameters: {'backbone': ViT params (tapkit.models.vit names, e.g. backbone/block_11/attn/...),
 'head': ProjectionHead params (head/linear_0..3)}. The engine keeps `state.ema_params`, the EMA of
 both (config.ema.momentum, 0.99), which is the teacher (spec a.11); `config.optimizer.groups`
 freezes the backbone except its last `backbone.trainable_blocks` blocks, which train at lr/10,
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from dpov_jax import match_eval

@@ -424,7 +424,7 @@ def _dpov_figures(report, wd: pathlib.Path) -> None:
 
   from dpov_jax import data as dpov_data  # pylint: disable=g-import-not-at-top
   from dpov_jax import match_eval, task  # pylint: disable=g-import-not-at-top
-  from dpov_jax.backbones import tokens_to_feature_map  # pylint: disable=g-import-not-at-top
+  from tapkit.models.vit import tokens_to_feature_map  # pylint: disable=g-import-not-at-top
   from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
   from tapkit.viz import correspondences, features  # pylint: disable=g-import-not-at-top
 

@@ -86,7 +86,7 @@ def dino_features(
     xy_normalized: [N, T, 2] normalised (x, y).
     feature_maps: [T, h, w, C] precomputed maps; or
     frames: [T, H, W, 3] uint8 with `backbone(frames) -> [T, h, w, C]` (e.g. a
-      jitted `dpov_jax.backbones` ViT returning patch tokens as a grid).
+      jitted `tapkit.models.vit` ViT returning patch tokens as a grid).
 
   Returns:
     [N, T, C] float32.

@@ -40,7 +40,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax.evaluate import metrics
 from dpov_jax.evaluate import probes
 from dpov_jax.evaluate import readers
@@ -97,7 +97,7 @@ def load_backbone(spec: str, name: str | None = None, *, arch: str | None = None
   Args:
     spec: a preset (`smoke`, `dinov2_vitb14_reg`, ...; random init from `seed`,
       for smoke tests), a `.safetensors` / `.pth` / `.npz` checkpoint
-      (`dpov_jax.backbones.load_checkpoint`; the architecture from `arch`, the
+      (`tapkit.models.vit.load_checkpoint`; the architecture from `arch`, the
       `<file>.json` that `dpov_jax.export` writes, or inferred from the names),
       or a `dpov_jax.train` workdir (student weights, `dpov_jax.export.read_run`).
     name: table label; default the preset name or the file's stem.

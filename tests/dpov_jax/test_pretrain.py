@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import dpov as dpov_config
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax import pretrain, task
 
 

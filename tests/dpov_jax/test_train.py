@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from configs import dpov as dpov_config
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax import data, export, match_eval, task
 from dpov_jax import loss as pov_loss
 from tapkit.train import checkpoint as engine_ckpt

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import probe3d
-from dpov_jax import backbones as bb
+from tapkit.models import vit as bb
 from dpov_jax.evaluate import __main__ as cli
 from dpov_jax.evaluate import matching
 from dpov_jax.evaluate import probe_task

@@ -24,8 +24,8 @@ from typing import Any, Iterable, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from dpov_jax.backbones.config import PRESETS, BackboneConfig, get_config
-from dpov_jax.backbones.vit import VisionTransformer, param_shapes
+from tapkit.models.vit.config import PRESETS, BackboneConfig, get_config
+from tapkit.models.vit.vit import VisionTransformer, param_shapes
 
 StateDict = dict[str, np.ndarray]
 Path = tuple[str, ...]

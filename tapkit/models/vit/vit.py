@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpov_jax.backbones.config import BackboneConfig
-from dpov_jax.backbones.interpolate import resize_bicubic_hwc
+from tapkit.models.vit.config import BackboneConfig
+from tapkit.models.vit.interpolate import resize_bicubic_hwc
 
 Array = jax.Array
 PrecisionLike = Any

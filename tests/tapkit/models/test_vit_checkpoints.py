@@ -17,7 +17,7 @@ torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
 F = torch.nn.functional
 
-from dpov_jax import backbones as bb  # pylint: disable=g-import-not-at-top
+from tapkit.models import vit as bb  # pylint: disable=g-import-not-at-top
 
 RTOL = 1e-4
 

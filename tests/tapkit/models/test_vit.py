@@ -1,4 +1,4 @@
-"""dpov_jax.backbones without torch: presets vs the transformers parameter trees, the bicubic
+"""tapkit.models.vit without torch: presets vs the transformers parameter trees, the bicubic
 kernel, RoPE tables, forward-pass structure, and checkpoint file round trips (safetensors / npz).
 """
 
@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dpov_jax import backbones as bb
-from dpov_jax.backbones import convert, vit
+from tapkit.models import vit as bb
+from tapkit.models.vit import convert, vit
 
 JSONS = {'hf_vit.json': 'dino', 'hf_dinov2.json': 'dinov2', 'hf_dinov2_reg.json': 'dinov2_reg',
          'hf_dinov3.json': 'dinov3'}

@@ -13,15 +13,15 @@ Typical use:
   sd = export_transformers_state_dict(params, module.config) # Flax -> transformers names
 """
 
-from dpov_jax.backbones.config import PRESETS, BackboneConfig, get_config
-from dpov_jax.backbones.convert import (CheckpointError, config_from_transformers, detect_layout,
+from tapkit.models.vit.config import PRESETS, BackboneConfig, get_config
+from tapkit.models.vit.convert import (CheckpointError, config_from_transformers, detect_layout,
                                         export_hub_state_dict, export_transformers_state_dict,
                                         from_transformers, hub_to_transformers, load_checkpoint,
                                         params_from_hub_state_dict,
                                         params_from_transformers_state_dict, save_checkpoint,
                                         transformers_table, transformers_to_hub)
-from dpov_jax.backbones.interpolate import bicubic_weights, resize_bicubic_hwc
-from dpov_jax.backbones.vit import (BackboneOutput, VisionTransformer, build,
+from tapkit.models.vit.interpolate import bicubic_weights, resize_bicubic_hwc
+from tapkit.models.vit.vit import (BackboneOutput, VisionTransformer, build,
                                     extract_feature_map, init_params, pad_to_patch_multiple,
                                     param_shapes, rope_tables, tokens_to_feature_map)
 

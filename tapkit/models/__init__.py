@@ -1,0 +1,5 @@
+"""Networks shared by several methods (or used by users directly).
+
+  vit/   DINO, DINOv2 (with registers) and DINOv3 vision transformers, presets and
+         checkpoint converters (transformers / torch hub / safetensors / npz).
+"""
