@@ -17,11 +17,38 @@ def shared_dir() -> pathlib.Path:
   return pathlib.Path(env) if env else REPO_ROOT.parent / 'shared'
 
 
+def _in_ci() -> bool:
+  return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
+
+
+def missing_reference(what: str, path: pathlib.Path) -> None:
+  """Skips a parity test whose reference vectors are absent; fails instead under CI=true.
+
+  The parity tests compare against vectors computed with the original implementations (the
+  project's shared folder, `golden/`); CI always has them, so their absence there is an error.
+  """
+  message = (f'{what} not found at {path}: parity tests need the reference vectors; point '
+             f'TAPKIT_SHARED_DIR at the folder holding golden/ (default: ../shared beside the checkout)')
+  if _in_ci():
+    pytest.fail(message + ' [CI=true: missing reference data is an error]', pytrace=False)
+  pytest.skip(message)
+
+
+@pytest.fixture(scope='session')
+def require_reference():
+  """`require_reference(what, path)`: skip (locally) / fail (CI) when `path` does not exist."""
+  def check(what: str, path: pathlib.Path) -> pathlib.Path:
+    if not path.exists():
+      missing_reference(what, path)
+    return path
+  return check
+
+
 @pytest.fixture(scope='session')
 def shared() -> pathlib.Path:
   path = shared_dir()
   if not path.is_dir():
-    pytest.skip(f'shared folder not found at {path} (set TAPKIT_SHARED_DIR)')
+    missing_reference('shared folder', path)
   return path
 
 

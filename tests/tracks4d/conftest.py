@@ -7,10 +7,9 @@ import pytest
 
 
 @pytest.fixture(scope='session')
-def t4d_golden(golden) -> pathlib.Path:
+def t4d_golden(golden, require_reference) -> pathlib.Path:
   path = golden / 'tracks4d'
-  if not (path / 'params.npz').is_file():
-    pytest.skip(f'TracksTo4D goldens not found at {path}')
+  require_reference('TracksTo4D goldens', path / 'params.npz')
   return path
 
 

@@ -10,10 +10,9 @@ NAMES = (('abs_rel', 'abs_rel'), ('delta_1.25', 'delta_1'), ('delta_1.25^2', 'de
 
 
 @pytest.fixture(scope='module')
-def depth_golden(golden):
+def depth_golden(golden, require_reference):
   path = golden / 'tracks4d'
-  if not (path / 'depth_eval_00.npz').is_file():
-    pytest.skip(f'depth goldens not found under {path}')
+  require_reference('depth goldens', path / 'depth_eval_00.npz')
   return path
 
 

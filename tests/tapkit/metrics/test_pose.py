@@ -7,10 +7,9 @@ from tapkit.metrics import pose
 
 
 @pytest.fixture(scope='module')
-def pose_golden(golden):
+def pose_golden(golden, require_reference):
   path = golden / 'tracks4d'
-  if not (path / 'pose_eval_00.npz').is_file():
-    pytest.skip(f'pose goldens not found under {path}')
+  require_reference('pose goldens', path / 'pose_eval_00.npz')
   return path
 
 
