@@ -327,6 +327,15 @@ def read_npy(path: str | os.PathLike[str], max_array_bytes: int = MAX_ARRAY_BYTE
     raise NpzFieldError(path, field, f'cannot read ({e})') from None
 
 
+def is_npy(path: str | os.PathLike[str]) -> bool:
+  """Whether the file starts like a bare `.npy` array (not an `.npz` archive)."""
+  try:
+    with open(path, 'rb') as f:
+      return f.read(len(_MAGIC)) == _MAGIC
+  except OSError:
+    return False
+
+
 def write_npz(
     path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], compress: bool = False
 ) -> None:

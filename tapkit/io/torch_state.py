@@ -223,10 +223,10 @@ def read_torch_zip(path: str | os.PathLike[str], *, widen_bfloat16: bool = False
     try:
       obj = unpickle.load(data, allowed, source=path, persistent_load=reader.persistent_load)
     except UnsafePickleError as e:
-      if 'allow-list' in e.detail:
-        raise UnsafePickleError(path, None, e.detail.replace(
-            '(not in the allow-list)', '(only tensors, storages and OrderedDict are allowed in '
-            'a checkpoint)')) from None
+      if e.detail.startswith('refusing to load global '):  # Say what a checkpoint may hold.
+        name = e.detail[len('refusing to load global '):].split(' ')[0]
+        raise UnsafePickleError(path, None, f'refusing to load {name} (only tensors, storages '
+                                'and OrderedDict are allowed in a checkpoint)') from None
       raise
   return _widen(obj) if widen_bfloat16 else obj
 

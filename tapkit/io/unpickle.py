@@ -235,7 +235,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     key = (module, name)
     if key not in self._allowed:
       raise UnsafePickleError(self._source, self._field,
-                              f'refusing to load {module}.{name} (not in the allow-list)')
+                              f'refusing to load global {module}.{name} (not in the allow-list)')
     return self._allowed[key]
 
   def persistent_load(self, pid: Any) -> Any:
