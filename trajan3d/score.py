@@ -119,26 +119,6 @@ def track_set_from_clip(clip, name: str | None = None) -> TrackSet:
       dino_maps=clip.extras.get('dino_features'))
 
 
-class _NpzFields:
-  """Field-by-field access to an `.npz` through the validating `tapkit.io.npz` reader."""
-
-  def __init__(self, path: str):
-    self.path = path
-    self.files = npz_io.list_fields(path)
-
-  def __getitem__(self, field: str) -> np.ndarray:
-    return npz_io.read_npz(self.path, fields=(field,))[field]
-
-  def close(self) -> None:
-    pass
-
-  def __enter__(self) -> '_NpzFields':
-    return self
-
-  def __exit__(self, *exc) -> None:
-    pass
-
-
 def _read_field(npz, path: str, field: str) -> np.ndarray:
   try:
     return npz[field]
@@ -171,7 +151,7 @@ def load_track_file(path: str | os.PathLike) -> TrackSet:
   if not zipfile.is_zipfile(path):
     raise TrackFileError(f'{path}: not an .npz (zip) archive, or truncated.')
   try:
-    npz = _NpzFields(path)
+    npz = npz_io.NpzFields(path)
   except Exception as e:  # pylint: disable=broad-exception-caught
     raise TrackFileError(f'{path}: unreadable .npz: {type(e).__name__}: {e}') from None
   with npz:

@@ -309,6 +309,32 @@ def read_npz(
   return out
 
 
+class NpzFields:
+  """Field-by-field access to an `.npz` (like `np.load`'s NpzFile, validating, pickle-free).
+
+  `.files` lists the fields; `fields[name]` reads one with `read_npz`.
+  """
+
+  def __init__(self, path: str | os.PathLike[str], max_array_bytes: int = MAX_ARRAY_BYTES):
+    self.path = path
+    self.max_array_bytes = max_array_bytes
+    self.files = list_fields(path)
+
+  def __getitem__(self, field: str) -> np.ndarray:
+    if field not in self.files:
+      raise KeyError(f'{self.path}: no field {field!r}')
+    return read_npz(self.path, fields=(field,), max_array_bytes=self.max_array_bytes)[field]
+
+  def close(self) -> None:
+    """Nothing to release: each read opens and closes the archive."""
+
+  def __enter__(self) -> 'NpzFields':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
 def read_npy(path: str | os.PathLike[str], max_array_bytes: int = MAX_ARRAY_BYTES
              ) -> np.ndarray:
   """Reads a bare `.npy` file (no object arrays), its header checked against the file size.
