@@ -40,7 +40,7 @@ from tapkit.io.errors import BadFileError, UnsafePickleError
 # Total bytes of storages plus tensors built from them, unless the caller says otherwise.
 MAX_BYTES = 1 << 36  # 64 GiB
 # data.pkl holds only the container structure (tensor data live in separate records).
-MAX_PICKLE_BYTES = 1 << 30
+MAX_PICKLE_BYTES = 1 << 28
 
 _STORAGE_DTYPES = {
     'FloatStorage': np.float32,

@@ -41,9 +41,10 @@ import numpy as np
 from tapkit.io.errors import BadFileError, UnsafePickleError
 
 # Default work limits. Tensor containers and dataset pickles are far below them: a torch state
-# dict of a ViT-g (~600 tensors) expands to ~20k nodes and nests < 10 deep.
+# dict of a ViT-g (~600 tensors) expands to ~20k objects and nests < 10 deep. The scan keeps a
+# small record per object, so `max_nodes` also bounds its own memory (~100 bytes an object).
 MAX_DEPTH = 64
-MAX_NODES = 10_000_000
+MAX_NODES = 1_000_000
 MAX_BYTES = 1 << 36  # 64 GiB of bytes/str payload in one pickle.
 # Longest newline-terminated argument (text opcodes: INT, LONG, STRING, GLOBAL names).
 _MAX_LINE = 1 << 16
@@ -99,6 +100,8 @@ def _scan(reader: _BoundedReader, source: str, field: str | None, max_depth: int
   children: list[list[int]] = []  # node id -> ids of the objects it holds
 
   def new(kids=()) -> int:
+    if len(children) >= max_nodes:
+      refuse(f'more than {max_nodes} objects')
     children.append(list(kids))
     return len(children) - 1
 
@@ -157,10 +160,10 @@ def _scan(reader: _BoundedReader, source: str, field: str | None, max_depth: int
       elif name in ('APPENDS', 'SETITEMS', 'ADDITEMS'):
         items = pop_mark()
         children[stack[-1]].extend(items)
-      elif name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
-        memo[arg] = stack[-1]
-      elif name == 'MEMOIZE':
-        memo[len(memo)] = stack[-1]
+      elif name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
+        memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1]
+        if len(memo) > max_nodes:
+          refuse(f'more than {max_nodes} memo entries')
       elif name in ('GET', 'BINGET', 'LONG_BINGET'):
         stack.append(memo[arg])
       elif name in ('REDUCE', 'NEWOBJ', 'STACK_GLOBAL', 'BINPERSID'):
