@@ -1,4 +1,5 @@
-"""The one reader of torch `.pt` / `.pth` files (`torch.save` zip containers), with or without torch.
+"""The one reader of torch `.pt` / `.pth` files (`torch.save` zip containers), with or without
+torch.
 
 `read_torch_state(path)` returns the saved object with every tensor as a numpy array and
 dicts / OrderedDicts / lists / tuples / numbers / strings as themselves. Two paths give the

@@ -296,7 +296,7 @@ def test_full_size_meta_models_match_our_names(shared, json_name, cls_name):
 
 
 def test_pth_reads_the_same_without_torch(tmp_path, monkeypatch):
-  """`.pth` files load through `tapkit.io.torch_state`: torch.load or the pure reader, same params."""
+  """`.pth` files load through `tapkit.io.torch_state`: torch.load or the pure reader alike."""
   import sys  # pylint: disable=g-import-not-at-top
   hf = _randomized(FAMILIES['dinov2_reg'][0], seed=8)
   module, params = bb.from_transformers(hf)
