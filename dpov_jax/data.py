@@ -19,7 +19,7 @@ frames_subdir 'images'). Tracks come from any point tracker (CoTracker3 offline 
 grid_size 16 and query frame 0 in the paper), run offline on windows of the videos and stored one
 file per window ("tracks file"):
 
-  <tracks_root>/<video>/<window>.npz      (np.savez; read with allow_pickle=False)
+  <tracks_root>/<video>/<window>.npz      (np.savez; read pickle-free with tapkit.io.npz)
     tracks         float [L, N, 2]  (x, y) pixels in the `image_size` frame, pixel centres at
                                     integers; finite everywhere
     visibility     bool or 0/1 [L, N]
@@ -64,6 +64,9 @@ from typing import Any
 import grain.python as grain
 import numpy as np
 
+from tapkit.io import BadFileError
+from tapkit.io import npz as npz_io
+
 # Normalisation of the released loaders (note std 0.228 for red, spec a.2).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.228, 0.224, 0.225)
@@ -103,12 +106,11 @@ def read_tracks_file(path: str | os.PathLike, grid_size: int | None = None) -> d
   """
   path = os.fspath(path)
   try:
-    with np.load(path, allow_pickle=False) as f:
-      arrays = {k: f[k] for k in f.files}
-  except ValueError as e:  # object arrays need pickle: refused
-    raise TracksFileError(f'{path}: cannot read without pickle ({e}); store plain numeric '
-                          'arrays') from e
-  except (OSError, EOFError) as e:
+    arrays = npz_io.read_npz(path)
+  except BadFileError as e:
+    if 'pickle' in e.detail:  # object arrays need pickle: refused
+      raise TracksFileError(f'{path}: cannot read without pickle ({e}); store plain numeric '
+                            'arrays') from e
     raise TracksFileError(f'{path}: not a readable .npz file ({e})') from e
   missing = [k for k in TRACKS_KEYS if k not in arrays]
   if missing:

@@ -383,7 +383,8 @@ def _tracks4d_section(report, workdir: pathlib.Path) -> None:
   report.add_table([{'model': m, **{c: v.get(c, float('nan')) for c in cols}}
                     for m, v in res['metrics'].items()], columns=['model'] + cols)
   if res['predictions']:
-    pred = np.load(res['predictions'][0])
+    from tapkit.io import npz as npz_io  # pylint: disable=g-import-not-at-top
+    pred = npz_io.read_npz(res['predictions'][0])
     fig = tracks3d.plot_tracks_3d(pred['points_world'], visible=pred['visible'],
                                   color_by='motion', motion=pred['motion_level'],
                                   w2c=pred['w2c'], intrinsics=None)

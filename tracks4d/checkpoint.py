@@ -1,16 +1,15 @@
 """Official TracksTo4D checkpoints -> Flax parameters (and Adam state), safely.
 
-Readers (no arbitrary pickle execution anywhere):
-  * `.pt` files written by `torch.save` (zip container): with torch importable,
-    `torch.load(path, map_location='cpu', weights_only=True)`; otherwise
-    `read_torch_zip`, a restricted unpickler that only rebuilds tensors (as numpy)
-    and ordered dicts, reading storages from the zip's `data/` records.
-  * flat `.npz` state dicts (`np.load(..., allow_pickle=False)`), e.g. the golden
+Readers (no arbitrary pickle execution anywhere; both in `tapkit.io`):
+  * `.pt` files written by `torch.save` (zip container): `tapkit.io.torch_state`, i.e.
+    `torch.load(path, map_location='cpu', weights_only=True)` with torch importable,
+    otherwise its restricted pure-Python reader (tensors as numpy, ordered dicts).
+  * flat `.npz` state dicts (`tapkit.io.npz`, pickle-free), e.g. the golden
     `params.npz` (+ optional `param_keys.npy` giving the state-dict order).
 
-Official checkpoint dict (spec 3.4): {'epoch': int, 'model_state_dict': state dict,
-'optimizer_state_dict': torch Adam state dict, 'loss': float}; the fine-tuning
-`best_model_temp.pt` is a bare state dict. Both are accepted.
+Official checkpoint dict, as the official training script saves it: {'epoch': int,
+'model_state_dict': state dict, 'optimizer_state_dict': torch Adam state dict, 'loss': float};
+the fine-tuning `best_model_temp.pt` is a bare state dict. Both are accepted.
 
 Name mapping (torch -> Flax; Linear weights [out, in] -> Dense kernels [in, out];
 Conv1d weight [out, in, k] -> Conv kernel [k, in, out]):
@@ -33,11 +32,12 @@ import collections
 import dataclasses
 import os
 import pathlib
-import pickle
-import zipfile
 from typing import Any, Mapping
 
 import numpy as np
+
+from tapkit.io import npz as npz_io
+from tapkit.io import torch_state
 
 PathLike = str | os.PathLike
 
@@ -184,174 +184,25 @@ def flax_params_to_torch_state_dict(params: Mapping[str, Any]) -> dict[str, np.n
   return out
 
 
-# ------------------------------------------------------------------ torch zip reader
+# ------------------------------------------------------------------ torch files
 
-_STORAGE_DTYPES = {
-    'FloatStorage': np.float32,
-    'DoubleStorage': np.float64,
-    'HalfStorage': np.float16,
-    'LongStorage': np.int64,
-    'IntStorage': np.int32,
-    'ShortStorage': np.int16,
-    'CharStorage': np.int8,
-    'ByteStorage': np.uint8,
-    'BoolStorage': np.bool_,
-}
-
-
-def _bfloat16():
-  import ml_dtypes  # Shipped with jax.
-  return ml_dtypes.bfloat16
-
-
-@dataclasses.dataclass(frozen=True)
-class _StorageType:
-  name: str
-
-  @property
-  def dtype(self) -> np.dtype:
-    if self.name == 'BFloat16Storage':
-      return np.dtype(_bfloat16())
-    return np.dtype(_STORAGE_DTYPES[self.name])
-
-
-def _rebuild_tensor(storage: np.ndarray, storage_offset: int, size, stride,
-                    *unused) -> np.ndarray:
-  """torch._utils._rebuild_tensor_v2 equivalent: a strided view copied to numpy."""
-  del unused  # requires_grad, backward hooks, metadata.
-  size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
-  if not size:
-    return storage[storage_offset].copy()
-  itemsize = storage.dtype.itemsize
-  needed = storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else 0
-  if needed > storage.size:
-    raise ValueError(f'tensor view (offset {storage_offset}, size {size}, stride {stride}) '
-                     f'exceeds its storage of {storage.size} elements')
-  view = np.lib.stride_tricks.as_strided(
-      storage[storage_offset:], shape=size, strides=tuple(s * itemsize for s in stride),
-      writeable=False)
-  return np.array(view)
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks, *unused):
-  del requires_grad, backward_hooks, unused
-  return data
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-  """Allows only what a torch tensor container needs; everything else is refused."""
-
-  def __init__(self, file, archive: zipfile.ZipFile, prefix: str, byteorder: str, source: str):
-    super().__init__(file)
-    self._archive = archive
-    self._prefix = prefix
-    self._byteorder = '<' if byteorder == 'little' else '>'
-    self._source = source
-    self._storages: dict[str, np.ndarray] = {}
-
-  def find_class(self, module: str, name: str):
-    if module == 'collections' and name == 'OrderedDict':
-      return collections.OrderedDict
-    if module == 'torch._utils' and name == '_rebuild_tensor_v2':
-      return _rebuild_tensor
-    if module == 'torch._utils' and name == '_rebuild_parameter':
-      return _rebuild_parameter
-    if module == 'torch' and (name in _STORAGE_DTYPES or name == 'BFloat16Storage'):
-      return _StorageType(name)
-    if module == 'torch' and name == 'Size':
-      return tuple
-    raise pickle.UnpicklingError(
-        f'{self._source}: refusing to load {module}.{name} (only tensors, storages and '
-        'OrderedDict are allowed in a checkpoint)')
-
-  def persistent_load(self, pid):
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == 'storage'):
-      raise pickle.UnpicklingError(f'{self._source}: unexpected persistent id {pid!r}')
-    _, storage_type, key, _location, numel = pid
-    if not isinstance(storage_type, _StorageType):
-      raise pickle.UnpicklingError(f'{self._source}: unsupported storage type {storage_type!r}')
-    key = str(key)
-    if key not in self._storages:
-      record = f'{self._prefix}data/{key}'
-      try:
-        raw = self._archive.read(record)
-      except KeyError as e:
-        raise ValueError(f'{self._source}: storage record {record} is missing') from e
-      dtype = storage_type.dtype.newbyteorder(self._byteorder) if storage_type.dtype.itemsize > 1 \
-          else storage_type.dtype
-      array = np.frombuffer(raw, dtype=dtype)
-      if array.size < int(numel):
-        raise ValueError(f'{self._source}: storage {record} holds {array.size} elements, '
-                         f'expected {numel}')
-      self._storages[key] = array.astype(storage_type.dtype.newbyteorder('='), copy=False)
-    return self._storages[key]
-
-
-def read_torch_zip(path: PathLike) -> Any:
-  """Reads a `torch.save` zip file without torch and without executing code.
-
-  Tensors come back as numpy arrays; dicts/lists/tuples/numbers/strings as themselves.
-
-  Raises:
-    ValueError: not a torch zip file, or a missing/short storage record.
-    pickle.UnpicklingError: the pickle references anything other than tensors.
-  """
-  path = pathlib.Path(path)
-  if not zipfile.is_zipfile(path):
-    raise ValueError(f'{path}: not a torch zip checkpoint (legacy non-zip torch files are '
-                     'not supported; re-save with torch >= 1.6)')
-  with zipfile.ZipFile(path) as archive:
-    pkl = [n for n in archive.namelist() if n.endswith('data.pkl') and n.count('/') == 1]
-    if len(pkl) != 1:
-      raise ValueError(f'{path}: expected one <archive>/data.pkl record, found {pkl}')
-    prefix = pkl[0][:-len('data.pkl')]
-    byteorder = 'little'
-    if f'{prefix}byteorder' in archive.namelist():
-      byteorder = archive.read(f'{prefix}byteorder').decode().strip()
-    with archive.open(pkl[0]) as f:
-      return _RestrictedUnpickler(f, archive, prefix, byteorder, str(path)).load()
+# The torch-free reader and the torch-backed one live in `tapkit.io.torch_state`.
+read_torch_zip = torch_state.read_torch_zip
 
 
 def _as_numpy(value: Any) -> Any:
-  if hasattr(value, 'detach') and hasattr(value, 'cpu'):  # torch.Tensor
-    value = value.detach().cpu()
-    if str(value.dtype) == 'torch.bfloat16':
-      return value.float().numpy().astype(_bfloat16())
-    return value.numpy()
-  return value
-
-
-def _tree_to_numpy(obj: Any) -> Any:
-  """Nested containers from torch.load with every tensor converted to numpy."""
-  if isinstance(obj, collections.OrderedDict):
-    return collections.OrderedDict((k, _tree_to_numpy(v)) for k, v in obj.items())
-  if isinstance(obj, Mapping):
-    return {k: _tree_to_numpy(v) for k, v in obj.items()}
-  if isinstance(obj, list):
-    return [_tree_to_numpy(v) for v in obj]
-  if isinstance(obj, tuple):
-    return tuple(_tree_to_numpy(v) for v in obj)
-  return _as_numpy(obj)
+  return torch_state.tensor_to_numpy(value)
 
 
 def read_torch_file(path: PathLike, use_torch: bool | None = None) -> Any:
-  """Loads a `torch.save` file safely; tensors become numpy arrays.
+  """Loads a `torch.save` file safely; tensors become numpy arrays (bfloat16 kept).
 
   Args:
     path: the `.pt` file.
     use_torch: True = torch.load(weights_only=True) (torch must be importable);
-      False = our restricted reader; None = torch when importable.
+      False = the restricted pure-Python reader; None = torch when importable.
   """
-  if use_torch is None:
-    try:
-      import torch  # noqa: F401
-      use_torch = True
-    except ImportError:
-      use_torch = False
-  if use_torch:
-    import torch
-    return _tree_to_numpy(torch.load(path, map_location='cpu', weights_only=True))
-  return read_torch_zip(path)
+  return torch_state.read_torch_state(path, use_torch=use_torch)
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -447,13 +298,9 @@ def torch_adam_to_flax(optimizer_state: Mapping[str, Any],
 def load_npz_state_dict(path: PathLike, keys_path: PathLike | None = None) -> dict[str, np.ndarray]:
   """Reads a flat `.npz` state dict; ordered by `keys_path` (a `.npy` of names) if given."""
   path = pathlib.Path(path)
-  try:
-    with np.load(path, allow_pickle=False) as data:
-      arrays = {k: data[k] for k in data.files}
-  except (ValueError, OSError) as e:
-    raise ValueError(f'{path}: cannot read as a flat npz state dict ({e})') from e
+  arrays = npz_io.read_npz(path)
   if keys_path is not None:
-    keys = [str(k) for k in np.load(keys_path, allow_pickle=False)]
+    keys = [str(k) for k in npz_io.read_npy(keys_path)]
     absent = [k for k in keys if k not in arrays]
     if absent:
       raise ValueError(f'{path}: keys listed in {keys_path} are missing: {absent}')

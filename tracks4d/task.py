@@ -92,11 +92,8 @@ def load_clip_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """
   from tapkit.data import tapvid3d, tracks4d_format  # pylint: disable=g-import-not-at-top
   name = os.fspath(path)
-  try:
-    with np.load(name, allow_pickle=False) as npz:
-      fields = set(npz.files)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'{name}: not a readable .npz file ({e})') from e
+  from tapkit.io import npz as npz_io  # pylint: disable=g-import-not-at-top
+  fields = set(npz_io.list_fields(name))
   if 'pred_tracks' in fields:
     return tracks4d_format.load_tracks4d_npz(name)
   if tapvid3d.TRACKS in fields:

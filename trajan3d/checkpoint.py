@@ -6,7 +6,7 @@ Two formats:
   the goldens' `params_*.npz`): one float array per parameter, key = the
   parameter's path inside the Flax `params` collection joined with '/', with
   no leading `params/`, e.g. `tracks_to_latents/layer_3/cross_att/dense_key/
-  kernel`. Read with `allow_pickle=False`; written by `save_params_npz`.
+  kernel`. Read with `tapkit.io.npz` (no pickle); written by `save_params_npz`.
 * An orbax checkpoint directory from our own training (tapkit's
   `<workdir>/checkpoints/<step>/state`, or any `StandardCheckpointer` /
   `PyTreeCheckpointer` PyTree), holding the parameters under a 'params' key
@@ -23,11 +23,13 @@ from __future__ import annotations
 import os
 import pathlib
 import zipfile
-import zlib
 from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
+
+from tapkit.io import BadFileError
+from tapkit.io import npz as npz_io
 
 PathLike = str | os.PathLike
 # Our flat layout: '/'-joined path -> array.
@@ -115,24 +117,18 @@ def load_npz_params(path: PathLike) -> dict[str, Any]:
     raise CheckpointError(
         f'{source}: not an .npz (zip) archive, or truncated (no zip central '
         'directory).')
-  flat: FlatParams = {}
   try:
-    with np.load(path, allow_pickle=False) as npz:
-      names = list(npz.files)
-      for name in names:
-        try:
-          value = npz[name]
-        except ValueError as e:  # Object arrays need pickle: refused.
-          raise CheckpointError(
-              f'{source}: array {name!r} cannot be read without pickle '
-              f'(object array?): {e}') from None
-        flat[name] = _as_float32(value, name, source)
-  except CheckpointError:
-    raise
-  except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
-          KeyError) as e:
+    arrays = npz_io.read_npz(path)
+  except BadFileError as e:
+    if e.field in (None, npz_io.ARCHIVE):
+      raise CheckpointError(
+          f'{source}: corrupt or truncated .npz archive: {e.detail}') from None
+    # Object arrays need pickle: refused, as are corrupt or oversized members.
     raise CheckpointError(
-        f'{source}: corrupt or truncated .npz archive: {e}') from None
+        f'{source}: array {e.field!r} cannot be read without pickle or is corrupt: '
+        f'{e.detail}') from None
+  flat: FlatParams = {name: _as_float32(value, name, source)
+                      for name, value in arrays.items()}
   if not flat:
     raise CheckpointError(f'{source}: archive holds no arrays.')
   return unflatten_params(flat, source)

@@ -17,7 +17,7 @@ position error (metres for 3D, pixels at a 256-pixel short side for 2D),
 occlusion accuracy, and per-frame Jaccard / error (CSV `<out>_per_frame.csv`,
 plot).
 
-Inputs, per file (`.npz`, read with allow_pickle=False):
+Inputs, per file (`.npz`, read pickle-free with `tapkit.io.npz`):
   * a TAPVid-3D clip (`tracks_XYZ`, `visibility`, `queries_xyt`,
     `fx_fy_cx_cy`, ...), read by `tapkit.data.tapvid3d.load_clip`; or
   * a plain file with `tracks` [T, N, 2|3] (2D: pixels; 3D: camera metres) and
@@ -54,6 +54,8 @@ import numpy as np
 import tqdm
 
 from tapkit.data import tapvid3d
+from tapkit.io import BadFileError
+from tapkit.io import npz as npz_io
 from tapkit.metrics import tapvid3d as metrics_lib
 from trajan3d import checkpoint as checkpoint_lib
 from trajan3d import features as features_lib
@@ -120,11 +122,11 @@ def track_set_from_clip(clip, name: str | None = None) -> TrackSet:
 def _read_field(npz, path: str, field: str) -> np.ndarray:
   try:
     return npz[field]
-  except ValueError as e:  # Object arrays need pickle, which is refused.
-    raise TrackFileError(f'{path}: field {field!r} cannot be read without pickle '
-                         f'(object array?); refused: {e}') from None
-  except (zipfile.BadZipFile, OSError, EOFError) as e:
-    raise TrackFileError(f'{path}: field {field!r} is corrupt: {e}') from None
+  except BadFileError as e:
+    if 'pickle' in e.detail:  # Object arrays need pickle, which is refused.
+      raise TrackFileError(f'{path}: field {field!r} cannot be read without pickle '
+                           f'(object array?); refused: {e.detail}') from None
+    raise TrackFileError(f'{path}: field {field!r} is corrupt: {e.detail}') from None
 
 
 def _numeric(path: str, field: str, x: np.ndarray) -> np.ndarray:
@@ -149,7 +151,7 @@ def load_track_file(path: str | os.PathLike) -> TrackSet:
   if not zipfile.is_zipfile(path):
     raise TrackFileError(f'{path}: not an .npz (zip) archive, or truncated.')
   try:
-    npz = np.load(path, allow_pickle=False)
+    npz = npz_io.NpzFields(path)
   except Exception as e:  # pylint: disable=broad-exception-caught
     raise TrackFileError(f'{path}: unreadable .npz: {type(e).__name__}: {e}') from None
   with npz:

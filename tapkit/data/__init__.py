@@ -1,7 +1,7 @@
 """TAPVid-3D-compatible data: clip files, validation, geometry, pipelines.
 
 Modules: `clip` (the in-memory `Clip`), `tapvid3d` (the validating reader / writer,
-splits, resizing), `safe_npz` (pickle-free .npz access), `geometry` (camera maps).
+splits, resizing), `geometry` (camera maps). Pickle-free `.npz` access: `tapkit.io.npz`.
 Formats and coordinate conventions: tapkit/data/README.md.
 """
 

@@ -9,7 +9,7 @@ File layout (official field names; see tapkit/data/README.md for the conventions
 Frames, one of (optional, e.g. absent in track-only files):
   images_jpeg_bytes  [T] per-frame JPEG bytes: fixed-width `|S<len>` as the official
                      generators write it, or a 1-D object array of `bytes` (read with a
-                     restricted unpickler, see `safe_npz`)
+                     restricted unpickler, see `tapkit.io.npz`)
   frames_uint8       [T, H, W, 3] uint8 (ours, `frames_format='raw'`)
   frames_encoded     [L] uint8 concatenated encoded frames (PNG/JPEG) and
   frames_offsets     [T + 1] int64 frame boundaries in it (ours, `frames_format='png_blob'`)
@@ -19,8 +19,8 @@ dynamic_mask [N]; any other field goes to `Clip.extras`.
 Prediction files hold `tracks_XYZ` [T, N, 3] and `visibility` [T, N]; read them with
 `load_predictions`.
 
-Every problem raises one `ValueError` (`safe_npz.NpzFieldError`) whose message starts
-with the file name and names the field.
+Every problem raises one `ValueError` (`tapkit.io.BadFileError`, alias `NpzFieldError`) whose
+message starts with the file name and names the field.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from tapkit.data import clip as clip_lib
-from tapkit.data import safe_npz
+from tapkit.io import npz as safe_npz
 
 Clip = clip_lib.Clip
 NpzFieldError = safe_npz.NpzFieldError

@@ -13,19 +13,19 @@ Layout (spec: shared/spec/tracks4d.md section 1.1; P tracks, T frames):
 `Ms_all` must have 3 rows: a 4x4 pose makes the official reader fail, so it is
 rejected here. The official reader turns `Ms_all` into camera-to-world poses; this
 module only reads and writes the file and leaves conventions to the caller.
-Files are loaded with `allow_pickle=False`; every problem raises a ValueError that
+Files are read with `tapkit.io.npz` (no pickles); every problem raises a ValueError that
 names the file and the field.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from typing import Mapping
 
 import numpy as np
 
 from tapkit.data.clip import Clip
+from tapkit.io import npz as npz_io
 
 REQUIRED_FIELDS = ('pred_tracks', 'pred_visibility', 'started_at')
 OPTIONAL_FIELDS = ('Ks_all', 'Ms_all', 'GT_depth_tracks_all', 'GT_mask_tracks_all')
@@ -130,22 +130,9 @@ def validate_tracks4d(data: Mapping[str, np.ndarray],
 def load_tracks4d_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
   """Reads and validates one TracksTo4D `.npz` (no pickles); see `validate_tracks4d`."""
   name = os.fspath(path)
-  try:
-    npz = np.load(name, allow_pickle=False)
-  except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
-    raise ValueError(f'{name}: not a readable .npz file ({error})') from error
-  if not isinstance(npz, np.lib.npyio.NpzFile):
+  if npz_io.is_npy(name):
     raise ValueError(f'{name}: expected an .npz archive of named fields, got a single array')
-  data = {}
-  with npz:
-    for field in npz.files:
-      try:
-        data[field] = npz[field]
-      except ValueError as error:  # object arrays would need pickle: refused
-        raise ValueError(f'{name}: field {field!r} cannot be read without pickle '
-                         f'({error})') from error
-      except (OSError, zipfile.BadZipFile, EOFError) as error:
-        raise ValueError(f'{name}: field {field!r} is corrupt ({error})') from error
+  data = npz_io.read_npz(name)
   return validate_tracks4d(data, name)
 
 

@@ -14,12 +14,13 @@ Typical use:
 """
 
 from tapkit.models.vit.config import PRESETS, BackboneConfig, get_config
-from tapkit.models.vit.convert import (CheckpointError, config_from_transformers, detect_layout,
+from tapkit.models.vit.checkpoint_files import detect_layout, load_checkpoint, save_checkpoint
+from tapkit.models.vit.convert import (CheckpointError, config_from_transformers,
                                         export_hub_state_dict, export_transformers_state_dict,
-                                        from_transformers, hub_to_transformers, load_checkpoint,
+                                        from_transformers, hub_to_transformers,
                                         params_from_hub_state_dict,
-                                        params_from_transformers_state_dict, save_checkpoint,
-                                        transformers_table, transformers_to_hub)
+                                        params_from_transformers_state_dict, transformers_table,
+                                        transformers_to_hub)
 from tapkit.models.vit.interpolate import bicubic_weights, resize_bicubic_hwc
 from tapkit.models.vit.vit import (BackboneOutput, VisionTransformer, build,
                                     extract_feature_map, init_params, pad_to_patch_multiple,

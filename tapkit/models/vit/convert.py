@@ -1,6 +1,6 @@
 """Exact weight converters between our Flax parameter tree and transformers / torch.hub checkpoints.
 
-Three name spaces (spec c.5, c.6):
+Three name spaces:
 
 - ours: the Flax tree documented in `vit.py` (`block_{i}/attn/q_proj/kernel` ...);
 - transformers: the in-memory `state_dict()` names of transformers 5.x `ViTModel` (DINO v1),
@@ -11,20 +11,18 @@ Three name spaces (spec c.5, c.6):
 Layout changes: Linear weight [out, in] <-> Dense kernel [in, out]; Conv [D, C, p, p] <->
 [p, p, C, D]; LayerNorm weight <-> scale; hub qkv [3D, D] <-> q, k, v; DINOv3 k bias masked out
 by `bias_mask`.
-Only weights are read: `.safetensors` with the safetensors package (numpy), `.npz` without pickle,
-`.pth` with `torch.load(weights_only=True)` (torch needed for that format only).
+Checkpoint files (reading, writing, preset inference) are in `checkpoint_files`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Iterable, Mapping
 
 import jax.numpy as jnp
 import numpy as np
 
-from tapkit.models.vit.config import PRESETS, BackboneConfig, get_config
+from tapkit.models.vit.config import BackboneConfig
 from tapkit.models.vit.vit import VisionTransformer, param_shapes
 
 StateDict = dict[str, np.ndarray]
@@ -528,135 +526,3 @@ def from_transformers(hf_model: Any, **module_kwargs) -> tuple[VisionTransformer
   sd = {k: _tensor_to_numpy(v) for k, v in model.state_dict().items()}
   params = params_from_transformers_state_dict(sd, cfg, where=f'{cls}.state_dict()')
   return VisionTransformer(cfg, **module_kwargs), params
-
-
-# --------------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------------
-
-def _read_state_dict(path: str) -> StateDict:
-  ext = os.path.splitext(path)[1].lower()
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'load_checkpoint: no file {path}')
-  if ext == '.safetensors':
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    try:
-      return dict(load_file(path))
-    except Exception as e:  # e.g. bfloat16 tensors, which numpy cannot hold
-      raise CheckpointError(f'{path}: cannot read as numpy safetensors ({e}); store '
-                            'float32/float16 tensors') from e
-  if ext == '.npz':
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  if ext in ('.pth', '.pt', '.bin', '.ckpt'):
-    try:
-      import torch  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      raise ImportError(f'{path}: reading a torch checkpoint needs torch (pip install torch), or '
-                        'convert it to .safetensors first') from None
-    try:
-      obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:
-      raise CheckpointError(f'{path}: not loadable with torch.load(weights_only=True) ({e}); only '
-                            'plain state dicts of tensors are read, never arbitrary pickles') from e
-    for key in ('teacher', 'model', 'state_dict'):  # training checkpoints wrap the state dict
-      if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-        obj = obj[key]
-        break
-    if not isinstance(obj, Mapping):
-      raise CheckpointError(f'{path}: expected a state dict, got {type(obj).__name__}')
-    out = {}
-    for k, v in obj.items():
-      if not hasattr(v, 'detach'):
-        raise CheckpointError(f'{path}: entry {k!r} is a {type(v).__name__}, not a tensor')
-      out[k] = _tensor_to_numpy(v)
-    return out
-  raise CheckpointError(f'{path}: unknown checkpoint format {ext!r} (use .safetensors, .npz or '
-                        '.pth)')
-
-
-def detect_layout(sd: Mapping[str, Any]) -> str:
-  """'hub' (official names) or 'transformers'."""
-  keys = list(sd)
-  if any(k.endswith('embeddings.cls_token') for k in keys):
-    return 'transformers'
-  if any(k.split('.')[-1] == 'cls_token' or re.search(r'(^|\.)blocks\.\d', k) for k in keys):
-    return 'hub'
-  raise CheckpointError(f'unrecognised checkpoint names (first: {_fmt(keys[:5])})')
-
-
-def infer_arch(sd: Mapping[str, Any], layout: str) -> str:
-  """The preset whose family, width, depth and registers match a state dict."""
-  if layout == 'hub':
-    sd = _clean_hub(sd)
-    names = set(sd)
-    fam = ('dinov3' if ('storage_tokens' in names or 'pos_embed' not in names)
-           else 'dinov2' if any(n.endswith('ls1.gamma') for n in names) else 'dino')
-    d = np.shape(sd[[k for k in sd if k.endswith('cls_token')][0]])[-1]
-    depth = len({int(m.group(1)) for n in names
-                 if (m := re.match(r'^blocks\.(?:\d+\.)?(\d+)\.', n))})
-    regs = [np.shape(v)[1] for k, v in sd.items()
-            if k.endswith(('register_tokens', 'storage_tokens'))]
-  else:
-    sd = _strip_common_prefix(sd, _MODEL_PREFIXES)
-    names = set(sd)
-    fam = ('dinov3' if any(n.startswith(('model.layer.', 'layer.')) for n in names)
-           else 'dinov2' if any('layer_scale1' in n for n in names) else 'dino')
-    d = np.shape(sd[[k for k in sd if k.endswith('cls_token')][0]])[-1]
-    depth = len({int(m.group(1)) for n in names
-                 if (m := re.match(r'^(?:model\.layer|encoder\.layer|layers|layer)\.(\d+)\.', n))})
-    regs = [np.shape(v)[1] for k, v in sd.items() if k.endswith('register_tokens')]
-  r = regs[0] if regs else 0
-  for name, cfg in PRESETS.items():
-    if (cfg.family, cfg.hidden_size, cfg.num_layers, cfg.num_register_tokens) == (fam, d, depth, r):
-      return name
-  raise CheckpointError(f'no preset matches a {fam} checkpoint with width {d}, {depth} blocks and '
-                        f'{r} registers: pass arch=BackboneConfig(...)')
-
-
-def load_checkpoint(path: str, arch: str | BackboneConfig | None = None, *,
-                    source: str | None = None, strict: bool = True,
-                    **module_kwargs) -> tuple[VisionTransformer, dict]:
-  """(module, params) from an official `.pth` (torch.hub names) or a `.safetensors` / `.npz` file
-  (transformers names, current or legacy, or hub names).
-
-  Args:
-    path: the file. `.pth` needs torch and is read with `weights_only=True`.
-    arch: preset name or config; None infers the preset from the names and shapes.
-    source: 'hub' / 'transformers' semantics of the preset (position-embedding resize, DINO eps);
-      default: the layout of the file's names. Ignored when arch is a BackboneConfig.
-    strict: raise on unexpected names (missing / mis-shaped names always raise).
-    **module_kwargs: for `VisionTransformer` (precision, remat).
-  """
-  path = os.fspath(path)
-  sd = _read_state_dict(path)
-  layout = detect_layout(sd)
-  if arch is None:
-    arch = infer_arch(sd, layout)
-  cfg = arch if isinstance(arch, BackboneConfig) else get_config(arch, source=source or layout)
-  if layout == 'hub':
-    params = params_from_hub_state_dict(sd, cfg, where=path, strict=strict)
-  else:
-    params = params_from_transformers_state_dict(sd, cfg, where=path, strict=strict)
-  return VisionTransformer(cfg, **module_kwargs), params
-
-
-def save_checkpoint(path: str, params: Mapping[str, Any], config: BackboneConfig,
-                    layout: str = 'transformers') -> None:
-  """Write params as `.safetensors` (numpy) or `.pth` (torch) with transformers or hub names."""
-  path = os.fspath(path)
-  if layout == 'transformers':
-    sd = export_transformers_state_dict(params, config)
-  elif layout == 'hub':
-    sd = export_hub_state_dict(params, config)
-  else:
-    raise ValueError(f"save_checkpoint: layout must be 'transformers' or 'hub', got {layout!r}")
-  ext = os.path.splitext(path)[1].lower()
-  if ext == '.safetensors':
-    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-    save_file(sd, path)
-  elif ext in ('.pth', '.pt'):
-    import torch  # pylint: disable=g-import-not-at-top
-    torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, path)
-  else:
-    raise ValueError(f'save_checkpoint: {path}: use .safetensors or .pth')

@@ -394,7 +394,7 @@ def test_geonet_mat_and_file_list(tmp_path, monkeypatch):
   # The list only depends on the sorted names; shuffled to check the sort.
   listing = [f'{i:06d}.mat' for i in range(21190)]
   np.random.default_rng(0).shuffle(listing)
-  monkeypatch.setattr(readers.os, 'listdir', lambda _: list(listing))
+  monkeypatch.setattr(os, 'listdir', lambda _: list(listing))
   d = tmp_path / 'geonet'
   names = readers.geonet_file_list(str(d))
   assert len(names) == 21188

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tapkit.data import clip as clip_lib
-from tapkit.data import safe_npz
+from tapkit.io import npz as safe_npz
 from tapkit.data import tapvid3d
 
 T, N, H, W = 4, 6, 24, 32

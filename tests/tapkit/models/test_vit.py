@@ -401,9 +401,10 @@ def test_legacy_transformers_names_are_renamed():
                                 params['block_1']['mlp']['fc2']['kernel'])
 
 
-def test_pth_without_torch_is_a_clear_error(tmp_path, monkeypatch):
+def test_pth_without_torch_is_read_or_a_clear_error(tmp_path, monkeypatch):
+  """Without torch, `.pth` files go through the restricted pure-Python reader."""
   path = tmp_path / 'w.pth'
-  path.write_bytes(b'not read')
+  path.write_bytes(b'not a zip')
   monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` now raises ImportError
-  with pytest.raises(ImportError, match='needs torch.*safetensors'):
+  with pytest.raises(bb.CheckpointError, match=r'w\.pth: not a torch zip checkpoint'):
     bb.load_checkpoint(path, arch='smoke')

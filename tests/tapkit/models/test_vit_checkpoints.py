@@ -293,3 +293,21 @@ def test_full_size_meta_models_match_our_names(shared, json_name, cls_name):
             for n, (p, k) in bb.transformers_table(ours_cfg).items()}
     assert ours == theirs, (preset, set(ours) ^ set(theirs))
     assert sum(math.prod(s) for s in theirs.values()) == entry['num_parameters']
+
+
+def test_pth_reads_the_same_without_torch(tmp_path, monkeypatch):
+  """`.pth` files load through `tapkit.io.torch_state`: torch.load or the pure reader alike."""
+  import sys  # pylint: disable=g-import-not-at-top
+  hf = _randomized(FAMILIES['dinov2_reg'][0], seed=8)
+  module, params = bb.from_transformers(hf)
+  path = tmp_path / 'hub.pth'
+  bb.save_checkpoint(path, params, module.config, layout='hub')
+  _, with_torch = bb.load_checkpoint(path, arch=module.config)
+  monkeypatch.setitem(sys.modules, 'torch', None)  # `import torch` now raises ImportError
+  _, pure = bb.load_checkpoint(path, arch=module.config)
+  for (k, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(with_torch),
+                            jax.tree_util.tree_leaves_with_path(pure)):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(k))
+  for (k, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(params),
+                            jax.tree_util.tree_leaves_with_path(pure)):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(k))

@@ -1,23 +1,29 @@
-"""Pickle-free reading of `.npz` archives, with one narrow exception for bytes arrays.
+"""Pickle-free reading of `.npz` archives and `.npy` files, sizes checked before allocating.
 
 `np.load(..., allow_pickle=True)` hands a user file to a general unpickler, which can
-run arbitrary code. This module never does that:
+run arbitrary code; `np.load` also allocates whatever a header declares. This module does
+neither:
 
-* The zip archive is opened with `zipfile` and every `<field>.npy` member's header is
-  parsed here (magic, version, `ast.literal_eval` of the header dict — a literal parser,
-  not `eval`). Plain dtypes are rebuilt with `np.frombuffer` from the raw bytes after
-  checking the byte count, so a truncated or padded member is caught.
+* The zip archive is opened with `zipfile`; each member's declared size is checked against
+  what it can hold (`tapkit.io.archive`: stored size, or compressed size x 1032 for
+  deflate) and every `<field>.npy` member's header is parsed here (magic, version,
+  `ast.literal_eval` of the header dict — a literal parser, not `eval`). The declared
+  shape x itemsize must fit in the member and stay under `max_array_bytes`
+  (`MAX_ARRAY_BYTES` by default) before a byte of data is read. Plain dtypes are then
+  rebuilt with `np.frombuffer` from the raw bytes after checking the byte count, so a
+  truncated or padded member is caught.
 * Object-dtype members (`|O`) are refused unless the caller names the field in
-  `object_fields`. Such a member is read with `_BytesArrayUnpickler`, whose `find_class`
-  resolves only the three globals a pickled 1-D numpy object array needs (numpy's array
-  `_reconstruct`, `ndarray`, `dtype`) and rejects everything else *before* anything is
-  called. Even those three resolve to inert stand-ins that just record their arguments,
-  so neither numpy's C reconstruction nor anything else runs on untrusted state; the
-  record must describe a 1-D plain-object array whose items are all `bytes`, and the
-  array is then built here.
+  `object_fields`. Such a member is read with the one restricted unpickler
+  (`tapkit.io.unpickle`) and an allow-list of the three globals a pickled 1-D numpy object
+  array needs (numpy's array `_reconstruct`, `ndarray`, `dtype`); everything else is
+  rejected *before* anything is called. Even those three resolve to inert stand-ins that
+  just record their arguments, so neither numpy's C reconstruction nor anything else runs
+  on untrusted state; the record must describe a 1-D plain-object array whose items are all
+  `bytes`, and the array is then built here.
 
-Every failure raises `NpzFieldError` (a `ValueError`) whose message starts with the file
-name and names the field (or `<archive>` for archive-level problems).
+Every failure raises `NpzFieldError` (= `tapkit.io.BadFileError`, a `ValueError`) whose
+message starts with the file name and names the field (or `<archive>` for archive-level
+problems).
 """
 
 from __future__ import annotations
@@ -33,22 +39,24 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from tapkit.io import archive as archive_lib
+from tapkit.io import unpickle
+from tapkit.io.errors import BadFileError
+
 _AST_LOCK = threading.Lock()
 
-ARCHIVE = '<archive>'
+ARCHIVE = archive_lib.ARCHIVE
 
 _MAGIC = b'\x93NUMPY'
 # Largest header we accept; numpy itself caps headers at 10 kB unless told otherwise.
 _MAX_HEADER_LEN = 10_000
+# Largest array (declared shape x itemsize) read from one member unless the caller says
+# otherwise: far above any clip or checkpoint array we read, far below what would exhaust
+# a machine when a header lies.
+MAX_ARRAY_BYTES = 1 << 34  # 16 GiB
 
-
-class NpzFieldError(ValueError):
-  """A malformed `.npz` file or field. `.path` and `.field` name where."""
-
-  def __init__(self, path: str | os.PathLike[str], field: str, message: str):
-    self.path = os.fspath(path)
-    self.field = field
-    super().__init__(f"{self.path}: field '{field}': {message}")
+# A malformed `.npz` / `.npy` file or field; `.path` and `.field` name where.
+NpzFieldError = BadFileError
 
 
 class _NdarrayClass:
@@ -91,27 +99,12 @@ def _reconstruct_stub(subtype, shape, typecode):
 # the module names numpy 1.x and 2.x write. They resolve to inert stand-ins that only
 # record their arguments: no numpy (or any other) code runs on the pickle's data. The
 # recorded structure is checked and the array built afterwards, in `_stub_to_array`.
-_ALLOWED_GLOBALS = {
+_BYTES_ARRAY_GLOBALS = {
     ('numpy._core.multiarray', '_reconstruct'): _reconstruct_stub,
     ('numpy.core.multiarray', '_reconstruct'): _reconstruct_stub,
     ('numpy', 'ndarray'): _NDARRAY,
     ('numpy', 'dtype'): _DtypeStub,
 }
-
-
-class _BytesArrayUnpickler(pickle.Unpickler):
-  """Unpickler that can only describe a 1-D numpy object array (checked afterwards)."""
-
-  def find_class(self, module: str, name: str):
-    key = (module, name)
-    if key not in _ALLOWED_GLOBALS:
-      raise pickle.UnpicklingError(
-          f'refusing to load global {module}.{name} (only numpy arrays of bytes are '
-          'allowed)')
-    return _ALLOWED_GLOBALS[key]
-
-  def persistent_load(self, pid):
-    raise pickle.UnpicklingError('persistent ids are not allowed')
 
 
 def _stub_to_array(stub, shape, path, field) -> np.ndarray:
@@ -142,8 +135,9 @@ def _stub_to_array(stub, shape, path, field) -> np.ndarray:
   return array
 
 
-def _parse_header(stream: io.BufferedIOBase, path, field) -> tuple[np.dtype, tuple[int, ...], bool]:
-  """Reads and validates a .npy header; returns (dtype, shape, fortran_order)."""
+def _parse_header(stream: io.BufferedIOBase, path, field
+                  ) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+  """Reads and validates a .npy header; returns (dtype, shape, fortran_order, header bytes)."""
   magic = stream.read(8)
   if len(magic) != 8 or magic[:6] != _MAGIC:
     raise NpzFieldError(path, field, 'not a .npy member (bad magic bytes)')
@@ -188,7 +182,20 @@ def _parse_header(stream: io.BufferedIOBase, path, field) -> tuple[np.dtype, tup
     raise NpzFieldError(path, field, f'bad shape {shape!r} in .npy header')
   if not isinstance(fortran, bool):
     raise NpzFieldError(path, field, f'bad fortran_order {fortran!r}')
-  return dtype, shape, fortran
+  return dtype, shape, fortran, 8 + size_bytes + header_len
+
+
+def _check_declared_size(dtype: np.dtype, shape: tuple[int, ...], data_bytes: int,
+                         max_bytes: int, path, field) -> int:
+  """shape x itemsize (Python ints: no overflow) against the member's data and the cap."""
+  nbytes = math.prod(shape) * dtype.itemsize
+  if nbytes > data_bytes:
+    raise NpzFieldError(path, field, f'header declares shape {shape} of {dtype} '
+                        f'({nbytes} bytes) but the member holds {data_bytes} bytes of data')
+  if nbytes > max_bytes:
+    raise NpzFieldError(path, field, f'array of {nbytes} bytes (shape {shape}) exceeds the '
+                        f'limit of {max_bytes} bytes')
+  return nbytes
 
 
 def _read_plain(stream, dtype, shape, fortran, path, field) -> np.ndarray:
@@ -205,36 +212,27 @@ def _read_plain(stream, dtype, shape, fortran, path, field) -> np.ndarray:
   return array.reshape(shape, order='F' if fortran else 'C').copy()
 
 
-def _read_bytes_object_array(stream, shape, path, field) -> np.ndarray:
+def _read_bytes_object_array(stream, shape, data_bytes, path, field) -> np.ndarray:
   if len(shape) != 1:
     raise NpzFieldError(path, field, f'object array must be 1-D, header says shape {shape}')
+  # The pickle is the rest of the member, whose size is already bounded.
+  payload = stream.read(data_bytes + 1)
+  if len(payload) > data_bytes:
+    raise NpzFieldError(path, field, 'member holds more bytes than its header says')
   try:
-    stub = _BytesArrayUnpickler(stream).load()
-  except Exception as e:  # pylint: disable=broad-exception-caught
+    stub = unpickle.load(payload, _BYTES_ARRAY_GLOBALS, source=path, field=field)
+  except BadFileError as e:
     # Anything the restricted unpickler trips on (refused global, bad opcode, truncated
     # stream, wrong stand-in arguments) is a malformed field.
     raise NpzFieldError(
-        path, field, f'object array is not a plain pickle of bytes ({type(e).__name__}: {e})'
-    ) from None
-  if stream.read(1):
-    raise NpzFieldError(path, field, 'trailing bytes after the pickled array')
+        path, field, f'object array is not a plain pickle of bytes ({e.detail})') from None
   return _stub_to_array(stub, shape, path, field)
 
 
 def list_fields(path: str | os.PathLike[str]) -> list[str]:
   """Names of the arrays in an `.npz` archive (member names without `.npy`)."""
-  with _open_zip(path) as archive:
+  with archive_lib.open_zip(path) as archive:
     return list(_members(archive, path))
-
-
-def _open_zip(path) -> zipfile.ZipFile:
-  try:
-    return zipfile.ZipFile(path)
-  except FileNotFoundError:
-    raise NpzFieldError(path, ARCHIVE, 'file not found') from None
-  except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-    raise NpzFieldError(
-        path, ARCHIVE, f'not a readable .npz (zip) archive, e.g. truncated ({e})') from None
 
 
 def _members(archive: zipfile.ZipFile, path) -> dict[str, zipfile.ZipInfo]:
@@ -251,10 +249,24 @@ def _members(archive: zipfile.ZipFile, path) -> dict[str, zipfile.ZipInfo]:
   return members
 
 
+def _read_array(stream, member_bytes: int, path, name: str, allow_bytes_objects: bool,
+                max_array_bytes: int) -> np.ndarray:
+  """One `.npy` stream of `member_bytes` bytes -> array (header checked before the data)."""
+  dtype, shape, fortran, header_bytes = _parse_header(stream, path, name)
+  data_bytes = member_bytes - header_bytes
+  if dtype.hasobject:
+    if not allow_bytes_objects:
+      raise NpzFieldError(path, name, 'object (pickled) arrays are not allowed in this field')
+    return _read_bytes_object_array(stream, shape, data_bytes, path, name)
+  _check_declared_size(dtype, shape, data_bytes, max_array_bytes, path, name)
+  return _read_plain(stream, dtype, shape, fortran, path, name)
+
+
 def read_npz(
     path: str | os.PathLike[str],
     fields: Iterable[str] | None = None,
     object_fields: Iterable[str] = (),
+    max_array_bytes: int = MAX_ARRAY_BYTES,
 ) -> dict[str, np.ndarray]:
   """Reads fields of an `.npz` archive without a general unpickler.
 
@@ -265,6 +277,7 @@ def read_npz(
       (callers decide which ones are required).
     object_fields: names that may hold a 1-D object array of `bytes`; read with the
       restricted unpickler. An object array in any other field is an error.
+    max_array_bytes: largest member (declared size) read; larger ones raise.
 
   Returns:
     field name -> array, in archive order.
@@ -275,21 +288,18 @@ def read_npz(
   allowed_objects = frozenset(object_fields)
   wanted = None if fields is None else frozenset(fields)
   out: dict[str, np.ndarray] = {}
-  with _open_zip(path) as archive:
+  with archive_lib.open_zip(path) as archive:
     for name, info in _members(archive, path).items():
       if wanted is not None and name not in wanted:
         continue
+      # The header is at most _MAX_HEADER_LEN + 12 bytes, so the limit also admits it.
+      member_bytes = archive_lib.checked_member_size(
+          info, path, name, max_array_bytes + _MAX_HEADER_LEN + 12)
       try:
         with archive.open(info) as raw:
           stream = io.BufferedReader(raw)
-          dtype, shape, fortran = _parse_header(stream, path, name)
-          if dtype.hasobject:
-            if name not in allowed_objects:
-              raise NpzFieldError(
-                  path, name, 'object (pickled) arrays are not allowed in this field')
-            out[name] = _read_bytes_object_array(stream, shape, path, name)
-          else:
-            out[name] = _read_plain(stream, dtype, shape, fortran, path, name)
+          out[name] = _read_array(stream, member_bytes, path, name, name in allowed_objects,
+                                  max_array_bytes)
       except NpzFieldError:
         raise
       except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
@@ -297,6 +307,59 @@ def read_npz(
         # CRC mismatch, truncated deflate stream, unsupported compression, ...
         raise NpzFieldError(path, name, f'corrupt archive member ({e})') from None
   return out
+
+
+class NpzFields:
+  """Field-by-field access to an `.npz` (like `np.load`'s NpzFile, validating, pickle-free).
+
+  `.files` lists the fields; `fields[name]` reads one with `read_npz`.
+  """
+
+  def __init__(self, path: str | os.PathLike[str], max_array_bytes: int = MAX_ARRAY_BYTES):
+    self.path = path
+    self.max_array_bytes = max_array_bytes
+    self.files = list_fields(path)
+
+  def __getitem__(self, field: str) -> np.ndarray:
+    if field not in self.files:
+      raise KeyError(f'{self.path}: no field {field!r}')
+    return read_npz(self.path, fields=(field,), max_array_bytes=self.max_array_bytes)[field]
+
+  def close(self) -> None:
+    """Nothing to release: each read opens and closes the archive."""
+
+  def __enter__(self) -> 'NpzFields':
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def read_npy(path: str | os.PathLike[str], max_array_bytes: int = MAX_ARRAY_BYTES
+             ) -> np.ndarray:
+  """Reads a bare `.npy` file (no object arrays), its header checked against the file size.
+
+  Raises:
+    NpzFieldError (a ValueError) naming the file (field `<array>`).
+  """
+  field = '<array>'
+  try:
+    with open(path, 'rb') as f:
+      size = os.fstat(f.fileno()).st_size
+      return _read_array(f, size, path, field, False, max_array_bytes)
+  except FileNotFoundError:
+    raise NpzFieldError(path, field, 'file not found') from None
+  except OSError as e:
+    raise NpzFieldError(path, field, f'cannot read ({e})') from None
+
+
+def is_npy(path: str | os.PathLike[str]) -> bool:
+  """Whether the file starts like a bare `.npy` array (not an `.npz` archive)."""
+  try:
+    with open(path, 'rb') as f:
+      return f.read(len(_MAGIC)) == _MAGIC
+  except OSError:
+    return False
 
 
 def write_npz(

@@ -1,0 +1,25 @@
+"""The only readers of external binary formats.
+
+Every reader validates before it allocates (sizes declared in headers are checked against the
+file and against a cap) and fails with `BadFileError`, a `ValueError` naming the file and the
+field:
+
+* `npz`: `.npz` archives and `.npy` files without a general unpickler (`read_npz`,
+  `read_npy`, `list_fields`, `write_npz`);
+* `safetensors`: `.safetensors` files, header parsed here (`read_safetensors`);
+* `torch_state`: torch `.pt` / `.pth` files, with or without torch (`read_torch_state`);
+* `unpickle`: the one allow-list unpickler with bounded work (`load`,
+  `numpy_array_globals`), for the pickles the formats above and dataset files contain.
+"""
+
+from tapkit.io.errors import BadFileError, UnsafePickleError
+from tapkit.io.npz import list_fields, read_npy, read_npz, write_npz
+from tapkit.io.safetensors import read_safetensors
+from tapkit.io.torch_state import read_torch_state
+from tapkit.io.unpickle import numpy_array_globals
+from tapkit.io.unpickle import load as restricted_load
+
+__all__ = [
+    'BadFileError', 'UnsafePickleError', 'list_fields', 'read_npy', 'read_npz', 'write_npz',
+    'read_safetensors', 'read_torch_state', 'numpy_array_globals', 'restricted_load',
+]
