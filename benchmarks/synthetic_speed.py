@@ -50,7 +50,8 @@ def main() -> None:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
   start = time.perf_counter()
-  synthetic._texture_bank(synthetic.SceneConfig().texture_size)  # pylint: disable=protected-access
+  texture_size = synthetic.SceneConfig().texture_size
+  synthetic.scene._texture_bank(texture_size)  # pylint: disable=protected-access
   cold = time.perf_counter() - start
 
   t, size, n = args.frames, args.size, args.tracks

@@ -380,36 +380,35 @@ class RandomClipFlip(grain.RandomMapTransform):
 def ensure_synthetic_windows(directory: str | os.PathLike, num_clips: int, *, seed: int,
                              num_frames: int, size: int, grid_size: int,
                              desc: str = 'synthetic clips') -> tuple[str, str]:
-  """Renders `num_clips` grid-tracked synthetic clips in the tracks-file format (kept on resume).
+  """Renders `num_clips` grid-tracked synthetic clips in the tracks-file format.
 
   Clip i is `tapkit.data.synthetic.generate_clip((seed, i), num_frames, size, size,
   query_mode='grid', grid_size=grid_size)`: a dynamic textured scene with a moving camera, the
   grid of pixel centres floor((j + 0.5) * size / grid_size) on frame 0, exact tracks projected to
   pixels and exact visibility. Written as
-  <directory>/frames/clip_<i>/<t>.png and <directory>/tracks/clip_<i>/window_000.npz (written
-  last, so a present tracks file means a complete clip).
+  <directory>/frames/clip_<i>/<t>.png and <directory>/tracks/clip_<i>/window_000.npz, and reused
+  while the generator parameters match (`tapkit.data.synthetic.ensure_clips`, which only lists a
+  clip once all its files are in place).
 
   Returns:
     (frames_root, tracks_root).
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
 
   from tapkit.data import pipeline, synthetic  # pylint: disable=g-import-not-at-top
 
-  root = pathlib.Path(directory)
-  frames_root, tracks_root = root / 'frames', root / 'tracks'
-  todo = [i for i in range(num_clips)
-          if not (tracks_root / f'clip_{i:04d}' / 'window_000.npz').is_file()]
-  for i in tqdm(todo, desc=desc, unit='clip', disable=not todo):
-    clip = synthetic.generate_clip((seed, i), num_frames, size, size, query_mode='grid',
-                                   grid_size=grid_size)
-    name = f'clip_{i:04d}'
-    frame_dir = frames_root / name
+  def write(clip, staging: pathlib.Path, name: str) -> None:
+    frame_dir = staging / 'frames' / name
     frame_dir.mkdir(parents=True, exist_ok=True)
     for t, rgb in enumerate(clip.frames):
       Image.fromarray(rgb).save(frame_dir / f'{t:05d}.png')
     tracks = pipeline.project_to_pixels(clip.tracks_xyz, clip.intrinsics)  # [T, N, 2]
-    write_tracks_file(tracks_root / name / 'window_000.npz', tracks, clip.visibility,
+    write_tracks_file(staging / 'tracks' / name / 'window_000.npz', tracks, clip.visibility,
                       np.arange(num_frames), (size, size))
-  return str(frames_root), str(tracks_root)
+
+  root = pathlib.Path(directory)
+  synthetic.ensure_clips(root, num_clips, seed, writer=write,
+                         record_format='dpov_frames_png_tracks_npz', description=desc,
+                         num_frames=num_frames, height=size, width=size, query_mode='grid',
+                         grid_size=grid_size)
+  return str(root / 'frames'), str(root / 'tracks')

@@ -38,22 +38,14 @@ EXTENSIONS = ('.safetensors', '.npz', '.pth', '.pt')
 def read_run(workdir: str | os.PathLike, step: int | None = None,
              weights: str = 'student') -> tuple[int, dict, Any, bb.BackboneConfig]:
   """(step, backbone params, ml_collections config, BackboneConfig) of a dpov_jax.train workdir."""
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
   from dpov_jax import task  # pylint: disable=g-import-not-at-top
-  from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
+  from tapkit.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   workdir = os.fspath(workdir)
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: missing; is {workdir} a dpov_jax.train workdir?')
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if 'backbone' not in config:
-    raise ValueError(f'{path}: field backbone is missing (not a dpov_jax run?)')
+  config = workdir_lib.load_config(workdir, required=('backbone',), method='dpov_jax')
   if weights not in ('student', 'teacher'):
     raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
-  got_step, state = engine_ckpt.load_state_numpy(workdir, step)
+  got_step, state = workdir_lib.load_state(workdir, step)
   key = 'params' if weights == 'student' else 'ema_params'
   if key not in state:
     raise ValueError(f'{workdir}: checkpoint {got_step} has no {key} (teacher weights need '

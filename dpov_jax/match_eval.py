@@ -154,26 +154,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = _parse(argv)
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
   from dpov_jax import task  # pylint: disable=g-import-not-at-top
-  from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
+  from tapkit.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
-  path = os.path.join(args.workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: missing; is {args.workdir} a dpov_jax.train workdir?')
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  for field in ('backbone', 'data', 'eval'):
-    if field not in config:
-      raise ValueError(f'{path}: field {field} is missing (not a dpov_jax run?)')
+  config = workdir_lib.load_config(args.workdir, required=('backbone', 'data', 'eval'),
+                                   method='dpov_jax')
   threshold = args.threshold_px if args.threshold_px is not None else config.eval.threshold_px
   num_clips = args.num_clips or int(config.eval.num_clips)
   module = task.build_backbone(config)
   clips = task.eval_clips(config, args.workdir, num_clips)
   matcher = Matcher(module, clips, threshold, int(config.eval.batch_size), args.stride,
                     args.radius_px)
-  step, state = engine_ckpt.load_state_numpy(args.workdir, args.step)
+  step, state = workdir_lib.load_state(args.workdir, args.step)
   rows = {'static (no motion)': matcher.static_baseline(),
           'start backbone': matcher(task.initial_backbone_params(config, args.workdir)),
           f'student @ {step}': matcher(state['params']['backbone'])}

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tapkit.data import synthetic
 from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
@@ -210,7 +211,7 @@ def synthetic_roots(config: ml_collections.ConfigDict, workdir: str, split: str,
   syn = config.data.synthetic
   if num_clips is None:
     num_clips = int(syn.num_train_clips if split == 'train' else syn.num_eval_clips)
-  seed = int(syn.seed) + (0 if split == 'train' else 1_000_003)
+  seed = int(syn.seed) if split == 'train' else synthetic.heldout_seed(int(syn.seed))
   return data.ensure_synthetic_windows(
       os.path.join(workdir, 'synthetic', split), num_clips, seed=seed,
       num_frames=synthetic_frames_per_clip(config), size=int(config.data.input_size),

@@ -421,19 +421,17 @@ def _dpov_section(report, workdir: pathlib.Path) -> None:
 def _dpov_figures(report, wd: pathlib.Path) -> None:
   """Feature PCA and correspondences of the start backbone vs the fine-tuned student."""
   import jax  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
 
   from dpov_jax import data as dpov_data  # pylint: disable=g-import-not-at-top
   from dpov_jax import match_eval, task  # pylint: disable=g-import-not-at-top
   from tapkit.models.vit import tokens_to_feature_map  # pylint: disable=g-import-not-at-top
-  from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
+  from tapkit.train import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from tapkit.viz import correspondences, features  # pylint: disable=g-import-not-at-top
 
-  with open(wd / 'config.json') as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = workdir_lib.load_config(wd)
   module = task.build_backbone(config)
   clips = task.eval_clips(config, str(wd), 1)
-  _, state = engine_ckpt.load_state_numpy(str(wd))
+  _, state = workdir_lib.load_state(wd)
   backbones = {'start': task.initial_backbone_params(config, str(wd)),
                'fine-tuned': state['params']['backbone']}
   frames = clips['frames'][0]  # [2, H, W, 3]

@@ -11,7 +11,7 @@ CKPT is one of
     state when it has one (official).
   * an engine workdir (`python -m tracks4d.train --workdir W`), or one of its orbax
     checkpoints `W/checkpoints/<step>`: the params (and the Adam moments, reused by
-    fine-tuning) are read with `tapkit.train.checkpoint.load_state_numpy`, and the model
+    fine-tuning) are read with `tapkit.train.workdir.load_state`, and the model
     config is recovered from `W/config.json` (`model` entry, see `task.build_model`);
     without `--step` the latest checkpoint is used.
 
@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from tapkit.train import workdir as workdir_lib
 from tracks4d import checkpoint as t4d_checkpoint
 from tracks4d import data as data_lib
 from tracks4d import finetune as finetune_lib
@@ -103,14 +104,7 @@ def _find_adam(tree: Any) -> dict[str, Any] | None:
 
 def _resolve_workdir(path: pathlib.Path) -> tuple[pathlib.Path, int | None]:
   """(workdir, step) for a workdir, `W/checkpoints/<step>` or `W/checkpoints/<step>/state`."""
-  if (path / 'checkpoints').is_dir():
-    return path, None
-  if path.name == 'state' and path.parent.name.isdigit():
-    path = path.parent
-  if path.name.isdigit() and path.parent.name == 'checkpoints':
-    return path.parent.parent, int(path.name)
-  raise FileNotFoundError(
-      f'{path}: not an engine workdir (no checkpoints/ folder) nor W/checkpoints/<step>')
+  return workdir_lib.find_workdir(path)
 
 
 def load_model(checkpoint: str | os.PathLike, step: int | None = None,
@@ -124,19 +118,11 @@ def load_model(checkpoint: str | os.PathLike, step: int | None = None,
     return LoadedModel(net, ckpt.params, adam, str(path))
   if not path.is_dir():
     raise FileNotFoundError(f'{path}: checkpoint not found')
-  from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
   workdir, dir_step = _resolve_workdir(path)
-  config_path = workdir / 'config.json'
-  if not config_path.is_file():
-    raise FileNotFoundError(f'{config_path}: missing; the model config of an engine '
-                            'checkpoint is read from its workdir config.json')
-  with open(config_path) as f:
-    config = json.load(f)
-  if 'model' not in config:
-    raise ValueError(f'{config_path}: field model is missing (not a tracks4d run?)')
+  config = workdir_lib.load_config(workdir, required=('model',), method='tracks4d')
   net = task.build_model(config['model'])
   step = dir_step if step is None else step
-  got_step, state = engine_ckpt.load_state_numpy(workdir, step)
+  got_step, state = workdir_lib.load_state(workdir, step)
   params = state['params']
   found = _find_adam(state.get('opt_state'))
   adam = None

@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tapkit.data import synthetic
 from tapkit.train import loop
 from tracks4d import data as data_lib
 from tracks4d import evaluation
@@ -147,22 +148,20 @@ def ensure_synthetic_data(directory: str | os.PathLike, num_clips: int, seed: in
                           desc: str = 'synthetic clips') -> list[str]:
   """Renders dynamic synthetic clips (tapkit.data.synthetic) as TracksTo4D files.
 
-  Clip i uses seed (seed, i) and is written to `directory/clip_<i>.npz`; existing files
-  are kept (so a resumed run reuses them). Returns the sorted paths.
+  Clip i uses seed (seed, i) and is written to `directory/clip_<i>.npz`; the files are
+  reused while the generator parameters match (`synthetic.ensure_clips`), so a resumed
+  run reuses them. Returns the sorted paths.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  from tapkit.data import synthetic, tracks4d_format  # pylint: disable=g-import-not-at-top
+  from tapkit.data import tracks4d_format  # pylint: disable=g-import-not-at-top
+
+  def write(clip, root: pathlib.Path, name: str) -> None:
+    tracks4d_format.save_tracks4d_npz(root / f'{name}.npz', tracks4d_format.clip_to_tracks4d(clip))
+
+  synthetic.ensure_clips(directory, num_clips, seed, writer=write, record_format='tracks4d_npz',
+                         description=desc, num_frames=num_frames, height=height, width=width,
+                         num_tracks=num_tracks, dynamic=True)
   directory = pathlib.Path(directory)
-  directory.mkdir(parents=True, exist_ok=True)
-  paths = [directory / f'clip_{i:04d}.npz' for i in range(num_clips)]
-  missing = [i for i, p in enumerate(paths) if not p.is_file()]
-  for i in tqdm(missing, desc=desc, unit='clip', disable=not missing):
-    clip = synthetic.generate_clip((seed, i), num_frames, height, width, num_tracks,
-                                   dynamic=True)
-    tmp = paths[i].with_suffix('.tmp')
-    tracks4d_format.save_tracks4d_npz(tmp, tracks4d_format.clip_to_tracks4d(clip))
-    os.replace(tmp, paths[i])
-  return [str(p) for p in paths]
+  return [str(directory / f'clip_{i:04d}.npz') for i in range(num_clips)]
 
 
 # ----------------------------------------------------------------------- sampling
@@ -410,7 +409,7 @@ def training_files(config: ml_collections.ConfigDict, workdir: str | None
                num_tracks=syn.num_tracks)
   train = ensure_synthetic_data(root / 'train', syn.num_train, syn.seed, desc='train clips',
                                 **sizes)
-  held_out = ensure_synthetic_data(root / 'eval', syn.num_eval, syn.seed + 1,
+  held_out = ensure_synthetic_data(root / 'eval', syn.num_eval, synthetic.heldout_seed(syn.seed),
                                    desc='held-out clips', **sizes)
   return train, held_out
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from tapkit.io import BadFileError
 from tapkit.io import npz as npz_io
+from tapkit.train import workdir as workdir_lib
 
 PathLike = str | os.PathLike
 # Our flat layout: '/'-joined path -> array.
@@ -152,23 +153,12 @@ def save_params_npz(path: PathLike, params: Mapping[str, Any]) -> None:
 # ------------------------------------------------------------------ orbax
 
 
-def _is_orbax_dir(path: pathlib.Path) -> bool:
-  return path.is_dir() and any(
-      (path / marker).exists()
-      for marker in ('_METADATA', '_CHECKPOINT_METADATA', 'manifest.ocdbt'))
-
-
 def _resolve_orbax_dir(path: pathlib.Path) -> pathlib.Path:
   """Finds the PyTree item: workdir -> checkpoints/ -> latest step -> item."""
-  if (path / 'checkpoints').is_dir() and not _is_orbax_dir(path):
-    path = path / 'checkpoints'
-  steps = [p for p in path.iterdir() if p.is_dir() and p.name.isdigit()]
-  if steps and not _is_orbax_dir(path):
-    path = max(steps, key=lambda p: int(p.name))
-  for item in ('params', 'state', 'default'):
-    if _is_orbax_dir(path / item):
-      return path / item
-  return path
+  try:
+    return workdir_lib.resolve_checkpoint(path)[1]
+  except workdir_lib.WorkdirError:
+    return path
 
 
 def load_orbax_params(directory: PathLike) -> dict[str, Any]:
@@ -183,27 +173,18 @@ def load_orbax_params(directory: PathLike) -> dict[str, Any]:
   Arrays are restored on one local device whatever the saving topology, and
   returned as float32 numpy.
   """
-  import orbax.checkpoint as ocp  # Imported lazily: heavy, only needed here.
-
   source = str(directory)
   path = pathlib.Path(directory)
   if not path.is_dir():
     raise CheckpointError(f'{source}: no such checkpoint directory.')
   path = _resolve_orbax_dir(path)
-  if not _is_orbax_dir(path):
+  if not workdir_lib.is_orbax_checkpoint(path):
     raise CheckpointError(
         f'{source}: not an orbax checkpoint (no _METADATA / '
         '_CHECKPOINT_METADATA in it, in a params/, state/ or default/ item, '
         'or in the latest numbered step).')
   try:
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    with ocp.StandardCheckpointer() as checkpointer:
-      meta = checkpointer.metadata(path.resolve())
-      meta = getattr(meta, 'item_metadata', meta)
-      target = jax.tree.map(
-          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-          meta)
-      tree = checkpointer.restore(path.resolve(), target)
+    tree = workdir_lib.restore_numpy(path.resolve())
   except Exception as e:  # orbax raises many types; report them uniformly.
     raise CheckpointError(
         f'{source}: orbax restore of {path} failed: {type(e).__name__}: '

@@ -38,8 +38,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib.util
-import json
 import math
 import os
 import pathlib
@@ -57,6 +55,8 @@ from tapkit.data import tapvid3d
 from tapkit.io import BadFileError
 from tapkit.io import npz as npz_io
 from tapkit.metrics import tapvid3d as metrics_lib
+from tapkit.train import config as config_lib
+from tapkit.train import workdir as workdir_lib
 from trajan3d import checkpoint as checkpoint_lib
 from trajan3d import features as features_lib
 from trajan3d import preprocess
@@ -514,24 +514,15 @@ def score_track_set(recon: Reconstructor, ts: TrackSet, num_support: int = 2048,
 
 def load_config_arg(arg: str) -> ml_collections.ConfigDict:
   """'configs/spa3d.py:smoke' -> get_config('smoke') of that file."""
-  path, _, preset = arg.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'--config: no such config file {path!r}.')
-  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset or None)
+  return config_lib.load_config(arg)
 
 
 def find_workdir_config(checkpoint: str) -> ml_collections.ConfigDict | None:
   """config.json of the training workdir holding `checkpoint`, if any."""
-  path = pathlib.Path(checkpoint).resolve()
-  for folder in [path] + list(path.parents)[:4]:
-    candidate = folder / 'config.json'
-    if candidate.is_file():
-      with open(candidate) as f:
-        return ml_collections.ConfigDict(json.load(f))
-  return None
+  try:
+    return workdir_lib.load_config(workdir_lib.find_workdir(checkpoint)[0])
+  except workdir_lib.WorkdirError:
+    return None
 
 
 def load_checkpoint(checkpoint: str, config_arg: str | None = None

@@ -86,15 +86,16 @@ def coords_of(config: ml_collections.ConfigDict) -> str:
 
 def ensure_synthetic_clips(directory: str, num_clips: int, seed: int,
                            cfg: ml_collections.ConfigDict, desc: str) -> str:
-  """Renders `num_clips` synthetic TAPVid-3D clips into `directory` (missing
-  ones only; clip i uses seed (seed, i)). Returns the directory."""
-  os.makedirs(directory, exist_ok=True)
-  todo = [i for i in range(num_clips)
-          if not os.path.exists(os.path.join(directory, f'clip_{i:04d}.npz'))]
-  for i in tqdm.tqdm(todo, desc=desc, unit='clip', disable=not todo):
-    clip = synthetic.generate_clip((seed, i), cfg.num_frames, cfg.height, cfg.width,
-                                   cfg.num_tracks)
-    tapvid3d.save_clip(os.path.join(directory, f'clip_{i:04d}.npz'), clip)
+  """Renders `num_clips` synthetic TAPVid-3D clips into `directory` (clip i uses seed
+  (seed, i); reused while the generator parameters match, see
+  `synthetic.ensure_clips`). Returns the directory."""
+
+  def write(clip: clip_lib.Clip, root: pathlib.Path, name: str) -> None:
+    tapvid3d.save_clip(os.path.join(root, name + '.npz'), clip)
+
+  synthetic.ensure_clips(directory, num_clips, seed, writer=write, record_format='tapvid3d_npz',
+                         description=desc, num_frames=cfg.num_frames, height=cfg.height,
+                         width=cfg.width, num_tracks=cfg.num_tracks)
   return directory
 
 
@@ -113,7 +114,8 @@ def data_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str
   elif config.eval.num_clips > 0:
     # Different seed stream from training: held-out scenes.
     eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), config.eval.num_clips,
-                                      syn.seed + 1_000_003, syn, 'synthetic eval clips')
+                                      synthetic.heldout_seed(syn.seed), syn,
+                                      'synthetic eval clips')
   else:
     eval_dir = ''
   return train_dir, pattern, eval_dir

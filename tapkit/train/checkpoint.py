@@ -4,7 +4,8 @@ Layout: `<workdir>/checkpoints/<step>/{state, data}`. `state` is the TrainState
 (as a nested dict, arrays restored straight into their shardings), `data` holds
 one JSON file per process with that process's grain iterator state. Orbax
 writes into a temporary directory and renames it when complete, so a process
-killed mid-save leaves only complete checkpoints behind.
+killed mid-save leaves only complete checkpoints behind. Reading a run's checkpoint
+outside training (numpy, any topology) is `tapkit.train.workdir.load_state`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from typing import Any
 
 import flax
 import grain.python as grain
-import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
+from tapkit.train import workdir as workdir_lib
 from tapkit.train.state import TrainState
 
 
@@ -97,31 +97,5 @@ class Checkpointer:
     self.manager.close()
 
 
-def load_state_numpy(workdir: str | os.PathLike, step: int | None = None
-                     ) -> tuple[int, dict[str, Any]]:
-  """Reads a checkpointed TrainState as a nested dict of numpy arrays.
-
-  Works on any device topology (the arrays are read onto one local device),
-  so evaluation CLIs, converters and tests can read a checkpoint written by a
-  sharded run. Returns (step, state_dict).
-  """
-  # orbax only accepts absolute paths; CLIs pass what the user typed.
-  directory = os.path.join(os.path.abspath(os.fspath(workdir)), 'checkpoints')
-  if step is None:
-    manager = ocp.CheckpointManager(
-        directory, item_names=('state', 'data'),
-        options=ocp.CheckpointManagerOptions(read_only=True))
-    step = manager.latest_step()
-    manager.close()
-    if step is None:
-      raise FileNotFoundError(f'No checkpoint in {directory}.')
-  path = os.path.join(directory, str(step), 'state')
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f'No checkpoint for step {step} at {path}.')
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  with ocp.StandardCheckpointer() as checkpointer:
-    tree = checkpointer.metadata(path).item_metadata
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
-    restored = checkpointer.restore(path, target)
-  return step, jax.tree.map(np.asarray, restored)
+# The former name of `workdir.load_state`, kept for its callers.
+load_state_numpy = workdir_lib.load_state

@@ -279,7 +279,7 @@ def test_bad_inputs_raise():
 
 def test_write_video(tmp_path, sample):
   path = synthetic.write_video(os.fspath(tmp_path / 'clip'),
-                               synthetic._draw_tracks(sample.clip.frames, sample.clip))
+                               synthetic.cli._draw_tracks(sample.clip.frames, sample.clip))
   assert os.path.getsize(path) > 1000
   import imageio.v3 as iio
 
