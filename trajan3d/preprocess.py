@@ -16,6 +16,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from tapkit.data import geometry
+
 EPISODE_LENGTH = 150
 
 
@@ -321,17 +323,5 @@ def lift_tracks_to_3d(
            f'{fx}, {fy}.')
   depth = np.asarray(depth, np.float32)
   z = depth if depth.shape == xy_px.shape[:2] else sample_depth(depth, xy_px)
-  x = (xy_px[..., 0] - cx) * z / fx
-  y = (xy_px[..., 1] - cy) * z / fy
-  return np.stack([x, y, z], axis=-1).astype(np.float32)
-
-
-def project_to_pixels(xyz: np.ndarray, fx_fy_cx_cy: np.ndarray) -> np.ndarray:
-  """Pinhole projection [..., 3] metres -> [..., 2] pixels (inverse of the
-  lift for Z > 0)."""
-  xyz = np.asarray(xyz, np.float32)
-  fx, fy, cx, cy = np.asarray(fx_fy_cx_cy, np.float32).reshape(4)
-  z = xyz[..., 2]
-  return np.stack([xyz[..., 0] * fx / z + cx, xyz[..., 1] * fy / z + cy],
-                  -1).astype(np.float32)
+  return geometry.unproject(xy_px, z, np.stack([fx, fy, cx, cy])).astype(np.float32)
 

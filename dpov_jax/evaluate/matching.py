@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpov_jax.evaluate import metrics
+from tapkit.data import geometry
 
 FeaturesFn = Callable[[np.ndarray], Any]
 
@@ -355,12 +356,6 @@ def pixel_grid(h: int, w: int) -> np.ndarray:
   return np.stack([xs, ys], -1)
 
 
-def project(xyz: np.ndarray, k_mat: np.ndarray) -> np.ndarray:
-  """uv = (K xyz)[:2] / max(z', 1e-9) for points [N, 3] and K [3, 3]."""
-  uvd = xyz @ np.asarray(k_mat, np.float64).T
-  return uvd[:, :2] / np.maximum(uvd[:, 2:3], 1e-9)
-
-
 def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
                      xyz_grid_0: np.ndarray, xyz_grid_1: np.ndarray,
                      rt_01: np.ndarray, intrinsics_1: np.ndarray, *,
@@ -401,8 +396,11 @@ def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
   c0in1 = x0[i0] @ rt[:3, :3].T + rt[:3, 3]
   c1 = x1[i1]
   err_3d = np.linalg.norm(c0in1 - c1, axis=-1)
-  err_2d = np.linalg.norm(project(c0in1, intrinsics_1) -
-                          project(c1, intrinsics_1), axis=-1)
+  # uv = (K xyz)[:2] / max(z', 1e-9), as Probe3D projects.
+  k_1 = np.asarray(intrinsics_1, np.float64)
+  err_2d = np.linalg.norm(
+      geometry.project(c0in1, k_1, behind='clamp', min_depth=1e-9) -
+      geometry.project(c1, k_1, behind='clamp', min_depth=1e-9), axis=-1)
   return {'err_3d': err_3d, 'err_2d': err_2d, 'uv_0': uv0[i0] / scale_factor,
           'uv_1': uv1[i1] / scale_factor, 'weight': wgt}
 
@@ -434,8 +432,8 @@ def run_correspondence_protocol(
                            num_corr=num_corr, scale_factor=scale_factor)
     e3.append(res['err_3d'])
     e2.append(res['err_2d'])
-    ang.append(float(metrics.rotation_angle_deg(np.asarray(p['Rt_01'])[:3,
-                                                                         :3])))
+    ang.append(float(geometry.rotation_angle_deg(np.asarray(p['Rt_01'])[:3, :3],
+                                                 'trace')))
   ang = np.asarray(ang)
   summary = metrics.navi_correspondence_metrics(e3, e2, ang, bin_edges)
   idx = metrics.assign_bins(ang, bin_edges)

@@ -48,6 +48,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 
 # Primitive kinds, as canonical shapes in their local frame.
@@ -676,11 +677,9 @@ def _visibility(scene: Scene, prim_ids: np.ndarray, points_cam: np.ndarray,
                 w2c: np.ndarray, intrinsics: np.ndarray, t: float, height: int,
                 width: int) -> tuple[np.ndarray, np.ndarray]:
   """Visibility [N] and (x, y) projections [N, 2] of camera-frame points (float64)."""
-  fx, fy, cx, cy = intrinsics
   z = points_cam[:, 2]
   front = z > _NEAR
-  safe_z = np.where(front, z, 1.0)
-  xy = np.stack([fx * points_cam[:, 0] / safe_z + cx, fy * points_cam[:, 1] / safe_z + cy], -1)
+  xy = geometry.project(points_cam, intrinsics, behind='principal', min_depth=_NEAR)
   inside = (front & (xy[:, 0] >= -0.5) & (xy[:, 0] < width - 0.5) &
             (xy[:, 1] >= -0.5) & (xy[:, 1] < height - 0.5))
   visible = np.zeros(z.shape, bool)
@@ -926,11 +925,8 @@ def render_view_pair(seed: int | Sequence[int], rotation_deg: float, height: int
 def _draw_tracks(frames: np.ndarray, clip: Clip) -> np.ndarray:
   """Frames [T, H, W, 3] with visible track points painted as 3x3 dots."""
   out = frames.copy()
-  fx, fy, cx, cy = clip.intrinsics
-  xyz = clip.tracks_xyz
-  z = np.where(xyz[..., 2] > _NEAR, xyz[..., 2], 1.0)
-  x = np.floor(fx * xyz[..., 0] / z + cx + 0.5).astype(np.int64)
-  y = np.floor(fy * xyz[..., 1] / z + cy + 0.5).astype(np.int64)
+  xy = geometry.project(clip.tracks_xyz, clip.intrinsics, behind='principal', min_depth=_NEAR)
+  x, y = np.floor(xy[..., 0] + 0.5).astype(np.int64), np.floor(xy[..., 1] + 0.5).astype(np.int64)
   colours = np.where(clip.dynamic_mask[:, None], [[255, 60, 60]], [[60, 255, 60]]).astype(np.uint8)
   h, w = frames.shape[1:3]
   for t in range(frames.shape[0]):
