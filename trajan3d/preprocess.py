@@ -17,6 +17,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from tapkit.data import geometry
+from tapkit.ops import sampling
 
 EPISODE_LENGTH = 150
 
@@ -284,18 +285,8 @@ def sample_depth(depth: np.ndarray, xy_px: np.ndarray) -> np.ndarray:
   _require(xy_px.ndim == 3 and xy_px.shape[0] == depth.shape[0]
            and xy_px.shape[-1] == 2,
            f'xy_px must be [{depth.shape[0]}, N, 2], got {xy_px.shape}.')
-  _, h, w = depth.shape
-  x = np.clip(xy_px[..., 0], 0, w - 1)
-  y = np.clip(xy_px[..., 1], 0, h - 1)
-  x0 = np.clip(np.floor(x).astype(np.int64), 0, max(w - 2, 0))
-  y0 = np.clip(np.floor(y).astype(np.int64), 0, max(h - 2, 0))
-  x1 = np.minimum(x0 + 1, w - 1)
-  y1 = np.minimum(y0 + 1, h - 1)
-  fx, fy = x - x0, y - y0
-  t = np.arange(depth.shape[0])[:, None]
-  top = depth[t, y0, x0] * (1 - fx) + depth[t, y0, x1] * fx
-  bottom = depth[t, y1, x0] * (1 - fx) + depth[t, y1, x1] * fx
-  return (top * (1 - fy) + bottom * fy).astype(np.float32)
+  return sampling.bilinear_sample(depth[..., None], xy_px[..., 0], xy_px[..., 1],
+                                  padding='border')[..., 0].astype(np.float32)
 
 
 def lift_tracks_to_3d(

@@ -28,6 +28,8 @@ import numpy as np
 
 from dpov_jax.evaluate import metrics
 from tapkit.data import geometry
+from tapkit.ops import numeric
+from tapkit.ops import sampling
 
 FeaturesFn = Callable[[np.ndarray], Any]
 
@@ -42,45 +44,8 @@ def _as_feature_map(feats: Any) -> jnp.ndarray:
   return feats
 
 
-def l2_normalize(x: jnp.ndarray, axis: int = -1,
-                 eps: float = 1e-12) -> jnp.ndarray:
-  """x / max(||x||, eps) (torch.nn.functional.normalize)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
-
-
 # ----------------------------------------------------------------------------
-# Sampling and resizing with torch semantics.
-
-
-def bilinear_sample_align_corners(feats: jnp.ndarray,
-                                  xy_unit: jnp.ndarray) -> jnp.ndarray:
-  """grid_sample(mode='bilinear', align_corners=True, padding zeros).
-
-  Args:
-    feats: [h, w, D] feature map.
-    xy_unit: [K, 2] (x, y) in [0, 1] units; 0 -> centre of the first cell,
-      1 -> centre of the last one (grid u = 2 * xy - 1).
-
-  Returns:
-    [K, D] sampled features; taps outside the map contribute zero.
-  """
-  h, w, _ = feats.shape
-  x = xy_unit[:, 0] * (w - 1)
-  y = xy_unit[:, 1] * (h - 1)
-  x0 = jnp.floor(x)
-  y0 = jnp.floor(y)
-  out = 0.0
-  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-    xi = x0 + dx
-    yi = y0 + dy
-    wx = 1.0 - jnp.abs(x - xi)
-    wy = 1.0 - jnp.abs(y - yi)
-    inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-    xc = jnp.clip(xi, 0, w - 1).astype(jnp.int32)
-    yc = jnp.clip(yi, 0, h - 1).astype(jnp.int32)
-    tap = feats[yc, xc]
-    out = out + (wx * wy * inside)[:, None] * tap
-  return out
+# Resizing with torch semantics.
 
 
 def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
@@ -173,7 +138,11 @@ def transfer_keypoints(src_feats: jnp.ndarray, trg_feats: jnp.ndarray,
     [K, 2] predicted target (x, y) = (col, row) / w (Probe3D: no +1/2).
   """
   h, w, _ = trg_feats.shape
-  kp_f = bilinear_sample_align_corners(src_feats, src_xy_unit)
+  # grid_sample(bilinear, align_corners=True, padding zeros): 0 -> centre of the first cell.
+  kp_f = sampling.bilinear_sample(
+      src_feats, sampling.pixel_coords(src_xy_unit[:, 0], src_feats.shape[1], align_corners=True),
+      sampling.pixel_coords(src_xy_unit[:, 1], src_feats.shape[0], align_corners=True),
+      padding='zeros')
   heat = jnp.einsum('kd,hwd->khw', kp_f, trg_feats,
                     precision=jax.lax.Precision.HIGHEST).reshape(-1, h * w)
   flat = jnp.argmax(heat, axis=-1)
@@ -217,7 +186,7 @@ def keypoint_pair_errors(pair: KeypointPair,
     raise ValueError('keypoint protocol assumes square images of equal size, '
                      f'got {pair.src_image.shape} and {pair.trg_image.shape}')
   images = np.stack([pair.src_image, pair.trg_image]).astype(np.float32)
-  feats = l2_normalize(_as_feature_map(features_fn(images)))
+  feats = numeric.l2_normalize(_as_feature_map(features_fn(images)))
   src_xy = np.asarray(pair.src_kps, np.float32).reshape(-1, 2) / side
   k = src_xy.shape[0]
   # Pad K to a multiple of 32 so pairs with different keypoint counts share
@@ -333,8 +302,8 @@ def ratio_test_matches(src_feats: np.ndarray, trg_feats: np.ndarray,
   trg_valid = np.ones(nt, bool) if trg_valid is None else np.asarray(trg_valid)
   if trg_valid.sum() < 2:
     raise ValueError('ratio test needs at least two valid target points')
-  src = l2_normalize(jnp.asarray(src_feats, jnp.float32))
-  trg = l2_normalize(jnp.asarray(trg_feats, jnp.float32))
+  src = numeric.l2_normalize(jnp.asarray(src_feats, jnp.float32))
+  trg = numeric.l2_normalize(jnp.asarray(trg_feats, jnp.float32))
   chunk = max(1, min(chunk, ns))
   pad = (-ns) % chunk
   src = jnp.pad(src, ((0, pad), (0, 0)))

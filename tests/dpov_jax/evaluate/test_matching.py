@@ -1,21 +1,10 @@
-"""Tests of dpov_jax.evaluate.matching (sampling, resizing, NN matching)."""
+"""Tests of dpov_jax.evaluate.matching (resizing, keypoint transfer, NN matching)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dpov_jax.evaluate import matching
-
-
-def test_bilinear_sample_align_corners():
-  f = np.arange(12, dtype=np.float32).reshape(3, 4, 1)  # value = 4 y + x.
-  xy = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [1 / 3, 0.25]],
-                np.float32)
-  out = np.asarray(matching.bilinear_sample_align_corners(jnp.asarray(f),
-                                                          jnp.asarray(xy)))
-  # align_corners: x = u (w - 1), y = v (h - 1); bilinear of a linear map.
-  np.testing.assert_allclose(out[:, 0], [0.0, 11.0, 4 * 1 + 1.5, 4 * 0.5 + 1],
-                             rtol=1e-6)
 
 
 def test_bicubic_matrix_matches_torch_formula():
