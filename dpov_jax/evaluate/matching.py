@@ -44,71 +44,6 @@ def _as_feature_map(feats: Any) -> jnp.ndarray:
   return feats
 
 
-# ----------------------------------------------------------------------------
-# Resizing with torch semantics.
-
-
-def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
-  """Keys cubic convolution weights for taps at offsets -1, 0, 1, 2."""
-  def near(s):  # |s| <= 1
-    return ((a + 2) * s - (a + 3)) * s * s + 1
-  def far(s):  # 1 < |s| < 2
-    return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
-  return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
-
-
-def bicubic_matrix(in_size: int, out_size: int,
-                   align_corners: bool = False) -> np.ndarray:
-  """[out, in] matrix of torch bicubic interpolation.
-
-  Source coordinate (dst + 0.5) * in / out - 0.5 (align_corners=False) or
-  dst * (in - 1) / (out - 1) (True); Keys a = -0.75, taps clamped to the
-  border, no antialiasing (as F.interpolate(mode='bicubic')).
-  """
-  src = _source_coords(in_size, out_size, align_corners)
-  i0 = np.floor(src)
-  w = _cubic_weights(src - i0)
-  mat = np.zeros((out_size, in_size), np.float64)
-  for k, off in enumerate((-1, 0, 1, 2)):
-    idx = np.clip(i0 + off, 0, in_size - 1).astype(int)
-    np.add.at(mat, (np.arange(out_size), idx), w[:, k])
-  return mat
-
-
-def _source_coords(in_size: int, out_size: int,
-                   align_corners: bool) -> np.ndarray:
-  dst = np.arange(out_size, dtype=np.float64)
-  if align_corners:
-    return dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
-  return (dst + 0.5) * (in_size / out_size) - 0.5
-
-
-def bilinear_matrix(in_size: int, out_size: int,
-                    align_corners: bool = True) -> np.ndarray:
-  """[out, in] matrix of torch bilinear interpolation (no antialiasing).
-
-  align_corners=False clamps negative source coordinates to 0, as torch.
-  """
-  src = _source_coords(in_size, out_size, align_corners)
-  if not align_corners:
-    src = np.maximum(src, 0.0)
-  i0 = np.minimum(np.floor(src).astype(int), in_size - 1)
-  i1 = np.minimum(i0 + 1, in_size - 1)
-  t = src - i0
-  mat = np.zeros((out_size, in_size), np.float64)
-  np.add.at(mat, (np.arange(out_size), i0), 1.0 - t)
-  np.add.at(mat, (np.arange(out_size), i1), t)
-  return mat
-
-
-def resize_bicubic(feats: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
-  """Bicubic resize of [h, w, D] to [H, W, D] with torch semantics."""
-  my = jnp.asarray(bicubic_matrix(feats.shape[0], out_hw[0]), jnp.float32)
-  mx = jnp.asarray(bicubic_matrix(feats.shape[1], out_hw[1]), jnp.float32)
-  return jnp.einsum('Yy,yxd,Xx->YXd', my, feats, mx,
-                    precision=jax.lax.Precision.HIGHEST)
-
-
 def downsample_nearest(grid: np.ndarray, factor: float) -> np.ndarray:
   """F.interpolate(scale_factor=factor, mode='nearest') of [H, W, C].
 
@@ -349,9 +284,9 @@ def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
   g0 = downsample_nearest(np.asarray(xyz_grid_0, np.float64), scale_factor)
   g1 = downsample_nearest(np.asarray(xyz_grid_1, np.float64), scale_factor)
   h, w = g0.shape[:2]
-  f0 = np.asarray(resize_bicubic(jnp.asarray(feat_0, jnp.float32), (h, w)))
-  f1 = np.asarray(resize_bicubic(jnp.asarray(feat_1, jnp.float32),
-                                 g1.shape[:2]))
+  f0 = np.asarray(sampling.resize(jnp.asarray(feat_0, jnp.float32), (h, w), 'bicubic'))
+  f1 = np.asarray(sampling.resize(jnp.asarray(feat_1, jnp.float32),
+                                 g1.shape[:2], 'bicubic'))
   v0 = g0[..., 2].reshape(-1) > 0
   v1 = g1[..., 2].reshape(-1) > 0
   x0 = g0.reshape(-1, 3)[v0]

@@ -1,26 +1,10 @@
-"""Tests of dpov_jax.evaluate.matching (resizing, keypoint transfer, NN matching)."""
+"""Tests of dpov_jax.evaluate.matching (downsampling, keypoint transfer, NN matching)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dpov_jax.evaluate import matching
-
-
-def test_bicubic_matrix_matches_torch_formula():
-  # Upsampling [0, 1] to 4 with a = -0.75, align_corners=False, border
-  # clamped: sources -0.25, 0.25, 0.75, 1.25.
-  m = matching.bicubic_matrix(2, 4)
-  np.testing.assert_allclose(m @ np.array([0.0, 1.0]),
-                             [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
-  np.testing.assert_allclose(m.sum(1), 1.0)
-  np.testing.assert_allclose(matching.bicubic_matrix(5, 5), np.eye(5),
-                             atol=1e-12)
-  f = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
-  up = np.asarray(matching.resize_bicubic(jnp.asarray(f), (6, 8)))
-  ref = np.einsum('Yy,yxd,Xx->YXd', matching.bicubic_matrix(3, 6), f,
-                  matching.bicubic_matrix(4, 8))
-  np.testing.assert_allclose(up, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_downsample_nearest_torch_indices():

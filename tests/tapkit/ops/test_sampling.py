@@ -1,4 +1,4 @@
-"""Bilinear sampling: hand-computed values for every option, and parity with torch."""
+"""Bilinear sampling and separable resizing: hand-computed values, and parity with torch."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -107,3 +107,46 @@ def test_clamp_index_matches_torch_interpolate():
         xp.asarray(ys.reshape(-1).astype(np.float32)), padding='clamp_index')
     np.testing.assert_allclose(np.asarray(got).reshape(out_h, out_w, 3), want, rtol=1e-5,
                                atol=1e-6)
+
+
+def test_bicubic_matrix_matches_torch_formula():
+  # Upsampling [0, 1] to 4 with a = -0.75, align_corners=False, border
+  # clamped: sources -0.25, 0.25, 0.75, 1.25.
+  m = sampling.bicubic_matrix(2, 4)
+  np.testing.assert_allclose(m @ np.array([0.0, 1.0]),
+                             [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
+  np.testing.assert_allclose(m.sum(1), 1.0)
+  np.testing.assert_allclose(sampling.bicubic_matrix(5, 5), np.eye(5), atol=1e-12)
+  f = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
+  up = np.asarray(sampling.resize(jnp.asarray(f), (6, 8), 'bicubic'))
+  ref = np.einsum('Yy,yxd,Xx->YXd', sampling.bicubic_matrix(3, 6), f,
+                  sampling.bicubic_matrix(4, 8))
+  np.testing.assert_allclose(up, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_bilinear_matrix_known_rows():
+  # align_corners=True, 3 -> 5: sources 0, 0.5, 1, 1.5, 2.
+  np.testing.assert_allclose(sampling.bilinear_matrix(3, 5, align_corners=True) @ [0.0, 2.0, 4.0],
+                             [0.0, 1.0, 2.0, 3.0, 4.0])
+  # align_corners=False, 2 -> 4: sources -0.25 (clamped to 0), 0.25, 0.75, 1.25 (index clamped).
+  np.testing.assert_allclose(sampling.bilinear_matrix(2, 4, align_corners=False) @ [0.0, 4.0],
+                             [0.0, 1.0, 3.0, 4.0])
+  np.testing.assert_allclose(sampling.source_coords(2, 4, align_corners=False),
+                             [-0.25, 0.25, 0.75, 1.25])
+
+
+@pytest.mark.parametrize('mode', ['bilinear', 'bicubic'])
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_resize_matches_torch_interpolate(mode, align_corners):
+  torch = pytest.importorskip('torch')
+  x = np.random.default_rng(3).normal(size=(2, 5, 6, 3)).astype(np.float32)  # [B, H, W, C]
+  for out_hw in ((11, 4), (3, 13)):
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x).permute(0, 3, 1, 2), size=out_hw, mode=mode,
+        align_corners=align_corners).permute(0, 2, 3, 1).numpy()
+    got = np.asarray(sampling.resize(jnp.asarray(x), out_hw, mode, align_corners))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    one = np.asarray(sampling.resize(jnp.asarray(x[1]), out_hw, mode, align_corners))
+    np.testing.assert_allclose(one, want[1], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='mode'):
+    sampling.resize(jnp.asarray(x), (4, 4), 'area')
