@@ -10,7 +10,9 @@ Conventions (also in tapkit/data/README.md):
   (`R = w2c[:3, :3]`, `t = w2c[:3, 3]`); a name containing `c2w` means the inverse.
 
 All functions accept numpy or jax arrays (the module of the first array argument is used)
-and broadcast over leading axes.
+and broadcast over leading axes, except `rotation_angle_deg` (numpy, float64).
+Points behind the camera have no pixel; `project` makes the caller choose what they get
+(`behind=`), see its docstring for the policies and which caller uses which.
 """
 
 from __future__ import annotations
@@ -19,15 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from tapkit.ops.numeric import array_module
+
 Array = Any  # np.ndarray or jax.Array.
-
-
-def _xp(x: Array):
-  """numpy for numpy inputs, jax.numpy for jax arrays (imported only when needed)."""
-  if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)):
-    return np
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp
 
 
 def _split_intrinsics(intrinsics: Array, xp):
@@ -82,7 +78,7 @@ def project(points_xyz: Array, intrinsics: Array, *, behind: str = 'keep',
   """
   if behind not in BEHIND_POLICIES:
     raise ValueError(f'behind must be one of {BEHIND_POLICIES}, got {behind!r}')
-  xp = _xp(points_xyz)
+  xp = array_module(points_xyz)
   points_xyz = _as_float(points_xyz, xp)
   intrinsics = xp.asarray(intrinsics).astype(points_xyz.dtype)
   if intrinsics.shape[-2:] == (3, 3):
@@ -128,7 +124,7 @@ def unproject(xy: Array, depth: Array, intrinsics: Array) -> Array:
   Returns:
     [..., 3] points (X, Y, Z) in metres in the camera frame, Z = depth.
   """
-  xp = _xp(xy)
+  xp = array_module(xy)
   xy = _as_float(xy, xp)
   z = xp.asarray(depth)[..., None]
   fx, fy, cx, cy = _split_intrinsics(xp.asarray(intrinsics).astype(xy.dtype), xp)
@@ -154,7 +150,7 @@ def apply_pose(points: Array, pose: Array) -> Array:
   Returns:
     [..., 3] transformed points.
   """
-  xp = _xp(points)
+  xp = array_module(points)
   points = xp.asarray(points)
   pose = xp.asarray(pose)
   _check_pose(pose, 'pose')
@@ -176,7 +172,7 @@ def invert_pose(pose: Array) -> Array:
   Returns:
     The inverses, same shape and dtype (w2c ↔ c2w).
   """
-  xp = _xp(pose)
+  xp = array_module(pose)
   pose = xp.asarray(pose)
   if pose.shape[-2:] not in ((3, 4), (4, 4)):
     raise ValueError(f'pose must end in [4, 4] or [3, 4], got shape {pose.shape}')
@@ -192,7 +188,7 @@ def invert_pose(pose: Array) -> Array:
 
 def rigid_matrix(rotation: Array, translation: Array) -> Array:
   """[..., 4, 4] homogeneous transforms [R t; 0 1] from rotations [..., 3, 3] and translations [..., 3]."""
-  xp = _xp(rotation)
+  xp = array_module(rotation)
   rotation = xp.asarray(rotation)
   translation = xp.asarray(translation).astype(rotation.dtype)
   top = xp.concatenate([rotation, translation[..., None]], axis=-1)
@@ -256,5 +252,5 @@ def tracks_to_world(tracks_xyz: Array, extrinsics_w2c: Array) -> Array:
     tracks_xyz: [T, N, 3] metres, frame t expressed in camera t.
     extrinsics_w2c: [T, 4, 4] world-to-camera pose of each frame.
   """
-  xp = _xp(tracks_xyz)
+  xp = array_module(tracks_xyz)
   return camera_to_world(tracks_xyz, xp.asarray(extrinsics_w2c)[:, None])
