@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 
 from dpov_jax import sorting
+from tapkit.ops import numeric
+from tapkit.ops import sampling
 
 # a.10: the released trainer increments `frames_to_compare` after every step
 # with global_step % 1085 == 0.
@@ -92,28 +94,6 @@ class LossConfig:
 # ---------------------------------------------------------------------------
 
 
-def tokens_to_map(tokens: jax.Array, grid: tuple[int, int]) -> jax.Array:
-  """Row-major patch tokens [..., Sh*Sw, D] -> maps [..., Sh, Sw, D]."""
-  sh, sw = grid
-  return tokens.reshape(*tokens.shape[:-2], sh, sw, tokens.shape[-1])
-
-
-def _bilinear(fmap: jax.Array, r: jax.Array, c: jax.Array) -> jax.Array:
-  """Bilinear read of fmap [Sh, Sw, D] at rows r [N], cols c [N] (in range)."""
-  sh, sw = fmap.shape[:2]
-  r0 = jnp.floor(r)
-  c0 = jnp.floor(c)
-  wr = (r - r0)[:, None]
-  wc = (c - c0)[:, None]
-  r0 = r0.astype(jnp.int32)
-  c0 = c0.astype(jnp.int32)
-  # The upper neighbour is clamped; its weight is 0 exactly on the last row.
-  r1 = jnp.minimum(r0 + 1, sh - 1)
-  c1 = jnp.minimum(c0 + 1, sw - 1)
-  return ((1 - wr) * ((1 - wc) * fmap[r0, c0] + wc * fmap[r0, c1])
-          + wr * ((1 - wc) * fmap[r1, c0] + wc * fmap[r1, c1]))
-
-
 def _sample_one(fmap: jax.Array, points: jax.Array, image_size: tuple[int, int],
                 mode: str) -> jax.Array:
   """fmap [Sh, Sw, D], points [N, 2] (x, y) input pixels -> [N, D]."""
@@ -127,7 +107,7 @@ def _sample_one(fmap: jax.Array, points: jax.Array, image_size: tuple[int, int],
     # pixel 0 -> centre of patch 0, pixel W-1 -> centre of patch Sw-1.
     c = x * ((sw - 1) / max(w - 1, 1))
     r = y * ((sh - 1) / max(h - 1, 1))
-    return _bilinear(fmap, r, c).astype(dtype)
+    return sampling.bilinear_sample(fmap, c, r, padding='clamp_index').astype(dtype)
   xi = jnp.round(x)  # half to even, like torch.round
   yi = jnp.round(y)
   if mode == 'nearest':
@@ -139,7 +119,7 @@ def _sample_one(fmap: jax.Array, points: jax.Array, image_size: tuple[int, int],
     # Bilinear upsampling (align_corners=False) read at pixel (yi, xi).
     r = jnp.maximum(0.0, (yi + 0.5) * (sh / h) - 0.5)
     c = jnp.maximum(0.0, (xi + 0.5) * (sw / w) - 0.5)
-    return _bilinear(fmap, r, c).astype(dtype)
+    return sampling.bilinear_sample(fmap, c, r, padding='clamp_index').astype(dtype)
   raise ValueError(f'unknown feature upsampling {mode!r}')
 
 
@@ -201,14 +181,8 @@ class ProjectionHead(nn.Module):
     return x
 
 
-def l2_normalize(z: jax.Array, eps: float = 1e-12) -> jax.Array:
-  """z / max(||z||_2, eps) over the last axis (torch F.normalize)."""
-  norm = jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True))
-  return z / jnp.maximum(norm, eps)
-
-
 # ---------------------------------------------------------------------------
-# a.8 References.
+# References.
 # ---------------------------------------------------------------------------
 
 
@@ -451,8 +425,8 @@ def pov3d_loss(student_head_params: Any, teacher_head_params: Any,
                          config.feature_upsampling)
   teacher_tracks = tracks if teacher_maps.ndim == 5 else tracks[:, 0]
   f_t = sample_at_tracks(teacher_maps, teacher_tracks, image_size, teacher_mode)
-  z_s = l2_normalize(head.apply(student_head_params, f_s))
-  z_t = l2_normalize(head.apply(teacher_head_params, f_t))
+  z_s = numeric.l2_normalize(head.apply(student_head_params, f_s))
+  z_t = numeric.l2_normalize(head.apply(teacher_head_params, f_t))
 
   crop = reference_crop_patches(image_size, patch_size, config.crop_ratio)
   crop = (min(crop[0], sh), min(crop[1], sw))
@@ -461,6 +435,6 @@ def pov3d_loss(student_head_params: Any, teacher_head_params: Any,
   offsets = sample_crop_offsets(key_crop, ref_index.shape, (sh, sw), crop)
   ref_tokens = crop_references(student_maps.reshape(b * t, sh, sw, d),
                                ref_index, offsets, crop)
-  refs = l2_normalize(head.apply(student_head_params, ref_tokens))
+  refs = numeric.l2_normalize(head.apply(student_head_params, ref_tokens))
   loss = ordering_loss(z_s, z_t, refs, visibility, frames, config)
   return loss, {'ref_index': ref_index, 'crop_offsets': offsets}

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpov_jax import loss as pov_loss
+from tapkit.ops import numeric
 
 
 def dense_candidates(image_size: tuple[int, int], stride: int = 1) -> np.ndarray:
@@ -63,8 +64,8 @@ def match_points(map0: jax.Array, map1: jax.Array, queries: jax.Array,
     [N, 2] (x, y) predicted pixels in frame 1 (a candidate pixel centre).
   """
   cand = jnp.asarray(dense_candidates(image_size, stride))  # [M, 2]
-  q = pov_loss.l2_normalize(pov_loss.sample_at_tracks(map0, queries, image_size, 'off'))
-  c = pov_loss.l2_normalize(pov_loss.sample_at_tracks(map1, cand, image_size, 'off'))
+  q = numeric.l2_normalize(pov_loss.sample_at_tracks(map0, queries, image_size, 'off'))
+  c = numeric.l2_normalize(pov_loss.sample_at_tracks(map1, cand, image_size, 'off'))
   sim = q @ c.T  # [N, M]
   if radius_px > 0:
     dist2 = jnp.sum(jnp.square(queries[:, None, :] - cand[None]), axis=-1)

@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from tapkit.models import vit as bb
+from tapkit.ops import numeric
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from tapkit.train import loop
@@ -202,8 +203,8 @@ def make_loss_fn(module: bb.VisionTransformer, config: ml_collections.ConfigDict
     inside = jnp.all((q2 >= 0) & (q2 <= jnp.asarray([w - 1, h - 1], jnp.float32)), axis=-1)
     tokens = module.apply({'params': params['backbone']}, jnp.concatenate([v1, v2]))
     maps = bb.tokens_to_feature_map(tokens, cfg.grid_size(h, w), cfg.num_prefix_tokens)
-    f1 = pov_loss.l2_normalize(pov_loss.sample_at_tracks(maps[:b], q1, (h, w)))
-    f2 = pov_loss.l2_normalize(pov_loss.sample_at_tracks(maps[b:], q2, (h, w)))
+    f1 = numeric.l2_normalize(pov_loss.sample_at_tracks(maps[:b], q1, (h, w)))
+    f2 = numeric.l2_normalize(pov_loss.sample_at_tracks(maps[b:], q2, (h, w)))
     d = f1.shape[-1]
     value, top1 = info_nce(f1.reshape(-1, d), f2.reshape(-1, d), inside.reshape(-1),
                            float(p.temperature))

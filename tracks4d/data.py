@@ -11,7 +11,6 @@ replaced by an explicit `numpy.random.Generator`.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 import numpy as np
@@ -256,13 +255,3 @@ def truncate_to_real(sample: Mapping[str, Any]) -> dict[str, Any]:
       out[key] = sample[key][:, :n]
   return out
 
-
-def load_sample(path: str | os.PathLike, **kwargs) -> dict[str, Any]:
-  """Reads a clip file with `tapkit.data.tracks4d_format` and samples it (`sample_clip`).
-
-  Args:
-    path: the clip `.npz`.
-    **kwargs: `sample_clip` settings (max_cameras, max_points, sample_cameras, ...).
-  """
-  from tapkit.data import tracks4d_format  # I/O lives in tapkit.data.
-  return sample_clip(tracks4d_format.load_tracks4d_npz(path), source=str(path), **kwargs)

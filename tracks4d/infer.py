@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from tapkit.data import geometry
 from tapkit.train import workdir as workdir_lib
 from tracks4d import checkpoint as t4d_checkpoint
 from tracks4d import data as data_lib
@@ -139,16 +140,10 @@ def load_model(checkpoint: str | os.PathLike, step: int | None = None,
 # ------------------------------------------------------------------------ outputs
 
 
-def _inverse_rigid(c2w_rot: np.ndarray, c2w_trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """[F, 4, 4] c2w and w2c from rotations [F, 3, 3] and centres [F, 3]."""
-  f = c2w_rot.shape[0]
-  c2w = np.tile(np.eye(4), (f, 1, 1))
-  c2w[:, :3, :3], c2w[:, :3, 3] = c2w_rot, c2w_trans
-  w2c = np.tile(np.eye(4), (f, 1, 1))
-  rt = np.transpose(c2w_rot, (0, 2, 1))
-  w2c[:, :3, :3] = rt
-  w2c[:, :3, 3] = -np.einsum('fij,fj->fi', rt, c2w_trans)
-  return c2w.astype(np.float32), w2c.astype(np.float32)
+def _c2w_and_w2c(c2w_rot: np.ndarray, c2w_trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[F, 4, 4] float32 c2w and w2c from float64 rotations [F, 3, 3] and centres [F, 3]."""
+  c2w = geometry.rigid_matrix(c2w_rot, c2w_trans)
+  return c2w.astype(np.float32), geometry.invert_pose(c2w).astype(np.float32)
 
 
 def prediction_arrays(out: model_lib.TracksTo4DOutput, sample: Mapping[str, Any]
@@ -156,7 +151,7 @@ def prediction_arrays(out: model_lib.TracksTo4DOutput, sample: Mapping[str, Any]
   """The per-video output arrays (see the module docstring) of one forward pass."""
   g = lambda x: np.asarray(x, np.float64)[0]
   rot, trans = g(out.rotations), g(out.translations)
-  c2w, w2c = _inverse_rigid(rot, trans)
+  c2w, w2c = _c2w_and_w2c(rot, trans)
   return {
       'points_world': np.transpose(g(out.points3d), (0, 2, 1)).astype(np.float32),
       'points_static': g(out.bases)[:, :, 0].astype(np.float32),

@@ -30,25 +30,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tapkit.ops import sampling
+
 DEPTH_FEATURE_DIM = 256
 _DEPTH_FREQS = 2.0 ** (np.arange(32, dtype=np.float64) / 4.0 - 2.0)
-
-
-def _bilinear(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-  """maps [T, H, W, C]; x, y [T, N] in pixel-centre coordinates -> [T, N, C]."""
-  t_len, h, w = maps.shape[:3]
-  x = np.clip(x, 0.0, w - 1.0)
-  y = np.clip(y, 0.0, h - 1.0)
-  x0 = np.clip(np.floor(x).astype(np.int64), 0, max(w - 2, 0))
-  y0 = np.clip(np.floor(y).astype(np.int64), 0, max(h - 2, 0))
-  x1 = np.minimum(x0 + 1, w - 1)
-  y1 = np.minimum(y0 + 1, h - 1)
-  fx = (x - x0)[..., None]
-  fy = (y - y0)[..., None]
-  t = np.arange(t_len)[:, None]
-  top = maps[t, y0, x0] * (1 - fx) + maps[t, y0, x1] * fx
-  bottom = maps[t, y1, x0] * (1 - fx) + maps[t, y1, x1] * fx
-  return top * (1 - fy) + bottom * fy
 
 
 def sample_feature_maps(maps: np.ndarray, xy_normalized: np.ndarray) -> np.ndarray:
@@ -69,9 +54,9 @@ def sample_feature_maps(maps: np.ndarray, xy_normalized: np.ndarray) -> np.ndarr
   if xy.ndim != 3 or xy.shape[-1] != 2 or xy.shape[1] != maps.shape[0]:
     raise ValueError(f'track positions must be [N, {maps.shape[0]}, 2], got {xy.shape}.')
   h, w = maps.shape[1:3]
-  x = xy[..., 0].T * w - 0.5  # [T, N] map pixel-centre coordinates
-  y = xy[..., 1].T * h - 0.5
-  return np.transpose(_bilinear(maps, x, y), (1, 0, 2)).astype(np.float32)
+  x = sampling.pixel_coords(xy[..., 0].T, w, align_corners=False)  # [T, N] map pixels
+  y = sampling.pixel_coords(xy[..., 1].T, h, align_corners=False)
+  return np.transpose(sampling.bilinear_sample(maps, x, y), (1, 0, 2)).astype(np.float32)
 
 
 def dino_features(
@@ -127,7 +112,7 @@ def depth_features(depth: np.ndarray, xy_px: np.ndarray, radius: float = 2.0,
     raise ValueError(f'track pixels must be [N, {depth.shape[0]}, 2], got {xy.shape}.')
   log_depth = np.log(np.maximum(depth, min_depth))[..., None]  # [T, H, W, 1]
   x, y = xy[..., 0].T, xy[..., 1].T  # [T, N]
-  look = lambda dx, dy: _bilinear(log_depth, x + dx, y + dy)[..., 0]  # [T, N]
+  look = lambda dx, dy: sampling.bilinear_sample(log_depth, x + dx, y + dy)[..., 0]  # [T, N]
   centre = look(0.0, 0.0)
   grad_x = 0.5 * (look(1.0, 0.0) - look(-1.0, 0.0))
   grad_y = 0.5 * (look(0.0, 1.0) - look(0.0, -1.0))

@@ -16,6 +16,9 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from tapkit.data import geometry
+from tapkit.ops import sampling
+
 EPISODE_LENGTH = 150
 
 
@@ -282,18 +285,8 @@ def sample_depth(depth: np.ndarray, xy_px: np.ndarray) -> np.ndarray:
   _require(xy_px.ndim == 3 and xy_px.shape[0] == depth.shape[0]
            and xy_px.shape[-1] == 2,
            f'xy_px must be [{depth.shape[0]}, N, 2], got {xy_px.shape}.')
-  _, h, w = depth.shape
-  x = np.clip(xy_px[..., 0], 0, w - 1)
-  y = np.clip(xy_px[..., 1], 0, h - 1)
-  x0 = np.clip(np.floor(x).astype(np.int64), 0, max(w - 2, 0))
-  y0 = np.clip(np.floor(y).astype(np.int64), 0, max(h - 2, 0))
-  x1 = np.minimum(x0 + 1, w - 1)
-  y1 = np.minimum(y0 + 1, h - 1)
-  fx, fy = x - x0, y - y0
-  t = np.arange(depth.shape[0])[:, None]
-  top = depth[t, y0, x0] * (1 - fx) + depth[t, y0, x1] * fx
-  bottom = depth[t, y1, x0] * (1 - fx) + depth[t, y1, x1] * fx
-  return (top * (1 - fy) + bottom * fy).astype(np.float32)
+  return sampling.bilinear_sample(depth[..., None], xy_px[..., 0], xy_px[..., 1],
+                                  padding='border')[..., 0].astype(np.float32)
 
 
 def lift_tracks_to_3d(
@@ -321,17 +314,5 @@ def lift_tracks_to_3d(
            f'{fx}, {fy}.')
   depth = np.asarray(depth, np.float32)
   z = depth if depth.shape == xy_px.shape[:2] else sample_depth(depth, xy_px)
-  x = (xy_px[..., 0] - cx) * z / fx
-  y = (xy_px[..., 1] - cy) * z / fy
-  return np.stack([x, y, z], axis=-1).astype(np.float32)
-
-
-def project_to_pixels(xyz: np.ndarray, fx_fy_cx_cy: np.ndarray) -> np.ndarray:
-  """Pinhole projection [..., 3] metres -> [..., 2] pixels (inverse of the
-  lift for Z > 0)."""
-  xyz = np.asarray(xyz, np.float32)
-  fx, fy, cx, cy = np.asarray(fx_fy_cx_cy, np.float32).reshape(4)
-  z = xyz[..., 2]
-  return np.stack([xyz[..., 0] * fx / z + cx, xyz[..., 1] * fy / z + cy],
-                  -1).astype(np.float32)
+  return geometry.unproject(xy_px, z, np.stack([fx, fy, cx, cy])).astype(np.float32)
 

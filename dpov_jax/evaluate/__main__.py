@@ -40,6 +40,7 @@ from dpov_jax.evaluate import probe_task
 from dpov_jax.evaluate import readers
 from dpov_jax.evaluate import report
 from dpov_jax.evaluate import synthetic_pairs
+from tapkit.ops import numeric
 from tapkit.train import config as train_config
 
 TASKS = ('keypoints', 'depth', 'normals', 'all')
@@ -164,8 +165,8 @@ def run_keypoints(backbones: Sequence[probe_task.Backbone], args: argparse.Names
     # Qualitative: matches per bin and a PCA map of the first pair.
     for b, pair in viz_pairs.items():
       side = pair.src_image.shape[1]
-      feats = np.asarray(matching.l2_normalize(fn(np.stack([pair.src_image,
-                                                             pair.trg_image]))))
+      feats = np.asarray(numeric.l2_normalize(fn(np.stack([pair.src_image,
+                                                            pair.trg_image]))))
       pred = np.asarray(matching.transfer_keypoints(
           feats[0], feats[1], np.asarray(pair.src_kps, np.float32) / side)) * side
       err = np.linalg.norm(pred / side - np.asarray(pair.trg_kps) / side, axis=-1)

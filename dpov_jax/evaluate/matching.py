@@ -27,6 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dpov_jax.evaluate import metrics
+from tapkit.data import geometry
+from tapkit.ops import numeric
+from tapkit.ops import sampling
 
 FeaturesFn = Callable[[np.ndarray], Any]
 
@@ -39,108 +42,6 @@ def _as_feature_map(feats: Any) -> jnp.ndarray:
   if feats.ndim != 4:
     raise ValueError(f'features_fn must return [B, h, w, D], got {feats.shape}')
   return feats
-
-
-def l2_normalize(x: jnp.ndarray, axis: int = -1,
-                 eps: float = 1e-12) -> jnp.ndarray:
-  """x / max(||x||, eps) (torch.nn.functional.normalize)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
-
-
-# ----------------------------------------------------------------------------
-# Sampling and resizing with torch semantics.
-
-
-def bilinear_sample_align_corners(feats: jnp.ndarray,
-                                  xy_unit: jnp.ndarray) -> jnp.ndarray:
-  """grid_sample(mode='bilinear', align_corners=True, padding zeros).
-
-  Args:
-    feats: [h, w, D] feature map.
-    xy_unit: [K, 2] (x, y) in [0, 1] units; 0 -> centre of the first cell,
-      1 -> centre of the last one (grid u = 2 * xy - 1).
-
-  Returns:
-    [K, D] sampled features; taps outside the map contribute zero.
-  """
-  h, w, _ = feats.shape
-  x = xy_unit[:, 0] * (w - 1)
-  y = xy_unit[:, 1] * (h - 1)
-  x0 = jnp.floor(x)
-  y0 = jnp.floor(y)
-  out = 0.0
-  for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-    xi = x0 + dx
-    yi = y0 + dy
-    wx = 1.0 - jnp.abs(x - xi)
-    wy = 1.0 - jnp.abs(y - yi)
-    inside = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-    xc = jnp.clip(xi, 0, w - 1).astype(jnp.int32)
-    yc = jnp.clip(yi, 0, h - 1).astype(jnp.int32)
-    tap = feats[yc, xc]
-    out = out + (wx * wy * inside)[:, None] * tap
-  return out
-
-
-def _cubic_weights(t: np.ndarray, a: float = -0.75) -> np.ndarray:
-  """Keys cubic convolution weights for taps at offsets -1, 0, 1, 2."""
-  def near(s):  # |s| <= 1
-    return ((a + 2) * s - (a + 3)) * s * s + 1
-  def far(s):  # 1 < |s| < 2
-    return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
-  return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
-
-
-def bicubic_matrix(in_size: int, out_size: int,
-                   align_corners: bool = False) -> np.ndarray:
-  """[out, in] matrix of torch bicubic interpolation.
-
-  Source coordinate (dst + 0.5) * in / out - 0.5 (align_corners=False) or
-  dst * (in - 1) / (out - 1) (True); Keys a = -0.75, taps clamped to the
-  border, no antialiasing (as F.interpolate(mode='bicubic')).
-  """
-  src = _source_coords(in_size, out_size, align_corners)
-  i0 = np.floor(src)
-  w = _cubic_weights(src - i0)
-  mat = np.zeros((out_size, in_size), np.float64)
-  for k, off in enumerate((-1, 0, 1, 2)):
-    idx = np.clip(i0 + off, 0, in_size - 1).astype(int)
-    np.add.at(mat, (np.arange(out_size), idx), w[:, k])
-  return mat
-
-
-def _source_coords(in_size: int, out_size: int,
-                   align_corners: bool) -> np.ndarray:
-  dst = np.arange(out_size, dtype=np.float64)
-  if align_corners:
-    return dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
-  return (dst + 0.5) * (in_size / out_size) - 0.5
-
-
-def bilinear_matrix(in_size: int, out_size: int,
-                    align_corners: bool = True) -> np.ndarray:
-  """[out, in] matrix of torch bilinear interpolation (no antialiasing).
-
-  align_corners=False clamps negative source coordinates to 0, as torch.
-  """
-  src = _source_coords(in_size, out_size, align_corners)
-  if not align_corners:
-    src = np.maximum(src, 0.0)
-  i0 = np.minimum(np.floor(src).astype(int), in_size - 1)
-  i1 = np.minimum(i0 + 1, in_size - 1)
-  t = src - i0
-  mat = np.zeros((out_size, in_size), np.float64)
-  np.add.at(mat, (np.arange(out_size), i0), 1.0 - t)
-  np.add.at(mat, (np.arange(out_size), i1), t)
-  return mat
-
-
-def resize_bicubic(feats: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
-  """Bicubic resize of [h, w, D] to [H, W, D] with torch semantics."""
-  my = jnp.asarray(bicubic_matrix(feats.shape[0], out_hw[0]), jnp.float32)
-  mx = jnp.asarray(bicubic_matrix(feats.shape[1], out_hw[1]), jnp.float32)
-  return jnp.einsum('Yy,yxd,Xx->YXd', my, feats, mx,
-                    precision=jax.lax.Precision.HIGHEST)
 
 
 def downsample_nearest(grid: np.ndarray, factor: float) -> np.ndarray:
@@ -172,7 +73,11 @@ def transfer_keypoints(src_feats: jnp.ndarray, trg_feats: jnp.ndarray,
     [K, 2] predicted target (x, y) = (col, row) / w (Probe3D: no +1/2).
   """
   h, w, _ = trg_feats.shape
-  kp_f = bilinear_sample_align_corners(src_feats, src_xy_unit)
+  # grid_sample(bilinear, align_corners=True, padding zeros): 0 -> centre of the first cell.
+  kp_f = sampling.bilinear_sample(
+      src_feats, sampling.pixel_coords(src_xy_unit[:, 0], src_feats.shape[1], align_corners=True),
+      sampling.pixel_coords(src_xy_unit[:, 1], src_feats.shape[0], align_corners=True),
+      padding='zeros')
   heat = jnp.einsum('kd,hwd->khw', kp_f, trg_feats,
                     precision=jax.lax.Precision.HIGHEST).reshape(-1, h * w)
   flat = jnp.argmax(heat, axis=-1)
@@ -216,7 +121,7 @@ def keypoint_pair_errors(pair: KeypointPair,
     raise ValueError('keypoint protocol assumes square images of equal size, '
                      f'got {pair.src_image.shape} and {pair.trg_image.shape}')
   images = np.stack([pair.src_image, pair.trg_image]).astype(np.float32)
-  feats = l2_normalize(_as_feature_map(features_fn(images)))
+  feats = numeric.l2_normalize(_as_feature_map(features_fn(images)))
   src_xy = np.asarray(pair.src_kps, np.float32).reshape(-1, 2) / side
   k = src_xy.shape[0]
   # Pad K to a multiple of 32 so pairs with different keypoint counts share
@@ -332,8 +237,8 @@ def ratio_test_matches(src_feats: np.ndarray, trg_feats: np.ndarray,
   trg_valid = np.ones(nt, bool) if trg_valid is None else np.asarray(trg_valid)
   if trg_valid.sum() < 2:
     raise ValueError('ratio test needs at least two valid target points')
-  src = l2_normalize(jnp.asarray(src_feats, jnp.float32))
-  trg = l2_normalize(jnp.asarray(trg_feats, jnp.float32))
+  src = numeric.l2_normalize(jnp.asarray(src_feats, jnp.float32))
+  trg = numeric.l2_normalize(jnp.asarray(trg_feats, jnp.float32))
   chunk = max(1, min(chunk, ns))
   pad = (-ns) % chunk
   src = jnp.pad(src, ((0, pad), (0, 0)))
@@ -353,12 +258,6 @@ def pixel_grid(h: int, w: int) -> np.ndarray:
   """[h, w, 2] pixel centres (x + 0.5, y + 0.5)."""
   ys, xs = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing='ij')
   return np.stack([xs, ys], -1)
-
-
-def project(xyz: np.ndarray, k_mat: np.ndarray) -> np.ndarray:
-  """uv = (K xyz)[:2] / max(z', 1e-9) for points [N, 3] and K [3, 3]."""
-  uvd = xyz @ np.asarray(k_mat, np.float64).T
-  return uvd[:, :2] / np.maximum(uvd[:, 2:3], 1e-9)
 
 
 def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
@@ -385,9 +284,9 @@ def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
   g0 = downsample_nearest(np.asarray(xyz_grid_0, np.float64), scale_factor)
   g1 = downsample_nearest(np.asarray(xyz_grid_1, np.float64), scale_factor)
   h, w = g0.shape[:2]
-  f0 = np.asarray(resize_bicubic(jnp.asarray(feat_0, jnp.float32), (h, w)))
-  f1 = np.asarray(resize_bicubic(jnp.asarray(feat_1, jnp.float32),
-                                 g1.shape[:2]))
+  f0 = np.asarray(sampling.resize(jnp.asarray(feat_0, jnp.float32), (h, w), 'bicubic'))
+  f1 = np.asarray(sampling.resize(jnp.asarray(feat_1, jnp.float32),
+                                 g1.shape[:2], 'bicubic'))
   v0 = g0[..., 2].reshape(-1) > 0
   v1 = g1[..., 2].reshape(-1) > 0
   x0 = g0.reshape(-1, 3)[v0]
@@ -401,8 +300,11 @@ def navi_pair_errors(feat_0: np.ndarray, feat_1: np.ndarray,
   c0in1 = x0[i0] @ rt[:3, :3].T + rt[:3, 3]
   c1 = x1[i1]
   err_3d = np.linalg.norm(c0in1 - c1, axis=-1)
-  err_2d = np.linalg.norm(project(c0in1, intrinsics_1) -
-                          project(c1, intrinsics_1), axis=-1)
+  # uv = (K xyz)[:2] / max(z', 1e-9), as Probe3D projects.
+  k_1 = np.asarray(intrinsics_1, np.float64)
+  err_2d = np.linalg.norm(
+      geometry.project(c0in1, k_1, behind='clamp', min_depth=1e-9) -
+      geometry.project(c1, k_1, behind='clamp', min_depth=1e-9), axis=-1)
   return {'err_3d': err_3d, 'err_2d': err_2d, 'uv_0': uv0[i0] / scale_factor,
           'uv_1': uv1[i1] / scale_factor, 'weight': wgt}
 
@@ -434,8 +336,8 @@ def run_correspondence_protocol(
                            num_corr=num_corr, scale_factor=scale_factor)
     e3.append(res['err_3d'])
     e2.append(res['err_2d'])
-    ang.append(float(metrics.rotation_angle_deg(np.asarray(p['Rt_01'])[:3,
-                                                                         :3])))
+    ang.append(float(geometry.rotation_angle_deg(np.asarray(p['Rt_01'])[:3, :3],
+                                                 'trace')))
   ang = np.asarray(ang)
   summary = metrics.navi_correspondence_metrics(e3, e2, ang, bin_edges)
   idx = metrics.assign_bins(ang, bin_edges)

@@ -68,23 +68,6 @@ def spair_keypoint_errors(pred_kps: np.ndarray, trg_kps: np.ndarray,
   return err[both]
 
 
-def pck_bbox_pixels(pred_xy: np.ndarray, gt_xy: np.ndarray,
-                    bndbox: Sequence[float],
-                    alpha: float = SPAIR_PCK_ALPHA) -> np.ndarray:
-  """Pixel-space PCK: ||pred - gt|| < alpha * max(bbox w, bbox h).
-
-  Equivalent to the normalised form of `spair_keypoint_errors` when pred and
-  gt are in pixels of the same image as the [x0, y0, x1, y1] box.
-
-  Returns:
-    [K] bool correctness.
-  """
-  x0, y0, x1, y1 = (float(v) for v in bndbox[:4])
-  err = np.linalg.norm(np.asarray(pred_xy, np.float64) -
-                       np.asarray(gt_xy, np.float64), axis=-1)
-  return err < alpha * max(x1 - x0, y1 - y0)
-
-
 def pck_correct(errors: np.ndarray,
                 alpha: float = SPAIR_PCK_ALPHA) -> np.ndarray:
   """Correct iff normalised error < alpha (strict, as Probe3D)."""
@@ -122,13 +105,6 @@ def class_averaged_recall(
 
 # ----------------------------------------------------------------------------
 # Relative-rotation bins (NAVI).
-
-
-def rotation_angle_deg(rotation: np.ndarray) -> np.ndarray:
-  """Angle of rotation matrices [..., 3, 3] in degrees, acos((tr - 1) / 2)."""
-  rotation = np.asarray(rotation, np.float64)
-  tr = np.trace(rotation, axis1=-2, axis2=-1)
-  return np.degrees(np.arccos(np.clip((tr - 1.0) * 0.5, -1.0, 1.0)))
 
 
 def assign_bins(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:

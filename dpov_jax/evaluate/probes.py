@@ -12,37 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpov_jax.evaluate import matching
-
-
-def _resize(x: jnp.ndarray, out_hw: tuple[int, int], mode: str = 'bilinear',
-            align_corners: bool = True) -> jnp.ndarray:
-  """Separable torch-style resize of [B, H, W, C] to [B, oh, ow, C]."""
-  if mode == 'bilinear':
-    make = matching.bilinear_matrix
-  elif mode == 'bicubic':
-    make = matching.bicubic_matrix
-  else:
-    raise ValueError(f'unknown resize mode {mode!r}')
-  my = jnp.asarray(make(x.shape[1], out_hw[0], align_corners), x.dtype)
-  mx = jnp.asarray(make(x.shape[2], out_hw[1], align_corners), x.dtype)
-  return jnp.einsum('Yy,byxc,Xx->bYXc', my, x, mx,
-                    precision=jax.lax.Precision.HIGHEST)
+from tapkit.ops import sampling
 
 
 def upsample(x: jnp.ndarray, factor: int) -> jnp.ndarray:
   """F.interpolate(scale_factor=factor, bilinear, align_corners=True)."""
-  return _resize(x, (x.shape[1] * factor, x.shape[2] * factor))
+  return sampling.resize(x, (x.shape[1] * factor, x.shape[2] * factor), 'bilinear',
+                         align_corners=True)
 
 
 def resize_to(x: jnp.ndarray, out_hw: tuple[int, int],
               mode: str) -> jnp.ndarray:
   """Prediction -> target size: 'bilinear' (depth), 'bicubic' (normals)."""
-  return _resize(x, out_hw, mode, align_corners=True)
+  return sampling.resize(x, out_hw, mode, align_corners=True)
 
 
 def _conv(features: int, kernel: int, name: str | None = None) -> nn.Conv:

@@ -10,7 +10,9 @@ Conventions (also in tapkit/data/README.md):
   (`R = w2c[:3, :3]`, `t = w2c[:3, 3]`); a name containing `c2w` means the inverse.
 
 All functions accept numpy or jax arrays (the module of the first array argument is used)
-and broadcast over leading axes.
+and broadcast over leading axes, except `rotation_angle_deg` (numpy, float64).
+Points behind the camera have no pixel; `project` makes the caller choose what they get
+(`behind=`), see its docstring for the policies and which caller uses which.
 """
 
 from __future__ import annotations
@@ -19,15 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from tapkit.ops.numeric import array_module
+
 Array = Any  # np.ndarray or jax.Array.
-
-
-def _xp(x: Array):
-  """numpy for numpy inputs, jax.numpy for jax arrays (imported only when needed)."""
-  if isinstance(x, (np.ndarray, np.generic, float, int, list, tuple)):
-    return np
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  return jnp
 
 
 def _split_intrinsics(intrinsics: Array, xp):
@@ -39,29 +35,86 @@ def _split_intrinsics(intrinsics: Array, xp):
           intrinsics[..., 3:4])
 
 
-def project(points_xyz: Array, intrinsics: Array) -> Array:
-  """Projects camera-frame points to pixels.
+BEHIND_POLICIES = ('keep', 'nan', 'principal', 'clamp')
+
+
+def _as_float(x: Array, xp) -> Array:
+  """x as an array of its own float dtype (integers become the default float)."""
+  x = xp.asarray(x)
+  if not xp.issubdtype(x.dtype, xp.floating):
+    x = x.astype(xp.result_type(x.dtype, xp.float32))
+  return x
+
+
+def project(points_xyz: Array, intrinsics: Array, *, behind: str = 'keep',
+            min_depth: float = 0.0) -> Array:
+  """Projects camera-frame points to pixels, with an explicit rule for points behind the camera.
+
+  The arithmetic runs in the points' float dtype (the intrinsics are cast to it), so float32
+  tracks give float32 pixels exactly as a float32 pinhole formula would.
+
+  Points count as "in front" when z > `min_depth`. What the others get is `behind`:
+
+  | behind      | pixel of a point with z <= min_depth      | used by                              |
+  | ----------- | ----------------------------------------- | ------------------------------------ |
+  | 'keep'      | the plain formula (z = 0: inf/nan; z < 0: | TRAJAN preprocessing, round trips    |
+  |             | mirrored through the principal point)     |                                      |
+  | 'nan'       | NaN (never painted, never matched)        | track painting (min_depth 1e-9)      |
+  | 'principal' | the principal point (cx, cy), NaN-free;   | TAPVid-3D clip pipelines (1e-6),     |
+  |             | callers mask those points with visibility | synthetic scenes and TracksTo4D      |
+  |             |                                           | export (their near plane)            |
+  | 'clamp'     | the formula with z replaced by min_depth  | Probe3D NAVI correspondence (1e-9)   |
 
   Args:
     points_xyz: [..., 3] metres in the camera frame (z > 0 in front of the camera).
-    intrinsics: [4] or [..., 4] (fx, fy, cx, cy) in pixels, broadcast against the
-      leading axes of `points_xyz`.
+    intrinsics: [4] or [..., 4] (fx, fy, cx, cy) in pixels, broadcast against the leading axes
+      of `points_xyz`: x = fx·X/Z + cx, y = fy·Y/Z + cy. Or a matrix K [3, 3] / [..., 3, 3]
+      (skew allowed): (u, v, w) = K·p and (x, y) = (u, v) / w, with w in place of z above.
+    behind: one of BEHIND_POLICIES (table above).
+    min_depth: the depth (metres) at or below which a point counts as behind; unused by 'keep'.
 
   Returns:
-    [..., 2] pixel coordinates (x, y). Points with z = 0 give inf/nan (no clamping, so
-    a caller can see them).
+    [..., 2] pixel coordinates (x, y).
   """
-  xp = _xp(points_xyz)
-  points_xyz = xp.asarray(points_xyz)
-  fx, fy, cx, cy = _split_intrinsics(intrinsics, xp)
+  if behind not in BEHIND_POLICIES:
+    raise ValueError(f'behind must be one of {BEHIND_POLICIES}, got {behind!r}')
+  xp = array_module(points_xyz)
+  points_xyz = _as_float(points_xyz, xp)
+  intrinsics = xp.asarray(intrinsics).astype(points_xyz.dtype)
+  if intrinsics.shape[-2:] == (3, 3):
+    # Homogeneous form: (u, v, w) = p Kᵀ, then (u, v) / w.
+    if intrinsics.ndim == 2:
+      uvw = points_xyz @ intrinsics.T
+    else:
+      uvw = xp.matmul(points_xyz[..., None, :], xp.swapaxes(intrinsics, -1, -2))[..., 0, :]
+    if behind == 'clamp':
+      return uvw[..., :2] / xp.maximum(uvw[..., 2:3], min_depth)
+    fx = fy = xp.ones((), points_xyz.dtype)
+    cx = cy = xp.zeros((), points_xyz.dtype)
+    points_xyz = uvw
+  else:
+    fx, fy, cx, cy = _split_intrinsics(intrinsics, xp)
   z = points_xyz[..., 2:3]
-  x = fx * points_xyz[..., 0:1] / z + cx
-  y = fy * points_xyz[..., 1:2] / z + cy
+  if behind == 'keep':
+    z_div = z
+  elif behind == 'nan':
+    z_div = xp.where(z > min_depth, z, xp.nan)
+  elif behind == 'clamp':
+    z_div = xp.maximum(z, min_depth)
+  else:  # 'principal'
+    z_div = xp.where(z > min_depth, z, 1.0)
+  x = fx * points_xyz[..., 0:1] / z_div + cx
+  y = fy * points_xyz[..., 1:2] / z_div + cy
+  if behind == 'principal':
+    x = xp.where(z > min_depth, x, cx)
+    y = xp.where(z > min_depth, y, cy)
   return xp.concatenate([x, y], axis=-1)
 
 
 def unproject(xy: Array, depth: Array, intrinsics: Array) -> Array:
   """Lifts pixels with known depth back to camera-frame points (inverse of `project`).
+
+  X = (x − cx)·Z / fx, Y = (y − cy)·Z / fy, computed in the pixels' float dtype.
 
   Args:
     xy: [..., 2] pixel coordinates (x, y).
@@ -71,12 +124,12 @@ def unproject(xy: Array, depth: Array, intrinsics: Array) -> Array:
   Returns:
     [..., 3] points (X, Y, Z) in metres in the camera frame, Z = depth.
   """
-  xp = _xp(xy)
-  xy = xp.asarray(xy)
+  xp = array_module(xy)
+  xy = _as_float(xy, xp)
   z = xp.asarray(depth)[..., None]
-  fx, fy, cx, cy = _split_intrinsics(intrinsics, xp)
-  x = (xy[..., 0:1] - cx) / fx * z
-  y = (xy[..., 1:2] - cy) / fy * z
+  fx, fy, cx, cy = _split_intrinsics(xp.asarray(intrinsics).astype(xy.dtype), xp)
+  x = (xy[..., 0:1] - cx) * z / fx
+  y = (xy[..., 1:2] - cy) * z / fy
   # Broadcast z in case the intrinsics carry more leading axes than the pixels.
   return xp.concatenate([x, y, xp.broadcast_to(z, x.shape)], axis=-1)
 
@@ -97,7 +150,7 @@ def apply_pose(points: Array, pose: Array) -> Array:
   Returns:
     [..., 3] transformed points.
   """
-  xp = _xp(points)
+  xp = array_module(points)
   points = xp.asarray(points)
   pose = xp.asarray(pose)
   _check_pose(pose, 'pose')
@@ -107,23 +160,79 @@ def apply_pose(points: Array, pose: Array) -> Array:
 
 
 def invert_pose(pose: Array) -> Array:
-  """Inverts rigid 4×4 transforms in closed form: [R t; 0 1]⁻¹ = [Rᵀ −Rᵀt; 0 1].
+  """Inverts rigid transforms in closed form: [R t; 0 1]⁻¹ = [Rᵀ −Rᵀt; 0 1].
+
+  Computed in the input dtype (float32 poses are inverted in float32, as the official
+  TAPVid-3D / TracksTo4D evaluation helpers do).
 
   Args:
-    pose: [..., 4, 4] rigid transforms (R orthonormal; not checked).
+    pose: [..., 4, 4] rigid transforms, or [..., 3, 4] without the constant last row
+      (R orthonormal; not checked).
 
   Returns:
-    [..., 4, 4] inverses (w2c ↔ c2w).
+    The inverses, same shape and dtype (w2c ↔ c2w).
   """
-  xp = _xp(pose)
+  xp = array_module(pose)
   pose = xp.asarray(pose)
-  _check_pose(pose, 'pose')
+  if pose.shape[-2:] not in ((3, 4), (4, 4)):
+    raise ValueError(f'pose must end in [4, 4] or [3, 4], got shape {pose.shape}')
   rotation_t = xp.swapaxes(pose[..., :3, :3], -1, -2)
   translation = -xp.einsum('...ij,...j->...i', rotation_t, pose[..., :3, 3])
   top = xp.concatenate([rotation_t, translation[..., None]], axis=-1)
+  if pose.shape[-2] == 3:
+    return top
   bottom = xp.broadcast_to(
       xp.asarray([0.0, 0.0, 0.0, 1.0], dtype=pose.dtype), top.shape[:-2] + (1, 4))
   return xp.concatenate([top, bottom], axis=-2)
+
+
+def rigid_matrix(rotation: Array, translation: Array) -> Array:
+  """[..., 4, 4] homogeneous transforms [R t; 0 1] from rotations [..., 3, 3] and translations [..., 3]."""
+  xp = array_module(rotation)
+  rotation = xp.asarray(rotation)
+  translation = xp.asarray(translation).astype(rotation.dtype)
+  top = xp.concatenate([rotation, translation[..., None]], axis=-1)
+  bottom = xp.broadcast_to(
+      xp.asarray([0.0, 0.0, 0.0, 1.0], dtype=rotation.dtype), top.shape[:-2] + (1, 4))
+  return xp.concatenate([top, bottom], axis=-2)
+
+
+ROTATION_ANGLE_CONVENTIONS = ('trace', 'rodrigues')
+
+
+def rotation_angle_deg(rotation: np.ndarray, convention: str = 'trace') -> np.ndarray:
+  """Rotation angle of 3×3 matrices in degrees (numpy, float64).
+
+  'trace': arccos((tr R − 1) / 2), the cosine clipped to [−1, 1] (Probe3D's NAVI bins use it).
+  'rodrigues': |cv2.Rodrigues(R)| as OpenCV computes it (the TracksTo4D pose evaluation):
+    R is first projected onto SO(3) via SVD (U Vᵀ); with s = |vee(R − Rᵀ)| / 2 and
+    c = (tr − 1) / 2 clipped to [−1, 1] the angle is arccos(c), except exactly 0 when
+    s < 1e-5 and c > 0. Differs from 'trace' for matrices that are not exactly orthonormal.
+
+  Args:
+    rotation: [..., 3, 3].
+    convention: one of ROTATION_ANGLE_CONVENTIONS.
+
+  Returns:
+    [...] degrees in [0, 180] (a 0-d array for a single matrix).
+  """
+  rotation = np.asarray(rotation, np.float64)
+  if rotation.shape[-2:] != (3, 3):
+    raise ValueError(f'rotation must end in [3, 3], got shape {rotation.shape}')
+  if convention == 'trace':
+    tr = np.trace(rotation, axis1=-2, axis2=-1)
+    return np.degrees(np.arccos(np.clip((tr - 1.0) * 0.5, -1.0, 1.0)))
+  if convention != 'rodrigues':
+    raise ValueError(f'convention must be one of {ROTATION_ANGLE_CONVENTIONS}, '
+                     f'got {convention!r}')
+  u, _, vt = np.linalg.svd(rotation)
+  r = u @ vt
+  rx = r[..., 2, 1] - r[..., 1, 2]
+  ry = r[..., 0, 2] - r[..., 2, 0]
+  rz = r[..., 1, 0] - r[..., 0, 1]
+  s = np.sqrt((rx * rx + ry * ry + rz * rz) * 0.25)
+  c = np.clip((r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2] - 1.0) * 0.5, -1.0, 1.0)
+  return np.where((s < 1e-5) & (c > 0), 0.0, np.arccos(c) * 180.0 / np.pi)
 
 
 def world_to_camera(points_world: Array, w2c: Array) -> Array:
@@ -143,5 +252,5 @@ def tracks_to_world(tracks_xyz: Array, extrinsics_w2c: Array) -> Array:
     tracks_xyz: [T, N, 3] metres, frame t expressed in camera t.
     extrinsics_w2c: [T, 4, 4] world-to-camera pose of each frame.
   """
-  xp = _xp(tracks_xyz)
+  xp = array_module(tracks_xyz)
   return camera_to_world(tracks_xyz, xp.asarray(extrinsics_w2c)[:, None])

@@ -1,4 +1,4 @@
-"""Grain pipeline core: clip-directory source, data loader builder, TRAJAN-style transforms.
+"""Grain pipeline core: in-memory source, data loader builder, TRAJAN-style transforms.
 
 A pipeline is `source -> transforms -> Batch`, built by `make_dataloader`. All
 randomness comes from grain: `IndexSampler(seed=...)` fixes the record order and
@@ -11,23 +11,21 @@ Track transforms work on a dict element ("track example") with keys
   visible         [N, T] bool
   frame_size      [2] int32 (height, width) in pixels
   boundary_frame  int32 [] (added by `PadOrCropTime`)
-The official TRAJAN preprocessing (colab `ProcessTracksForTrackAutoencoder`) is
-  ClipToTracks('uv') -> NormalizeCoords() -> PadOrCropTime(150)
-  -> SampleSupportQuery(2048, 2048)
-and yields the model inputs documented on `SampleSupportQuery`.
+The official TRAJAN preprocessing (colab `ProcessTracksForTrackAutoencoder`)
+projects a clip's tracks with `project_to_pixels`, normalises them to [0, 1], then
+runs PadOrCropTime(150) -> SampleSupportQuery(2048, 2048) and yields the model
+inputs documented on `SampleSupportQuery`.
 """
 
 from __future__ import annotations
 
-import os
-import pathlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grain.python as grain
 import numpy as np
 
-from tapkit.data import clip as clip_lib
+from tapkit.data import geometry
 
 Element = dict[str, Any]
 
@@ -52,44 +50,6 @@ class SequenceSource(grain.RandomAccessDataSource):
   def __repr__(self) -> str:
     # grain validates restored iterator state against repr(source).
     return f'SequenceSource(name={self._name!r}, len={len(self._items)})'
-
-
-class ClipDirectorySource(grain.RandomAccessDataSource):
-  """Random access over the clip files of a directory, in sorted file-name order.
-
-  Records are `tapkit.data.clip.Clip`s read by `tapkit.data.tapvid3d.load_clip`
-  (or `loader`), which validates each file.
-  """
-
-  def __init__(self, directory: str | os.PathLike, pattern: str = '*.npz',
-               loader: Callable[[str], clip_lib.Clip] | None = None):
-    self._directory = pathlib.Path(directory)
-    if not self._directory.is_dir():
-      raise FileNotFoundError(f'Clip directory {self._directory} does not exist.')
-    self._paths = sorted(str(p) for p in self._directory.glob(pattern))
-    if not self._paths:
-      raise FileNotFoundError(f'No files matching {pattern!r} in {self._directory}.')
-    self._pattern = pattern
-    self._loader = loader
-
-  def __len__(self) -> int:
-    return len(self._paths)
-
-  def __getitem__(self, index: int) -> clip_lib.Clip:
-    loader = self._loader
-    if loader is None:
-      # Imported lazily: the reader module is optional for in-memory pipelines.
-      from tapkit.data import tapvid3d  # pylint: disable=g-import-not-at-top
-      loader = tapvid3d.load_clip
-    return loader(self._paths[index])
-
-  @property
-  def paths(self) -> list[str]:
-    return list(self._paths)
-
-  def __repr__(self) -> str:
-    return (f'ClipDirectorySource(directory={os.path.abspath(self._directory)!r}, '
-            f'pattern={self._pattern!r}, len={len(self._paths)})')
 
 
 # ----------------------------------------------------------------------------
@@ -144,66 +104,20 @@ def make_dataloader(
 # Track transforms.
 
 
-def project_to_pixels(xyz: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-  """Pinhole projection. xyz [..., 3] metres (camera frame) -> [..., 2] (x, y) pixels.
+# Depth (metres) at or below which a track point is treated as behind the camera.
+PIPELINE_MIN_DEPTH = 1e-6
 
-  Points with z <= 0 (behind the camera) get NaN-free placeholders at the
+
+def project_to_pixels(xyz: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+  """The track pipelines' projection: `geometry.project` with the 'principal' policy, float32.
+
+  xyz [..., 3] metres (camera frame) -> [..., 2] (x, y) pixels. Points with
+  z <= PIPELINE_MIN_DEPTH (behind the camera) get NaN-free placeholders at the
   principal point; callers rely on `visible` to ignore them.
   """
-  fx, fy, cx, cy = [float(v) for v in intrinsics]
-  z = xyz[..., 2]
-  safe = np.where(z > 1e-6, z, 1.0)
-  x = np.where(z > 1e-6, fx * xyz[..., 0] / safe + cx, cx)
-  y = np.where(z > 1e-6, fy * xyz[..., 1] / safe + cy, cy)
-  return np.stack([x, y], axis=-1).astype(np.float32)
-
-
-class ClipToTracks(grain.MapTransform):
-  """Clip -> track example (see module doc), tracks first ([N, T, C]).
-
-  coords='uv': 2D pixel tracks projected with the clip intrinsics;
-  coords='xyz': 3D tracks in metres. `frame_size` (height, width) overrides
-  the clip's stored frames (needed for track-only clips).
-  """
-
-  def __init__(self, coords: str = 'uv', frame_size: tuple[int, int] | None = None):
-    if coords not in ('uv', 'xyz'):
-      raise ValueError(f"coords must be 'uv' or 'xyz', got {coords!r}.")
-    self._coords = coords
-    self._frame_size = frame_size
-
-  def map(self, element: clip_lib.Clip) -> Element:
-    xyz = np.asarray(element.tracks_xyz, np.float32)  # [T, N, 3]
-    tracks = xyz if self._coords == 'xyz' else project_to_pixels(xyz, element.intrinsics)
-    if self._frame_size is not None:
-      frame_size = self._frame_size
-    elif element.has_frames:
-      frame_size = element.frame_size
-    else:
-      raise ValueError(
-          f'{element.path or "clip"} has no frames: pass ClipToTracks(frame_size=(H, W)).')
-    return {
-        'tracks': np.ascontiguousarray(np.swapaxes(tracks, 0, 1)),  # [N, T, C]
-        'visible': np.ascontiguousarray(np.asarray(element.visibility, bool).T),
-        'frame_size': np.asarray(frame_size, np.int32),
-    }
-
-
-class NormalizeCoords(grain.MapTransform):
-  """Pixel (x, y) -> [0, 1]: (pixel + 0.5) / (width, height) (TRAJAN colab, step 1).
-
-  Only the first two channels are touched (a z channel stays in metres).
-  """
-
-  def __init__(self, half_pixel: bool = True):
-    self._offset = 0.5 if half_pixel else 0.0
-
-  def map(self, element: Element) -> Element:
-    height, width = (float(v) for v in element['frame_size'])
-    tracks = np.array(element['tracks'], np.float32, copy=True)
-    tracks[..., 0] = (tracks[..., 0] + self._offset) / width
-    tracks[..., 1] = (tracks[..., 1] + self._offset) / height
-    return {**element, 'tracks': tracks}
+  xyz = np.asarray(xyz)
+  return geometry.project(xyz, np.asarray(intrinsics).reshape(4), behind='principal',
+                          min_depth=PIPELINE_MIN_DEPTH).astype(np.float32)
 
 
 class PadOrCropTime(grain.MapTransform):
@@ -296,14 +210,3 @@ class SampleSupportQuery(grain.RandomMapTransform):
     )
     return out
 
-
-def trajan_transforms(
-    episode_length: int, num_support: int, num_query: int,
-    coords: str = 'uv', frame_size: tuple[int, int] | None = None,
-) -> list[grain.Transformation]:
-  """The TRAJAN colab preprocessing as grain transforms (module doc)."""
-  steps: list[grain.Transformation] = [ClipToTracks(coords, frame_size)]
-  if coords == 'uv':
-    steps.append(NormalizeCoords())
-  steps += [PadOrCropTime(episode_length), SampleSupportQuery(num_support, num_query)]
-  return steps

@@ -442,58 +442,6 @@ def eval_intrinsics(intrinsics: np.ndarray, height: int, width: int,
   return np.asarray(intrinsics) * factor
 
 
-def resized_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
-  """(H', W') with min(H', W') = short_side; the other side rounded half to even."""
-  factor = short_side / min(height, width)
-  return int(np.round(height * factor)), int(np.round(width * factor))
-
-
-def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Nearest-neighbour resize of [T, H, W, ...] maps (never blends across edges)."""
-  height, width = maps.shape[1:3]
-  rows = np.minimum(((np.arange(size[0]) + 0.5) * height / size[0]).astype(np.int64),
-                    height - 1)
-  cols = np.minimum(((np.arange(size[1]) + 0.5) * width / size[1]).astype(np.int64),
-                    width - 1)
-  return maps[:, rows][:, :, cols]
-
-
-def resize_clip(clip: Clip, short_side: int = EVAL_SHORT_SIDE) -> Clip:
-  """Resizes frames so the shortest side is `short_side`; rescales pixel quantities.
-
-  Frames are resized with PIL bilinear (antialiased when shrinking) to
-  `resized_shape(H, W, short_side)`. With sx = W'/W and sy = H'/H:
-  fx·sx, fy·sy, cx·sx, cy·sy for the intrinsics, x·sx, y·sy for `queries_xyt`
-  (pixel-corner convention: a point at x maps to x·sx). On the short side the factor is
-  exactly the official k = short_side / min(H, W); the long side's factor differs from
-  k by the rounding of its length (the official evaluation ignores that and scales all
-  four intrinsics by k, see `eval_intrinsics`). Depth and normal maps are resized
-  nearest-neighbour. Metric tracks and poses are unchanged.
-
-  Returns:
-    A new clip with `raw_frames` [T, H', W', 3] uint8 (and `jpeg_bytes` None).
-  """
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-
-  height, width = clip.frame_size
-  new_h, new_w = resized_shape(height, width, short_side)
-  sx, sy = new_w / width, new_h / height
-  frames = np.stack([
-      np.asarray(Image.fromarray(f).resize((new_w, new_h), Image.Resampling.BILINEAR))
-      for f in clip.frames
-  ])
-  scale = np.array([sx, sy, sx, sy])
-  intrinsics = (np.asarray(clip.intrinsics, np.float64) * scale).astype(
-      np.asarray(clip.intrinsics).dtype)
-  queries = np.array(clip.queries_xyt, copy=True)
-  queries[:, 0] = queries[:, 0] * sx
-  queries[:, 1] = queries[:, 1] * sy
-  return clip.replace(
-      raw_frames=frames, jpeg_bytes=None, intrinsics=intrinsics, queries_xyt=queries,
-      depth=None if clip.depth is None else _resize_maps(clip.depth, (new_h, new_w)),
-      normals=None if clip.normals is None else _resize_maps(clip.normals, (new_h, new_w)))
-
-
 # ----------------------------------------------------------------------------
 # Splits (official lists, packaged as tapkit/data/assets/tapvid3d_splits.json).
 

@@ -24,6 +24,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.io import npz as npz_io
 
@@ -199,8 +200,7 @@ def clip_to_tracks4d(clip: Clip) -> dict[str, np.ndarray]:
   fx, fy, cx, cy = np.asarray(clip.intrinsics, dtype=np.float64)
   z = xyz[..., 2]
   front = z > _MIN_DEPTH
-  safe_z = np.where(front, z, 1.0)
-  xy = np.stack([fx * xyz[..., 0] / safe_z + cx, fy * xyz[..., 1] / safe_z + cy], axis=-1)
+  xy = geometry.project(xyz, np.array([fx, fy, cx, cy]), behind='principal', min_depth=_MIN_DEPTH)
   xy = _fill_along_time(xy, front, np.array([cx, cy]))
   k = np.zeros((num_frames, 3, 3))
   k[:, 0, 0], k[:, 1, 1], k[:, 0, 2], k[:, 1, 2], k[:, 2, 2] = fx, fy, cx, cy, 1.0

@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from tapkit.data import geometry
+
 
 @dataclasses.dataclass
 class PoseMetrics:
@@ -50,21 +52,6 @@ def _as_c2w_4x4(poses: np.ndarray, name: str) -> np.ndarray:
   return out
 
 
-def invert_rigid(poses: np.ndarray) -> np.ndarray:
-  """[F, 3 or 4, 4] rigid transforms -> their inverses [R^T | -R^T t] (same dtype/shape).
-
-  Computed in the input dtype, like the official helper (float32 stays float32).
-  """
-  poses = np.asarray(poses)
-  out = np.zeros_like(poses)
-  rot_t = np.swapaxes(poses[:, :3, :3], 1, 2)
-  out[:, :3, :3] = rot_t
-  out[:, :3, 3] = -np.einsum('fij,fj->fi', rot_t, poses[:, :3, 3])
-  if poses.shape[1] == 4:
-    out[:, 3, 3] = 1
-  return out
-
-
 def umeyama_alignment(source: np.ndarray, target: np.ndarray,
                       with_scale: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
   """Similarity (s, R, t) minimising sum |s R x_i + t - y_i|^2 (Umeyama 1991).
@@ -93,23 +80,6 @@ def umeyama_alignment(source: np.ndarray, target: np.ndarray,
   return scale, rot, trans[:, 0]
 
 
-def rotation_angle_deg(rotation: np.ndarray) -> float:
-  """Rotation angle of a 3x3 matrix as |cv2.Rodrigues(R)| in degrees.
-
-  Like OpenCV: R is first projected onto SO(3) via SVD (U V^T); with
-  s = |vee(R - R^T)|/2 and c = (trace - 1)/2 clipped to [-1, 1], the angle is
-  arccos(c), except exactly 0 when s < 1e-5 and c > 0.
-  """
-  u, _, vt = np.linalg.svd(np.asarray(rotation, np.float64))
-  r = u @ vt
-  rx, ry, rz = r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]
-  s = np.sqrt((rx * rx + ry * ry + rz * rz) * 0.25)
-  c = float(np.clip((r[0, 0] + r[1, 1] + r[2, 2] - 1.0) * 0.5, -1.0, 1.0))
-  if s < 1e-5 and c > 0:
-    return 0.0
-  return float(np.arccos(c) * 180.0 / np.pi)
-
-
 def pose_metrics(pred_c2w: np.ndarray, gt_c2w: np.ndarray) -> PoseMetrics:
   """ATE / RPE of predicted camera-to-world poses against GT ones.
 
@@ -134,7 +104,7 @@ def pose_metrics(pred_c2w: np.ndarray, gt_c2w: np.ndarray) -> PoseMetrics:
   rel_gt = np.linalg.inv(gt[:-1]) @ gt[1:]
   err = np.linalg.inv(rel_gt) @ rel_pred  # [F-1, 4, 4]
   rpe_trans = float(np.sqrt((np.linalg.norm(err[:, :3, 3], axis=1) ** 2).mean()))
-  angles = np.array([rotation_angle_deg(e[:3, :3]) for e in err])
+  angles = geometry.rotation_angle_deg(err[:, :3, :3], 'rodrigues')  # [F-1]
   rpe_rot = float(np.sqrt((angles**2).mean()))
   return PoseMetrics(ate=ate, rpe_trans=rpe_trans, rpe_rot=rpe_rot,
                      aligned_c2w=aligned[:, :3, :], scale=scale, rotation=rot,
@@ -147,8 +117,8 @@ def pose_metrics_from_w2c(gt_w2c: np.ndarray, pred_w2c: np.ndarray) -> PoseMetri
   The world-to-camera inputs are inverted back to camera-to-world in their own dtype
   (float32 inputs are inverted in float32, as the official does), then `pose_metrics`.
   """
-  return pose_metrics(invert_rigid(np.asarray(pred_w2c)[:, :3, :]),
-                      invert_rigid(np.asarray(gt_w2c)[:, :3, :]))
+  return pose_metrics(geometry.invert_pose(np.asarray(pred_w2c)[:, :3, :]),
+                      geometry.invert_pose(np.asarray(gt_w2c)[:, :3, :]))
 
 
 def network_pose_metrics(rotations: np.ndarray, translations: np.ndarray,
@@ -169,4 +139,4 @@ def network_pose_metrics(rotations: np.ndarray, translations: np.ndarray,
   pred[:, :, :3] = rot
   pred[:, :, 3] = trans
   gt = np.asarray(gt_c2w, np.float32)[:, :3, :]
-  return pose_metrics_from_w2c(invert_rigid(gt), invert_rigid(pred))
+  return pose_metrics_from_w2c(geometry.invert_pose(gt), geometry.invert_pose(pred))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from tapkit.ops import sampling
 from tapkit.viz import _common
 
 
@@ -46,22 +47,18 @@ def resize_bilinear(images: Any, size: tuple[int, int]) -> np.ndarray:
   """Bilinear resize of [B, h, w, C] to [B, H, W, C] with aligned pixel centres.
 
   Output pixel i samples input coordinate (i + 0.5) * h / H - 0.5, clamped at the
-  borders, i.e. each feature cell covers the image patch it was computed from.
+  borders ('border' padding of `tapkit.ops.sampling.bilinear_sample`), i.e. each feature
+  cell covers the image patch it was computed from.
   """
   images = np.asarray(images, np.float64)
   height, width = size
-
-  def axis_weights(n_in: int, n_out: int):
-    pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, pos - lo
-
-  y0, y1, wy = axis_weights(images.shape[1], height)
-  x0, x1, wx = axis_weights(images.shape[2], width)
-  rows = (images[:, y0] * (1 - wy)[None, :, None, None] +
-          images[:, y1] * wy[None, :, None, None])
-  return rows[:, :, x0] * (1 - wx)[None, None, :, None] + rows[:, :, x1] * wx[None, None, :, None]
+  batch = images.shape[0]
+  ys = sampling.source_coords(images.shape[1], height, align_corners=False)  # [H]
+  xs = sampling.source_coords(images.shape[2], width, align_corners=False)  # [W]
+  grid_y, grid_x = np.meshgrid(ys, xs, indexing='ij')
+  flat = lambda g: np.broadcast_to(g.reshape(1, -1), (batch, height * width))
+  out = sampling.bilinear_sample(images, flat(grid_x), flat(grid_y), padding='border')
+  return out.reshape(batch, height, width, images.shape[-1])
 
 
 def pca_rgb(features: Any, mask: Any | None = None, *,

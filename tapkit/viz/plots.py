@@ -301,38 +301,3 @@ def table_columns(rows: Sequence[Mapping[str, Any]],
     return list(columns)
   return list(dict.fromkeys(k for row in rows for k in row))
 
-
-def plot_table(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[str] | None = None,
-               title: str = '', fmt: str = '.4g', path: str | os.PathLike | None = None
-               ) -> Figure:
-  """A table (list of dicts, one per row) rendered as a figure, e.g. for a PNG report.
-
-  Args:
-    rows: one mapping per row; missing keys are left blank.
-    columns: column order (default: keys in first-seen order).
-    title: figure title.
-    fmt: float format.
-    path: if given, also saved there as PNG.
-  """
-  cols = table_columns(rows, columns)
-  if not cols:
-    raise ValueError('table has no columns')
-  cells = [[format_cell(row[c], fmt) if c in row else '' for c in cols] for row in rows]
-  widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
-  fig = _common.new_figure(max(3.0, 0.11 * sum(widths) + 0.3 * len(cols)),
-                           0.35 * (len(rows) + 1) + (0.5 if title else 0.2))
-  ax = fig.add_subplot()
-  ax.axis('off')
-  table = ax.table(cellText=cells or [[''] * len(cols)], colLabels=cols, loc='center',
-                   cellLoc='center')
-  table.auto_set_font_size(False)
-  table.set_fontsize(9)
-  for (r, _), cell in table.get_celld().items():
-    if r == 0:
-      cell.set_text_props(weight='bold')
-      cell.set_facecolor('#e6e9ef')
-  if title:
-    ax.set_title(title)
-  if path is not None:
-    _common.save_figure(fig, path)
-  return fig

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.viz import _common
 
@@ -29,14 +30,13 @@ COLOR_MODES = ('rainbow', 'score', 'motion')
 def project_points(points_xyz: Any, intrinsics: Any) -> np.ndarray:
   """Pinhole projection of camera-frame points [..., 3] (metres) to pixels [..., 2].
 
-  `intrinsics` is (fx, fy, cx, cy) in pixels; x = fx * X / Z + cx. Points with
-  Z <= 0 (behind the camera) come out as NaN so they are never painted.
+  `intrinsics` is (fx, fy, cx, cy) in pixels; x = fx * X / Z + cx, in float64.
+  `geometry.project` with the 'nan' policy: points with Z <= 1e-9 (behind the
+  camera) come out as NaN so they are never painted.
   """
-  points = np.asarray(points_xyz, np.float64)
-  fx, fy, cx, cy = np.asarray(intrinsics, np.float64).reshape(4)
-  z = points[..., 2]
-  safe_z = np.where(z > 1e-9, z, np.nan)
-  return np.stack([fx * points[..., 0] / safe_z + cx, fy * points[..., 1] / safe_z + cy], -1)
+  return geometry.project(np.asarray(points_xyz, np.float64),
+                          np.asarray(intrinsics, np.float64).reshape(4),
+                          behind='nan', min_depth=1e-9)
 
 
 def to_pixels(tracks: Any, height: int, width: int, *, normalized: bool = True,

@@ -25,6 +25,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.viz import _common
 from tapkit.viz import tracks2d
@@ -48,10 +49,8 @@ def _as_poses(w2c: Any | None, num_frames: int) -> np.ndarray | None:
 
 def camera_centers(w2c: Any) -> np.ndarray:
   """[T, 3] camera centres in the world (metres) from world-to-camera poses [T, 4, 4]."""
-  w2c = np.asarray(w2c, np.float64)
-  rot, trans = w2c[..., :3, :3], w2c[..., :3, 3]
-  # X_cam = R X_world + t is 0 at the centre: C = -R^T t.
-  return -np.einsum('...ji,...j->...i', rot, trans)
+  # X_cam = R X_world + t is 0 at the centre: C = -R^T t, the translation of c2w.
+  return geometry.invert_pose(np.asarray(w2c, np.float64))[..., :3, 3]
 
 
 def default_image_size(intrinsics: Any) -> tuple[int, int]:

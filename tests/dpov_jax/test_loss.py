@@ -9,10 +9,11 @@ import pytest
 
 from dpov_jax import loss as pov_loss
 from dpov_jax import sorting
+from tapkit.ops import numeric
 
 
 def _unit(key, shape):
-  return pov_loss.l2_normalize(jax.random.normal(key, shape))
+  return numeric.l2_normalize(jax.random.normal(key, shape))
 
 
 def _row_entropy(perm: jax.Array) -> jax.Array:

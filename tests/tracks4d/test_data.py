@@ -136,11 +136,12 @@ def test_clear_errors():
                      rng=np.random.default_rng(0))
 
 
-def test_load_sample_reads_clip_files(t4d_golden):
-  pytest.importorskip('tapkit.data.tracks4d_format')
+def test_sample_clip_of_a_clip_file(t4d_golden):
+  tracks4d_format = pytest.importorskip('tapkit.data.tracks4d_format')
   manifest = json.loads((t4d_golden / 'manifest.json').read_text())['dataset'][0]
-  out = data.load_sample(t4d_golden / manifest['clip'], rng=np.random.default_rng(0),
-                         **manifest['CustomDataset_kwargs'])
+  path = t4d_golden / manifest['clip']
+  out = data.sample_clip(tracks4d_format.load_tracks4d_npz(path), source=str(path),
+                         rng=np.random.default_rng(0), **manifest['CustomDataset_kwargs'])
   ref = _load(t4d_golden / manifest['file'])
   assert out['num_actual_tracklets'] == int(ref['num_actual_tracklets'])
   np.testing.assert_array_equal(out['GT_Ks'], ref['GT_Ks'])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tapkit.data import geometry
 from trajan3d import preprocess
 
 
@@ -131,7 +132,7 @@ def test_lift_and_project_roundtrip():
   np.testing.assert_allclose(
       xyz[0], [[0, 0, 4], [-0.04, -0.08, 2], [-0.5 * 3 / 100, -3 / 50, 3]],
       rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(preprocess.project_to_pixels(xyz, intr), xy,
+  np.testing.assert_allclose(geometry.project(xyz, intr), xy,
                              atol=1e-5)
   # Already-sampled per-point depth.
   z = np.asarray([[1.0, 2.0, 3.0]])

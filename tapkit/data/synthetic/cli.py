@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.data.synthetic.render import generate_clip
 from tapkit.data.synthetic.scene import _NEAR
@@ -20,11 +21,8 @@ from tapkit.data.synthetic.scene import _NEAR
 def _draw_tracks(frames: np.ndarray, clip: Clip) -> np.ndarray:
   """Frames [T, H, W, 3] with visible track points painted as 3x3 dots."""
   out = frames.copy()
-  fx, fy, cx, cy = clip.intrinsics
-  xyz = clip.tracks_xyz
-  z = np.where(xyz[..., 2] > _NEAR, xyz[..., 2], 1.0)
-  x = np.floor(fx * xyz[..., 0] / z + cx + 0.5).astype(np.int64)
-  y = np.floor(fy * xyz[..., 1] / z + cy + 0.5).astype(np.int64)
+  xy = geometry.project(clip.tracks_xyz, clip.intrinsics, behind='principal', min_depth=_NEAR)
+  x, y = np.floor(xy[..., 0] + 0.5).astype(np.int64), np.floor(xy[..., 1] + 0.5).astype(np.int64)
   colours = np.where(clip.dynamic_mask[:, None], [[255, 60, 60]], [[60, 255, 60]]).astype(np.uint8)
   h, w = frames.shape[1:3]
   for t in range(frames.shape[0]):

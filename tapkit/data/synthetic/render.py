@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.data.synthetic.camera import make_camera_path, make_intrinsics
 from tapkit.data.synthetic.scene import (_NEAR, _VIS_RTOL, Scene, SceneConfig, _camera_rays,
@@ -23,11 +24,9 @@ def _visibility(scene: Scene, prim_ids: np.ndarray, points_cam: np.ndarray,
                 w2c: np.ndarray, intrinsics: np.ndarray, t: float, height: int,
                 width: int) -> tuple[np.ndarray, np.ndarray]:
   """Visibility [N] and (x, y) projections [N, 2] of camera-frame points (float64)."""
-  fx, fy, cx, cy = intrinsics
   z = points_cam[:, 2]
   front = z > _NEAR
-  safe_z = np.where(front, z, 1.0)
-  xy = np.stack([fx * points_cam[:, 0] / safe_z + cx, fy * points_cam[:, 1] / safe_z + cy], -1)
+  xy = geometry.project(points_cam, intrinsics, behind='principal', min_depth=_NEAR)
   inside = (front & (xy[:, 0] >= -0.5) & (xy[:, 0] < width - 0.5) &
             (xy[:, 1] >= -0.5) & (xy[:, 1] < height - 0.5))
   visible = np.zeros(z.shape, bool)

@@ -1,37 +1,10 @@
-"""Tests of dpov_jax.evaluate.matching (sampling, resizing, NN matching)."""
+"""Tests of dpov_jax.evaluate.matching (downsampling, keypoint transfer, NN matching)."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dpov_jax.evaluate import matching
-
-
-def test_bilinear_sample_align_corners():
-  f = np.arange(12, dtype=np.float32).reshape(3, 4, 1)  # value = 4 y + x.
-  xy = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [1 / 3, 0.25]],
-                np.float32)
-  out = np.asarray(matching.bilinear_sample_align_corners(jnp.asarray(f),
-                                                          jnp.asarray(xy)))
-  # align_corners: x = u (w - 1), y = v (h - 1); bilinear of a linear map.
-  np.testing.assert_allclose(out[:, 0], [0.0, 11.0, 4 * 1 + 1.5, 4 * 0.5 + 1],
-                             rtol=1e-6)
-
-
-def test_bicubic_matrix_matches_torch_formula():
-  # Upsampling [0, 1] to 4 with a = -0.75, align_corners=False, border
-  # clamped: sources -0.25, 0.25, 0.75, 1.25.
-  m = matching.bicubic_matrix(2, 4)
-  np.testing.assert_allclose(m @ np.array([0.0, 1.0]),
-                             [-0.10546875, 0.2265625, 0.7734375, 1.10546875])
-  np.testing.assert_allclose(m.sum(1), 1.0)
-  np.testing.assert_allclose(matching.bicubic_matrix(5, 5), np.eye(5),
-                             atol=1e-12)
-  f = np.random.default_rng(0).normal(size=(3, 4, 2)).astype(np.float32)
-  up = np.asarray(matching.resize_bicubic(jnp.asarray(f), (6, 8)))
-  ref = np.einsum('Yy,yxd,Xx->YXd', matching.bicubic_matrix(3, 6), f,
-                  matching.bicubic_matrix(4, 8))
-  np.testing.assert_allclose(up, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_downsample_nearest_torch_indices():

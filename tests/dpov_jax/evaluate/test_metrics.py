@@ -27,13 +27,6 @@ def test_spair_keypoint_errors_and_strict_pck():
   assert np.isnan(metrics.recall_percent(np.zeros(0)))
 
 
-def test_pck_bbox_pixels():
-  # bbox 40 x 100 -> radius 10 px (strict).
-  ok = metrics.pck_bbox_pixels([[0, 9.99], [10, 0], [3, 4]], [[0, 0]] * 3,
-                               [5, 0, 45, 100])
-  assert ok.tolist() == [True, False, True]
-
-
 def test_class_averaged_recall_skips_missing_bins():
   per_class = {'cat': {'0': 50.0, '1': 20.0, 'all': 40.0},
                'dog': {'0': 100.0, 'all': 60.0},
@@ -54,14 +47,6 @@ def test_bins_are_half_open_at_every_edge():
   assert idx.tolist() == [0, 0, 0, 0, 1, 1, 2, 3, -1, -1]
   with pytest.raises(ValueError):
     metrics.assign_bins(ang, [0, 10, 10])
-
-
-def test_rotation_angle_deg():
-  t = np.radians(37.0)
-  r = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0],
-                [0, 0, 1]])
-  assert metrics.rotation_angle_deg(r) == pytest.approx(37.0)
-  assert metrics.rotation_angle_deg(np.eye(3)) == 0.0
 
 
 def test_navi_correspondence_metrics():

@@ -6,6 +6,7 @@ import pytest
 from dpov_jax.evaluate import matching
 from dpov_jax.evaluate import metrics
 from dpov_jax.evaluate import synthetic_pairs
+from tapkit.data import geometry
 
 
 def _lookup_features_fn(table):
@@ -55,7 +56,7 @@ def test_synthetic_pairs_cover_navi_bins(synthetic):
   assert bins == ['0-15', '15-30', '30-60', '60-120']
   for d, p in synthetic:
     assert p.src_kps.shape == (15, 2) and p.threshold_scale == 1.0
-    assert metrics.rotation_angle_deg(d['relative_rotation']) == (
+    assert geometry.rotation_angle_deg(d['relative_rotation']) == (
         pytest.approx(float(d['rotation_deg'])))
     assert (p.trg_kps >= 0).all() and (p.trg_kps <= 47).all()
 

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dpov_jax.evaluate import readers
+from tapkit.data import geometry
 
 
 def _write_json(path, obj):
@@ -277,8 +278,7 @@ def test_navi_load_view_and_pair(navi_root):
                              atol=1e-5)
   p = readers.load_navi_pair(navi_root, data,
                              ('obj', 'wild_set', '000', '002', 40.0), size=16)
-  from dpov_jax.evaluate import metrics
-  assert metrics.rotation_angle_deg(p['Rt_01'][:3, :3]) == pytest.approx(40.0)
+  assert geometry.rotation_angle_deg(p['Rt_01'][:3, :3]) == pytest.approx(40.0)
 
 
 def test_navi_bbox_crop_shift_inside():

@@ -1,30 +1,32 @@
-"""Grain pipeline core: loader determinism, state restore, TRAJAN transforms."""
+"""Grain pipeline core: loader determinism, state restore, track transforms."""
 
 import numpy as np
 import pytest
 
-from tapkit.data import clip as clip_lib
 from tapkit.data import pipeline
 
 
-def _clip(index: int, num_frames: int = 12, num_tracks: int = 10,
-          size=(48, 64)) -> clip_lib.Clip:
+def _example(index: int, num_frames: int = 12, num_tracks: int = 10,
+             size=(48, 64)) -> dict[str, np.ndarray]:
+  """A track example ([N, T, 2] normalised pixels) of a random clip in front of the camera."""
   rng = np.random.default_rng(index)
   xyz = np.stack([rng.uniform(-1, 1, (num_frames, num_tracks)),
                   rng.uniform(-1, 1, (num_frames, num_tracks)),
                   rng.uniform(2, 4, (num_frames, num_tracks))], -1).astype(np.float32)
   visible = rng.random((num_frames, num_tracks)) < 0.6
   visible[:, 0] = False  # A never-visible track.
-  return clip_lib.Clip(
-      tracks_xyz=xyz, visibility=visible,
-      queries_xyt=np.zeros((num_tracks, 3), np.float32),
-      intrinsics=np.array([50.0, 50.0, size[1] / 2, size[0] / 2], np.float32),
-      raw_frames=np.zeros((num_frames, *size, 3), np.uint8))
+  intrinsics = np.array([50.0, 50.0, size[1] / 2, size[0] / 2], np.float32)
+  pixels = pipeline.project_to_pixels(xyz, intrinsics)  # [T, N, 2]
+  normalised = (pixels + 0.5) / np.array([size[1], size[0]], np.float32)
+  return {'tracks': np.ascontiguousarray(np.swapaxes(normalised, 0, 1)),
+          'visible': np.ascontiguousarray(visible.T),
+          'frame_size': np.asarray(size, np.int32)}
 
 
 def _loader(seed=0, batch_size=2, length=16, n_clips=7, **kw):
-  source = pipeline.SequenceSource([_clip(i) for i in range(n_clips)], name='clips')
-  transforms = pipeline.trajan_transforms(length, num_support=4, num_query=3)
+  source = pipeline.SequenceSource([_example(i) for i in range(n_clips)], name='clips')
+  transforms = [pipeline.PadOrCropTime(length),
+                pipeline.SampleSupportQuery(num_support=4, num_query=3)]
   return pipeline.make_dataloader(source, transforms, batch_size=batch_size,
                                   seed=seed, **kw)
 
@@ -131,44 +133,13 @@ def test_pad_and_crop_set_boundary_frame():
   assert cropped['tracks'].shape == (3, 4, 2) and int(cropped['boundary_frame']) == 4
 
 
-def test_clip_to_normalised_tracks():
-  clip = _clip(0, num_frames=3, num_tracks=2, size=(48, 64))
-  clip.tracks_xyz[:] = [[0.0, 0.0, 2.0], [1.0, -0.5, 2.0]]
-  out = pipeline.NormalizeCoords().map(pipeline.ClipToTracks('uv').map(clip))
-  # Pixels: (cx, cy) = (32, 24) and (32 + 50 * 0.5, 24 - 50 * 0.25) = (57, 11.5).
-  np.testing.assert_allclose(out['tracks'][0, 0], [32.5 / 64, 24.5 / 48], rtol=1e-6)
-  np.testing.assert_allclose(out['tracks'][1, 2], [57.5 / 64, 12.0 / 48], rtol=1e-6)
-  assert out['visible'].shape == (2, 3)
-  xyz = pipeline.ClipToTracks('xyz').map(clip)
-  np.testing.assert_array_equal(xyz['tracks'][1, 0], [1.0, -0.5, 2.0])
-
-
-def test_clip_directory_source(tmp_path):
-  for name in ('b.npz', 'a.npz', 'skip.txt'):
-    (tmp_path / name).write_bytes(b'')
-  source = pipeline.ClipDirectorySource(tmp_path, loader=lambda p: p)
-  assert len(source) == 2
-  assert source[0].endswith('a.npz') and source[1].endswith('b.npz')
-  assert 'len=2' in repr(source)
-  with pytest.raises(FileNotFoundError):
-    pipeline.ClipDirectorySource(tmp_path / 'missing')
-
-
-def test_clip_directory_source_reads_tapvid3d_files(tmp_path):
-  tapvid3d = pytest.importorskip('tapkit.data.tapvid3d')
-  clips = [_clip(i, num_frames=6, num_tracks=8) for i in range(3)]
-  for i, c in enumerate(clips):
-    tapvid3d.save_clip(tmp_path / f'clip_{i}.npz', c, frames_format='raw')
-  source = pipeline.ClipDirectorySource(tmp_path)
-  assert len(source) == 3
-  np.testing.assert_array_equal(source[1].tracks_xyz, clips[1].tracks_xyz)
-  loader = pipeline.make_dataloader(
-      source, pipeline.trajan_transforms(8, num_support=3, num_query=2),
-      batch_size=3, seed=0, num_epochs=1)
-  (batch,) = list(loader)
-  assert batch['support_tracks'].shape == (3, 3, 8, 2)
-  np.testing.assert_array_equal(batch['boundary_frame'], [6, 6, 6])
-  assert (batch['support_tracks'] >= 0).all() and (batch['support_tracks'] <= 1).all()
+def test_project_to_pixels_is_float32_with_behind_points_at_principal_point():
+  xyz = np.array([[0.0, 0.0, 2.0], [1.0, -0.5, 2.0], [1.0, 1.0, 0.0], [1.0, 1.0, -3.0]],
+                 np.float32)
+  xy = pipeline.project_to_pixels(xyz, [50.0, 50.0, 32.0, 24.0])
+  assert xy.dtype == np.float32
+  # (cx, cy) = (32, 24); (32 + 50 * 0.5, 24 - 50 * 0.25) = (57, 11.5); z <= 1e-6 -> (cx, cy).
+  np.testing.assert_array_equal(xy, [[32.0, 24.0], [57.0, 11.5], [32.0, 24.0], [32.0, 24.0]])
 
 
 def test_query_frame_any_is_uniform_before_boundary():

@@ -150,29 +150,14 @@ def test_predictions_file(tmp_path):
     tapvid3d.load_predictions(tmp_path / 'bad.npz')
 
 
-def test_resize_clip_and_eval_intrinsics():
+def test_eval_intrinsics():
   clip = make_clip()  # 24 x 32 frames.
-  resized = tapvid3d.resize_clip(clip, short_side=256)
-  # 256 / 24 = 10.666...; width 32 * 10.666 = 341.33 -> 341.
-  assert resized.frames.shape == (T, 256, 341, 3)
-  sx, sy = 341 / 32, 256 / 24
-  np.testing.assert_allclose(resized.intrinsics, [30 * sx, 31 * sy, 16 * sx, 12 * sy],
-                             rtol=1e-6)
-  np.testing.assert_allclose(resized.queries_xyt[:, 0], clip.queries_xyt[:, 0] * sx,
-                             rtol=1e-6)
-  np.testing.assert_allclose(resized.queries_xyt[:, 1], clip.queries_xyt[:, 1] * sy,
-                             rtol=1e-6)
-  np.testing.assert_array_equal(resized.queries_xyt[:, 2], clip.queries_xyt[:, 2])
-  assert resized.depth.shape == (T, 256, 341)
-  assert set(np.unique(resized.depth)) <= set(np.unique(clip.depth))  # Nearest.
   # Official evaluation: all four intrinsics times k = 256 / min(H, W), in float64.
   k = 256 / 24
   intrinsics = tapvid3d.eval_intrinsics(clip.intrinsics, 24, 32)
   assert intrinsics.dtype == np.float64
   np.testing.assert_array_equal(intrinsics, clip.intrinsics.astype(np.float64) * k)
   assert intrinsics[0] == 320.0 and intrinsics[3] == 128.0
-  assert tapvid3d.resized_shape(1080, 1920, 256) == (256, 455)
-  assert tapvid3d.resized_shape(480, 640, 256) == (256, 341)
 
 
 def test_splits():

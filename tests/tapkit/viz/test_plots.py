@@ -116,10 +116,9 @@ def test_bars_flat_and_grouped(tmp_path):
   assert (tmp_path / 'b.png').stat().st_size > 1000
 
 
-def test_table_figure():
+def test_table_columns_and_cells():
   rows = [{'method': 'TRAJAN', 'AJ': 0.612345, 'OA': 0.9}, {'method': 'ours', 'AJ': float('nan')}]
-  fig = plots.plot_table(rows, title='TAPVid-3D')
-  texts = {cell.get_text().get_text() for cell in fig.axes[0].tables[0].get_celld().values()}
-  assert {'method', 'AJ', 'OA', 'TRAJAN', '0.6123', '0.9', 'nan', ''} <= texts
-  assert _distinct_colours(fig) > 5
   assert plots.table_columns(rows) == ['method', 'AJ', 'OA']
+  assert plots.table_columns(rows, ['AJ']) == ['AJ']
+  assert [plots.format_cell(v) for v in (0.612345, 0.9, float('nan'), 'TRAJAN')] == [
+      '0.6123', '0.9', 'nan', 'TRAJAN']
