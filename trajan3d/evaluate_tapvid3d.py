@@ -24,10 +24,9 @@ Protocols:
       (default `PRED_DIR_heldout_gt`), which becomes the evaluation root.
   self  the released 3DSPA protocol, with its axis bugs fixed: every track is
       support and query (time padded / cropped to num_output_frames, boundary =
-      real length), and
-      all tracks are scored against the original clips. An autoencoder that
-      copies its input scores perfectly here: it measures reconstruction, not
-      prediction.
+      real length), and all tracks are scored against the original clips. An
+      autoencoder that copies its input scores perfectly here: it measures
+      reconstruction, not prediction.
 
 Results (the `tapkit.evaluate_tapvid3d` dict plus 'protocol' and 'checkpoint')
 are printed as a table and written to `--results` (default PRED_DIR/results.json).
