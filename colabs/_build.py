@@ -180,15 +180,16 @@ notebook.show(plots.plot_score_curves(per_frame, title='per-frame realism score,
                                       ylabel='Jaccard', ylim=(0, 1)))'''),
     ('md', '## Reconstructed tracks next to the ground truth'),
     ('code', r'''from tapkit.viz import tracks2d, tracks3d
+from trajan3d import evaluators, input_pipeline
 
 clip = tapvid3d.load_clip(files[0])
 ts = score.track_set_from_clip(clip)
 n = ts.tracks.shape[1]
 query = np.arange(min(num_query, n // 2))
 support = np.arange(len(query), n)[:num_support]
-tracks_model = score.model_view(ts, recon.coords)
-pred, pred_visible = score.reconstruct(recon, ts, tracks_model, support, query,
-                                       score.default_query_frames(ts)[query])
+tracks_model = input_pipeline.model_tracks(ts, recon.coords)
+pred, pred_visible = evaluators.reconstruct(recon, ts, tracks_model, support, query,
+                                            ts.query_frames)
 gt_px = tracks2d.project_points(clip.tracks_xyz[:, query], clip.intrinsics)
 if recon.coords == 'xyz':  # 3DSPA: metres in the camera frame
   pred_px = tracks2d.project_points(pred, clip.intrinsics)

@@ -87,7 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'num_query': 2048,
       'query_frame': 'visible',  # 'visible' (TRAJAN colab) or 'any' (3DSPA release)
       # 'none': raw camera metres, as the release; 'support': centre and scale
-      # each clip by its support tracks (trajan3d.task.normalization), inverted
+      # each clip by its support tracks (trajan3d.input_pipeline.normalization), inverted
       # on the predictions (evaluate / score apply it too).
       'normalize': 'none',
   })

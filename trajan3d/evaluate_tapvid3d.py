@@ -15,17 +15,18 @@ last predicted position, marked not visible.
 Protocols:
   heldout (default)  per clip, a seeded permutation splits the tracks into
       Q = min(num_query, N // 2) query tracks and up to num_support other
-      (support) tracks: disjoint, so a track is never reconstructed from itself.
+      (support) tracks by the rule of `tapkit.data.pipeline.split_support_query`
+      (queries first, support from the end): disjoint, so a track is never
+      reconstructed from itself.
       Query points are the clip's own (t from `queries_xyt`, XYZ = tracks_XYZ[t]).
       Only the query tracks are scored: their ground truth is written as clip
       files (same frames and intrinsics, tracks subset) to `--heldout_gt_dir`
       (default `PRED_DIR_heldout_gt`), which becomes the evaluation root.
-  self  the released 3DSPA protocol (spec trajan3d.md section 8), with its axis
-      bugs fixed: every track is support and query (`tapvid3d_to_model_inputs`:
-      time padded / cropped to num_output_frames, boundary = real length), and
-      all tracks are scored against the original clips. An autoencoder that
-      copies its input scores perfectly here: it measures reconstruction, not
-      prediction.
+  self  the released 3DSPA protocol, with its axis bugs fixed: every track is
+      support and query (time padded / cropped to num_output_frames, boundary =
+      real length), and all tracks are scored against the original clips. An
+      autoencoder that copies its input scores perfectly here: it measures
+      reconstruction, not prediction.
 
 Results (the `tapkit.evaluate_tapvid3d` dict plus 'protocol' and 'checkpoint')
 are printed as a table and written to `--results` (default PRED_DIR/results.json).
@@ -46,22 +47,25 @@ import numpy as np
 import tqdm
 
 from tapkit import evaluate_tapvid3d as tapkit_eval
+from tapkit.data import pipeline
 from tapkit.data import tapvid3d
+from trajan3d import evaluators
+from trajan3d import input_pipeline
 from trajan3d import model as model_lib
 from trajan3d import score as score_lib
-from trajan3d import task
 
 PROTOCOLS = ('heldout', 'self')
 
 
 def split_heldout(num_tracks: int, num_support: int, num_query: int,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """(support, query) disjoint sorted track indices for the held-out protocol."""
+  """(support, query) disjoint sorted track indices for the held-out protocol:
+  `split_support_query` of one permutation with min(num_query, N // 2) queries."""
   if num_tracks < 2:
     raise ValueError(f'held-out protocol needs at least 2 tracks, got {num_tracks}.')
-  order = rng.permutation(num_tracks)
   nq = max(1, min(num_query, num_tracks // 2))
-  return np.sort(order[nq:nq + num_support]), np.sort(order[:nq])
+  support, query = pipeline.split_support_query(rng.permutation(num_tracks), num_support, nq)
+  return np.sort(support), np.sort(query)
 
 
 def fill_frames(pred: np.ndarray, visible: np.ndarray, num_frames: int
@@ -76,7 +80,7 @@ def fill_frames(pred: np.ndarray, visible: np.ndarray, num_frames: int
   return pred, visible
 
 
-def predict_clip(recon: score_lib.Reconstructor, clip: tapvid3d.Clip, protocol: str,
+def predict_clip(recon: evaluators.Reconstructor, clip: tapvid3d.Clip, protocol: str,
                  num_support: int, num_query: int, rng: np.random.Generator
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Predictions of one clip.
@@ -84,15 +88,15 @@ def predict_clip(recon: score_lib.Reconstructor, clip: tapvid3d.Clip, protocol: 
   Returns:
     (tracks_XYZ [T, Q, 3] float32, visibility [T, Q] bool, query track indices [Q]).
   """
-  ts = score_lib.track_set_from_clip(clip)
-  tracks = score_lib.model_view(ts, recon.coords)  # [T, N, 3]
+  clip = input_pipeline.track_clip(clip)
+  tracks = input_pipeline.model_tracks(clip, recon.coords)  # [T, N, 3]
   if protocol == 'heldout':
-    support, query = split_heldout(ts.num_tracks, num_support, num_query, rng)
+    support, query = split_heldout(clip.num_tracks, num_support, num_query, rng)
   else:
-    support = query = np.arange(ts.num_tracks)
-  pred, visible = score_lib.reconstruct(recon, ts, tracks, support, query,
-                                        score_lib.default_query_frames(ts))
-  pred, visible = fill_frames(pred, visible, ts.num_frames)
+    support = query = np.arange(clip.num_tracks)
+  pred, visible = evaluators.reconstruct(recon, clip, tracks, support, query,
+                                         clip.query_frames)
+  pred, visible = fill_frames(pred, visible, clip.num_frames)
   return pred.astype(np.float32), visible, query
 
 
@@ -106,16 +110,17 @@ def subset_clip(clip: tapvid3d.Clip, query: np.ndarray) -> tapvid3d.Clip:
       dynamic_mask=pick(clip.dynamic_mask), depth=None, normals=None, extras={})
 
 
-def random_reconstructor(config, seed: int = 0) -> score_lib.Reconstructor:
+def random_reconstructor(config, seed: int = 0) -> evaluators.Reconstructor:
   """An untrained model (Flax default init from `seed`): the baseline."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  model = task.build_model_from_config(config)
+  model = model_lib.build_model_from_config(config)
   inputs = model_lib.example_inputs(model, dino=bool(config.features.dino),
                                     depth=bool(config.features.depth))
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), inputs)['params']
-  return score_lib.Reconstructor(model, jax.device_get(params), task.coords_of(config),
-                                 config.features, config.data.get('normalize', 'none'))
+  return evaluators.Reconstructor(model, jax.device_get(params),
+                                  input_pipeline.coords_of(config), config.features,
+                                  config.data.get('normalize', 'none'))
 
 
 def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'heldout',

@@ -576,6 +576,23 @@ def build_model(kind: str, **config) -> _TrackAutoEncoderBase:
                    "'3dspa' or '3dspa_nofeat'.")
 
 
+# Fields of `config.model` that are model hyper-parameters (the rest: `kind`).
+MODEL_FIELDS = (
+    'num_output_frames', 'num_latent_tokens', 'latent_token_dim', 'num_frequencies',
+    'track_token_dim',
+    'encoder_latent_dim', 'decoder_num_channels', 'num_heads', 'qkv_size',
+    'input_track_layers', 'input_track_mlp', 'tracks_to_latents_layers',
+    'tracks_to_latents_mlp', 'decompress_layers', 'decompress_mlp', 'readout_layers',
+    'readout_mlp', 'track_scale_factor', 'decoder_scan_chunk_size', 'remat_decoder')
+
+
+def build_model_from_config(config: Any) -> _TrackAutoEncoderBase:
+  """The model described by `config.model` (kind + the MODEL_FIELDS present)."""
+  cfg = config.model
+  fields = {k: cfg[k] for k in MODEL_FIELDS if k in cfg}
+  return build_model(cfg.kind, **fields)
+
+
 def example_inputs(model: _TrackAutoEncoderBase, batch_size: int = 1,
                    num_tracks: int = 4, num_frames: int = 8,
                    num_queries: int = 2, dino: bool = False,

@@ -12,7 +12,8 @@ split into folds of `num_query` tracks; each fold is decoded from up to
 track is reconstructed once without having been seen. The score is the average
 Jaccard of the reconstruction against the input tracks (TAPVid-3D definition,
 `tapkit.metrics.tapvid3d`, scaling 'none': reconstruction is in the input's
-own metric frame), in [0, 1], higher = more realistic. Also reported: mean
+own metric frame), in [0, 1], higher = more realistic; computed by
+`trajan3d.evaluators.score_clip`, the evaluation used during training. Also reported: mean
 position error (metres for 3D, pixels at a 256-pixel short side for 2D),
 occlusion accuracy, and per-frame Jaccard / error (CSV `<out>_per_frame.csv`,
 plot).
@@ -27,96 +28,48 @@ Inputs, per file (`.npz`, read pickle-free with `tapkit.io.npz`):
 3DSPA (3D model) with 2D tracks needs `depth` and `fx_fy_cx_cy`: the tracks
 are lifted with `trajan3d.preprocess.lift_tracks_to_3d`. TRAJAN (2D model)
 needs pixel tracks and `frame_size` (or 3D tracks + intrinsics + frame size).
-Thresholds: 3D uses TAPVid-3D's depth-adaptive thresholds with the clip's
-intrinsics rescaled to a 256-pixel short side (without intrinsics: focal
-`DEFAULT_FOCAL_PX`, a 60-degree field of view at 256 pixels); 2D uses 1, 2, 4,
-8, 16 pixels at a 256-pixel short side.
+Every file becomes a `tapkit.data.clip.Clip` (2D tracks in `tracks_uv`); the
+model inputs are built by `trajan3d.input_pipeline`. Thresholds: see
+`trajan3d.evaluators`.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import math
 import os
 import pathlib
 import sys
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 import tqdm
 
+from tapkit.data import clip as clip_lib
 from tapkit.data import tapvid3d
 from tapkit.io import BadFileError
 from tapkit.io import npz as npz_io
-from tapkit.metrics import tapvid3d as metrics_lib
 from tapkit.train import config as config_lib
 from tapkit.train import workdir as workdir_lib
+from tapkit.viz import plots
+from tapkit.viz import tables
 from trajan3d import checkpoint as checkpoint_lib
-from trajan3d import features as features_lib
-from trajan3d import preprocess
-from trajan3d import task
+from trajan3d import evaluators
+from trajan3d import input_pipeline
+from trajan3d import model as model_lib
 
-EVAL_SHORT_SIDE = 256
-DEFAULT_FOCAL_PX = EVAL_SHORT_SIDE / (2.0 * math.tan(math.radians(30.0)))  # ~221.7
-
-
-class TrackFileError(ValueError):
-  """A track file that cannot be scored; the message names the file and field."""
+# The error of unreadable track files, and the scoring API under the names the
+# quickstart and the notebooks use.
+TrackFileError = input_pipeline.TrackFileError
+track_set_from_clip = input_pipeline.track_clip
+score_track_set = evaluators.score_clip
 
 
 # ----------------------------------------------------------------------------
-# Track sets: what is scored.
-
-
-@dataclasses.dataclass
-class TrackSet:
-  """Tracks of one video.
-
-  tracks: [T, N, C] float32; C = 3 camera metres, or C = 2 pixels.
-  visible: [T, N] bool.
-  intrinsics: [4] (fx, fy, cx, cy) pixels of the frames, or None.
-  frame_size: (height, width) pixels, or None.
-  query_frames: [N] int frame each track is queried at (default: its first
-    visible frame).
-  depth: [T, H, W] metres (2D -> 3D lifting, depth features), or None.
-  dino_maps: [T, h, w, C] DINO feature maps, or None.
-  """
-
-  name: str
-  tracks: np.ndarray
-  visible: np.ndarray
-  intrinsics: np.ndarray | None = None
-  frame_size: tuple[int, int] | None = None
-  query_frames: np.ndarray | None = None
-  depth: np.ndarray | None = None
-  dino_maps: np.ndarray | None = None
-
-  @property
-  def num_frames(self) -> int:
-    return int(self.tracks.shape[0])
-
-  @property
-  def num_tracks(self) -> int:
-    return int(self.tracks.shape[1])
-
-
-def track_set_from_clip(clip, name: str | None = None) -> TrackSet:
-  """A TAPVid-3D `Clip` as a 3D TrackSet."""
-  return TrackSet(
-      name=name or pathlib.Path(clip.path or 'clip').stem,
-      tracks=np.asarray(clip.tracks_xyz, np.float32),
-      visible=np.asarray(clip.visibility, bool),
-      intrinsics=np.asarray(clip.intrinsics, np.float32),
-      frame_size=task.clip_frame_size(clip),
-      query_frames=np.round(np.asarray(clip.queries_xyt)[:, 2]).astype(np.int64),
-      depth=None if clip.depth is None else np.asarray(clip.depth, np.float32),
-      dino_maps=clip.extras.get('dino_features'))
+# Track files: what is scored.
 
 
 def _read_field(npz, path: str, field: str) -> np.ndarray:
@@ -137,8 +90,15 @@ def _numeric(path: str, field: str, x: np.ndarray) -> np.ndarray:
   return x
 
 
-def load_track_file(path: str | os.PathLike) -> TrackSet:
+def load_track_file(path: str | os.PathLike) -> clip_lib.Clip:
   """Reads a TAPVid-3D clip or a plain track `.npz` (module docstring).
+
+  Returns:
+    The tracks as a Clip: a TAPVid-3D clip as `input_pipeline.track_clip`; a
+    plain file with `tracks_xyz` (3D) or `tracks_uv` (2D), `queries_xyt` (x, y:
+    the track's pixel at its query frame, NaN where unknown; t: `query_frames`,
+    default each track's first visible frame, 0 if none), `intrinsics`,
+    `depth` and `image_size` (from `frame_size`) when given.
 
   Raises:
     TrackFileError (a ValueError) naming the file and the field for: unreadable
@@ -162,7 +122,7 @@ def load_track_file(path: str | os.PathLike) -> TrackSet:
         clip = tapvid3d.load_clip(path)
       except ValueError as e:
         raise TrackFileError(str(e)) from None
-      return track_set_from_clip(clip)
+      return input_pipeline.track_clip(clip)
     for field in ('tracks', 'visibility'):
       if field not in names:
         raise TrackFileError(
@@ -188,7 +148,12 @@ def load_track_file(path: str | os.PathLike) -> TrackSet:
       raise TrackFileError(f'{path}: field "tracks" has non-finite values at visible '
                            f'points ({int(bad.sum())}, first at frame {t}, track {i}).')
     tracks = np.where(np.isfinite(tracks), tracks, 0.0).astype(np.float32)
-    out = TrackSet(name=pathlib.Path(path).stem, tracks=tracks, visible=visible)
+    out = clip_lib.Clip(
+        tracks_xyz=tracks if tracks.shape[-1] == 3 else None,
+        tracks_uv=tracks if tracks.shape[-1] == 2 else None, visibility=visible,
+        queries_xyt=np.zeros((n, 3), np.float32), intrinsics=None,
+        name=pathlib.Path(path).stem, path=path)
+    query_frames = np.where(visible.any(axis=0), np.argmax(visible, axis=0), 0)
     if 'fx_fy_cx_cy' in names:
       k = _numeric(path, 'fx_fy_cx_cy', _read_field(npz, path, 'fx_fy_cx_cy'))
       k = np.asarray(k, np.float32).reshape(-1)
@@ -207,16 +172,20 @@ def load_track_file(path: str | os.PathLike) -> TrackSet:
       if size.shape != (2,) or np.any(size <= 0):
         raise TrackFileError(f'{path}: field "frame_size" must be [2] positive (height, '
                              f'width), got {size.tolist()}.')
-      out.frame_size = (int(size[0]), int(size[1]))
-    elif out.depth is not None:
-      out.frame_size = tuple(int(v) for v in out.depth.shape[1:])
+      out.image_size = (int(size[0]), int(size[1]))
     if 'query_frames' in names:
       q = _numeric(path, 'query_frames', _read_field(npz, path, 'query_frames'))
       q = np.asarray(q).reshape(-1)
       if q.shape != (n,) or np.any(q < 0) or np.any(q >= t_len):
         raise TrackFileError(f'{path}: field "query_frames" must be [{n}] frames in '
                              f'[0, {t_len}).')
-      out.query_frames = q.astype(np.int64)
+      query_frames = q.astype(np.int64)
+  if out.tracks_xyz is None or out.intrinsics is not None:
+    xy = input_pipeline.pixel_tracks(out)[query_frames, np.arange(n)]  # [N, 2]
+  else:
+    xy = np.full((n, 2), np.nan, np.float32)
+  out.queries_xyt = np.concatenate(
+      [xy, query_frames[:, None].astype(np.float32)], -1).astype(np.float32)
   return out
 
 
@@ -240,9 +209,9 @@ def expand_paths(items: Sequence[str]) -> list[str]:
 # Corruption (for checking that the score ranks implausible motion lower).
 
 
-def corrupt_track_set(ts: TrackSet, seed: int = 0, jitter: float = 0.03,
+def corrupt_track_set(clip: clip_lib.Clip, seed: int = 0, jitter: float = 0.03,
                       teleport_fraction: float = 0.3, teleport_scale: float = 0.3
-                      ) -> TrackSet:
+                      ) -> clip_lib.Clip:
   """Jitter + teleports: a copy with implausible motion.
 
   The unit u is the point's depth z for 3D tracks (metres) and the frame's short
@@ -252,12 +221,13 @@ def corrupt_track_set(ts: TrackSet, seed: int = 0, jitter: float = 0.03,
   `teleport_scale * u` in a random direction and stay displaced.
   """
   rng = np.random.default_rng(seed)
-  tracks = np.array(ts.tracks, np.float32, copy=True)
+  tracks = np.array(clip.tracks, np.float32, copy=True)
   t_len, n, c = tracks.shape
   if c == 3:
     unit = np.abs(tracks[..., 2:3]) + 1e-3  # [T, N, 1]
   else:
-    unit = np.full((t_len, n, 1), float(min(ts.frame_size)) if ts.frame_size else 256.0)
+    frame_size = input_pipeline.known_frame_size(clip)
+    unit = np.full((t_len, n, 1), float(min(frame_size)) if frame_size else 256.0)
   noise = rng.normal(size=(t_len, n, 2)).astype(np.float32)
   tracks[..., :2] += jitter * unit * noise
   jumpers = np.flatnonzero(rng.random(n) < teleport_fraction)
@@ -266,246 +236,9 @@ def corrupt_track_set(ts: TrackSet, seed: int = 0, jitter: float = 0.03,
     direction = rng.normal(size=2)
     direction /= np.linalg.norm(direction) + 1e-9
     tracks[t0:, i, :2] += teleport_scale * unit[t0:, i] * direction.astype(np.float32)
-  return dataclasses.replace(ts, name=ts.name + '_corrupted', tracks=tracks)
-
-
-# ----------------------------------------------------------------------------
-# Model views and reconstruction.
-
-
-class Reconstructor:
-  """Jitted encode-decode of one video at a time (batch 1, batch position 0).
-
-  Attributes:
-    model: TrackAutoEncoder(3D); params: its parameters (may be replaced).
-    coords: 'xyz' (3DSPA) or 'uv' (TRAJAN).
-  """
-
-  def __init__(self, model, params: Mapping[str, Any], coords: str,
-               features_cfg: Mapping[str, Any] | None = None, normalize: str = 'none'):
-    self.model, self.params, self.coords = model, params, coords
-    self.normalize = normalize
-    features_cfg = features_cfg or {}
-    self.dino = bool(features_cfg.get('dino', False))
-    self.depth = bool(features_cfg.get('depth', False))
-    self.num_frames = int(model.num_output_frames)
-    self._apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
-
-  def __call__(self, support: np.ndarray, support_visible: np.ndarray,
-               query_points: np.ndarray, boundary: int,
-               feats: Mapping[str, np.ndarray] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Reconstructs query tracks.
-
-    Args:
-      support: [S, T, C] model units (T <= num_output_frames, padded here).
-      support_visible: [S, T] bool.
-      query_points: [Q, 1 + C] (t, coords).
-      boundary: number of real frames.
-      feats: optional {'dino_features' | 'depth_features': [S, T, D]}.
-
-    Returns:
-      tracks [Q, T_out, C] float32, visible_logits [Q, T_out] float32.
-    """
-    length = self.num_frames
-    pad = lambda x: preprocess.pad_or_crop_time(x, length, axis=1)
-    support = np.asarray(support, np.float32)
-    centre, scale = task.normalization(support, support_visible, self.normalize)
-    query_points = np.array(query_points, np.float32, copy=True)
-    query_points[:, 1:] = (query_points[:, 1:] - centre) / scale
-    inputs = {
-        'support_tracks': pad((support - centre) / scale)[None],
-        'support_tracks_visible': pad(np.asarray(support_visible, np.float32))[None, ..., None],
-        'query_points': np.asarray(query_points, np.float32)[None],
-        'boundary_frame': np.asarray([min(boundary, length)], np.int32),
-    }
-    for key, value in (feats or {}).items():
-      inputs[key] = pad(np.asarray(value, np.float32))[None]
-    out = self._apply(self.params, inputs)
-    return (np.asarray(out.tracks[0], np.float32) * scale + centre,
-            np.asarray(out.visible_logits[0, ..., 0], np.float32))
-
-
-def model_view(ts: TrackSet, coords: str) -> np.ndarray:
-  """[T, N, C] tracks in model units: 'xyz' metres, 'uv' normalised [0, 1]."""
-  tracks = ts.tracks
-  if coords == 'xyz':
-    if tracks.shape[-1] == 3:
-      return tracks
-    if ts.depth is None or ts.intrinsics is None:
-      raise TrackFileError(f'{ts.name}: 2D tracks need fields "depth" [T, H, W] and '
-                           '"fx_fy_cx_cy" [4] to be lifted to 3D for a 3DSPA model.')
-    return preprocess.lift_tracks_to_3d(tracks, ts.depth, ts.intrinsics)
-  if ts.frame_size is None:
-    raise TrackFileError(f'{ts.name}: a TRAJAN (2D) model needs field "frame_size" '
-                         '[2] (height, width) to normalise the tracks.')
-  pixels = _pixels(ts)
-  height, width = ts.frame_size
-  return preprocess.normalize_pixel_tracks(pixels, width, height)
-
-
-def _pixels(ts: TrackSet) -> np.ndarray:
-  """[T, N, 2] pixel positions (projected for 3D tracks)."""
-  if ts.tracks.shape[-1] == 2:
-    return ts.tracks
-  if ts.intrinsics is None:
-    raise TrackFileError(f'{ts.name}: 3D tracks need field "fx_fy_cx_cy" to be projected '
-                         'to pixels.')
-  from tapkit.data import pipeline  # pylint: disable=g-import-not-at-top
-  return pipeline.project_to_pixels(ts.tracks, ts.intrinsics)
-
-
-def support_features(recon: Reconstructor, ts: TrackSet, support: np.ndarray
-                     ) -> dict[str, np.ndarray]:
-  """Feature inputs [S, T, D] of the support tracks the model was trained with."""
-  feats = {}
-  if recon.depth:
-    if ts.depth is None:
-      raise TrackFileError(f'{ts.name}: the model uses depth features; field "depth" '
-                           '[T, H, W] is missing.')
-    feats['depth_features'] = features_lib.depth_features(
-        ts.depth, np.swapaxes(_pixels(ts)[:, support], 0, 1))
-  if recon.dino:
-    if ts.dino_maps is None or ts.frame_size is None:
-      raise TrackFileError(f'{ts.name}: the model uses DINO features; field '
-                           '"dino_features" [T, h, w, 768] is missing.')
-    height, width = ts.frame_size
-    norm = preprocess.normalize_pixel_tracks(_pixels(ts)[:, support], width, height)
-    feats['dino_features'] = features_lib.sample_feature_maps(
-        ts.dino_maps, np.swapaxes(norm, 0, 1))
-  return feats
-
-
-def default_query_frames(ts: TrackSet) -> np.ndarray:
-  """[N] the set's query frames, else each track's first visible frame (0 if none)."""
-  if ts.query_frames is not None:
-    return ts.query_frames
-  return np.where(ts.visible.any(axis=0), np.argmax(ts.visible, axis=0), 0)
-
-
-def reconstruct(recon: Reconstructor, ts: TrackSet, tracks: np.ndarray,
-                support: np.ndarray, query: np.ndarray,
-                query_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Decodes tracks `query` from tracks `support` (index arrays into N).
-
-  Args:
-    tracks: [T, N, C] model units (`model_view`).
-    query_frames: [N] query frame of every track.
-
-  Returns:
-    pred [T, Q, C] model units and pred_visible [T, Q] bool, T = the video's
-    frames (cropped to the model's num_output_frames if longer).
-  """
-  t_len = min(tracks.shape[0], recon.num_frames)
-  tracks = tracks[:t_len]
-  visible = ts.visible[:t_len]
-  frames = np.clip(query_frames[query], 0, t_len - 1)
-  qpos = tracks[frames, query]  # [Q, C]
-  query_points = np.concatenate([frames[:, None].astype(np.float32), qpos], -1)
-  pred, logits = recon(np.swapaxes(tracks[:, support], 0, 1), visible[:, support].T,
-                       query_points, t_len, support_features(recon, ts, support))
-  return np.swapaxes(pred[:, :t_len], 0, 1), (logits[:, :t_len] > 0).T
-
-
-# ----------------------------------------------------------------------------
-# Metrics.
-
-
-def metric_space(ts: TrackSet, coords: str, tracks_model: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """(points [T, N, 3], intrinsics [4]) on which the TAPVid-3D metric is run.
-
-  3D: metres with the intrinsics rescaled to a 256-pixel short side. 2D: pixels
-  at a 256-pixel short side as (x, y, 1) with unit focal length, so the
-  thresholds 1..16 are pixels.
-  """
-  if coords == 'xyz':
-    if ts.intrinsics is None:
-      k = np.asarray([DEFAULT_FOCAL_PX, DEFAULT_FOCAL_PX, 128.0, 128.0], np.float32)
-    elif ts.frame_size is None:
-      k = ts.intrinsics
-    else:
-      k = tapvid3d.eval_intrinsics(ts.intrinsics, *ts.frame_size, EVAL_SHORT_SIDE)
-    return tracks_model, np.asarray(k, np.float32)
-  height, width = ts.frame_size
-  scale = EVAL_SHORT_SIDE / min(height, width)
-  px = (preprocess.denormalize_tracks(tracks_model, width, height) - 0.5) * scale
-  ones = np.ones(px.shape[:-1] + (1,), np.float32)
-  return np.concatenate([px, ones], -1), np.asarray([1.0, 1.0, 0.0, 0.0], np.float32)
-
-
-def reconstruction_metrics(gt: np.ndarray, gt_visible: np.ndarray, pred: np.ndarray,
-                           pred_visible: np.ndarray, intrinsics: np.ndarray
-                           ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-  """Per-video and per-frame TAPVid-3D metrics (scaling 'none') plus mean error.
-
-  Args:
-    gt, pred: [T, N, 3] metric-space points; gt_visible, pred_visible [T, N].
-    intrinsics: [4] for the thresholds.
-
-  Returns:
-    ({metric: float} incl. 'mean_error'), per-frame {'jaccard', 'pts_within',
-    'occlusion_accuracy', 'mean_error': [T]} (NaN where a frame has no visible
-    ground truth).
-  """
-  kwargs = dict(intrinsics_params=intrinsics, scaling='none')
-  video = metrics_lib.compute_tapvid3d_metrics(
-      gt_occluded=~gt_visible, gt_tracks=gt, pred_occluded=~pred_visible,
-      pred_tracks=pred, order='t n', **kwargs)
-  frame = metrics_lib.compute_tapvid3d_metrics(
-      gt_occluded=~gt_visible[..., None], gt_tracks=gt[:, :, None],
-      pred_occluded=~pred_visible[..., None], pred_tracks=pred[:, :, None],
-      order='b n t', **kwargs)
-  err = np.linalg.norm(pred - gt, axis=-1)  # [T, N]
-  m = gt_visible.astype(np.float64)
-  with np.errstate(invalid='ignore', divide='ignore'):
-    frame_err = np.sum(err * m, axis=1) / np.sum(m, axis=1)
-  row = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in video.items()}
-  row['mean_error'] = float(np.sum(err * m) / max(1.0, np.sum(m)))
-  per_frame = {
-      'jaccard': np.asarray(frame['average_jaccard'], np.float64),
-      'pts_within': np.asarray(frame['average_pts_within_thresh'], np.float64),
-      'occlusion_accuracy': np.asarray(frame['occlusion_accuracy'], np.float64),
-      'mean_error': frame_err,
-  }
-  return row, per_frame
-
-
-def score_track_set(recon: Reconstructor, ts: TrackSet, num_support: int = 2048,
-                    num_query: int = 256, seed: int = 0, max_tracks: int | None = None
-                    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-  """Held-out reconstruction score of one video (module docstring).
-
-  Returns:
-    (row, per_frame): row = {'score', 'average_jaccard', 'occlusion_accuracy',
-    'average_pts_within_thresh', 'mean_error', 'num_frames', 'num_tracks', ...};
-    per_frame as `reconstruction_metrics`.
-  """
-  tracks = model_view(ts, recon.coords)  # [T, N, C]
-  n = ts.num_tracks
-  if n < 2:
-    raise TrackFileError(f'{ts.name}: need at least 2 tracks to score, got {n}.')
-  rng = np.random.default_rng(seed)
-  kept = np.sort(rng.permutation(n)[:max_tracks]) if max_tracks else np.arange(n)
-  order = rng.permutation(kept)
-  num_folds = max(2, math.ceil(len(order) / max(1, num_query)))
-  folds = np.array_split(order, num_folds)
-  qframes = default_query_frames(ts)
-  t_len = min(ts.num_frames, recon.num_frames)
-  pred = np.zeros((t_len, n, tracks.shape[-1]), np.float32)
-  pred_vis = np.zeros((t_len, n), bool)
-  for fold in folds:
-    rest = order[~np.isin(order, fold)][:num_support]
-    p, v = reconstruct(recon, ts, tracks, rest, fold, qframes)
-    pred[:, fold], pred_vis[:, fold] = p, v
-  gt_pts, k = metric_space(ts, recon.coords, tracks[:t_len, kept])
-  pred_pts, _ = metric_space(ts, recon.coords, pred[:, kept])
-  row, per_frame = reconstruction_metrics(gt_pts, ts.visible[:t_len, kept], pred_pts,
-                                          pred_vis[:, kept], k)
-  row.update(name=ts.name, score=row['average_jaccard'], num_frames=t_len,
-             num_tracks=len(kept),
-             error_units='m' if recon.coords == 'xyz' else 'px@256')
-  return row, per_frame
+  field = 'tracks_xyz' if clip.tracks_xyz is not None else 'tracks_uv'
+  return dataclasses.replace(clip, name=input_pipeline.clip_name(clip) + '_corrupted',
+                             **{field: tracks})
 
 
 # ----------------------------------------------------------------------------
@@ -537,17 +270,18 @@ def load_checkpoint(checkpoint: str, config_arg: str | None = None
   if config is None:
     raise ValueError(f'{checkpoint}: no config.json found in or above it; pass --config '
                      '(e.g. configs/spa3d.py:default for the official 3dspa_ckpt.npz).')
-  model = task.build_model_from_config(config)
+  model = model_lib.build_model_from_config(config)
   params = checkpoint_lib.load_params(checkpoint, model=model)
   return config, model, params
 
 
 def reconstructor_from_checkpoint(checkpoint: str, config_arg: str | None = None
-                                  ) -> tuple[ml_collections.ConfigDict, Reconstructor]:
+                                  ) -> tuple[ml_collections.ConfigDict,
+                                             evaluators.Reconstructor]:
   config, model, params = load_checkpoint(checkpoint, config_arg)
   feats = {'dino': 'dino_projection' in params, 'depth': 'depth_projection' in params}
-  return config, Reconstructor(model, params, task.coords_of(config), feats,
-                               config.data.get('normalize', 'none'))
+  return config, evaluators.Reconstructor(model, params, input_pipeline.coords_of(config),
+                                          feats, config.data.get('normalize', 'none'))
 
 
 # ----------------------------------------------------------------------------
@@ -559,50 +293,31 @@ CSV_FIELDS = ('name', 'path', 'score', 'average_jaccard', 'average_pts_within_th
               'num_tracks')
 
 
+PER_FRAME_FIELDS = ('jaccard', 'pts_within', 'occlusion_accuracy', 'mean_error')
+
+
 def write_csvs(out: str, rows: list[dict[str, Any]],
                per_frame: list[dict[str, np.ndarray]]) -> str:
   """Writes `out` (one row per video) and `<out stem>_per_frame.csv`; returns the latter."""
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction='ignore')
-    writer.writeheader()
-    for row in rows:
-      writer.writerow(row)
-  frame_path = os.path.splitext(out)[0] + '_per_frame.csv'
-  with open(frame_path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['name', 'frame', 'jaccard', 'pts_within', 'occlusion_accuracy',
-                     'mean_error'])
-    for row, pf in zip(rows, per_frame):
-      for t in range(len(pf['jaccard'])):
-        writer.writerow([row['name'], t] + [f'{pf[k][t]:.6g}' for k in
-                                            ('jaccard', 'pts_within', 'occlusion_accuracy',
-                                             'mean_error')])
-  return frame_path
+  tables.write_csv(out, rows, CSV_FIELDS)
+  frame_rows = [{'name': row['name'], 'frame': t, **{k: pf[k][t] for k in PER_FRAME_FIELDS}}
+                for row, pf in zip(rows, per_frame) for t in range(len(pf['jaccard']))]
+  return tables.write_csv(os.path.splitext(out)[0] + '_per_frame.csv', frame_rows,
+                          ('name', 'frame') + PER_FRAME_FIELDS, fmt='.6g')
 
 
 def plot_scores(path: str, rows: list[dict[str, Any]],
                 per_frame: list[dict[str, np.ndarray]]) -> None:
-  """Per-frame Jaccard and error of every video (matplotlib, Agg)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-  fig, (ax_j, ax_e) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-  for row, pf in zip(rows, per_frame):
+  """Per-frame Jaccard and error of every video (PNG)."""
+  jaccard, error = {}, {}
+  for i, (row, pf) in enumerate(zip(rows, per_frame)):
     label = f'{row["name"]} ({row["score"]:.3f})'
-    ax_j.plot(pf['jaccard'], label=label)
-    ax_e.plot(pf['mean_error'], label=label)
-  ax_j.set_ylabel('per-frame Jaccard')
-  ax_j.set_ylim(0, 1)
-  ax_e.set_ylabel(f'mean error [{rows[0]["error_units"]}]' if rows else 'mean error')
-  ax_e.set_xlabel('frame')
-  if len(rows) <= 12:
-    ax_j.legend(fontsize=7)
-  ax_j.set_title('Reconstruction score per frame (higher Jaccard = more plausible)')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+    label = label if label not in jaccard else f'{label} #{i}'
+    jaccard[label], error[label] = pf['jaccard'], pf['mean_error']
+  units = f'mean error [{rows[0]["error_units"]}]' if rows else 'mean error'
+  plots.plot_score_panels(
+      [('per-frame Jaccard', jaccard), (units, error)], ylims=[(0, 1), None],
+      title='Reconstruction score per frame (higher Jaccard = more plausible)', path=path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -636,9 +351,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   num_query = args.num_query or int(config.eval.num_query)
   rows, frames = [], []
   for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
-    ts = load_track_file(path)
-    row, pf = score_track_set(recon, ts, num_support, num_query, args.seed,
-                              args.max_tracks or None)
+    clip = load_track_file(path)
+    row, pf = evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
+                                    args.max_tracks or None)
     row['path'] = path
     rows.append(row)
     frames.append(pf)

@@ -42,6 +42,7 @@ from dpov_jax.evaluate import report
 from dpov_jax.evaluate import synthetic_pairs
 from tapkit.ops import numeric
 from tapkit.train import config as train_config
+from tapkit.viz import tables
 
 TASKS = ('keypoints', 'depth', 'normals', 'all')
 
@@ -183,18 +184,18 @@ def run_keypoints(backbones: Sequence[probe_task.Backbone], args: argparse.Names
         os.path.join(out, 'figures', f'pca_{bk.name}.png'))))
 
   kp_cols = ['model'] + bins + (['mean'] if args.protocol == '3dpov_val' else []) + ['pairs']
-  report.write_csv(kp_rows, kp_cols, os.path.join(out, 'keypoints.csv'))
-  body = kp_desc + '\n\n' + report.markdown_table(kp_rows, kp_cols, '.1f')
+  tables.write_csv(os.path.join(out, 'keypoints.csv'), kp_rows, kp_cols)
+  body = kp_desc + '\n\n' + tables.markdown_table(kp_rows, kp_cols, '.1f')
   sections.append(('Keypoint transfer', body))
   if corr_rows:
     rec_cols = ['recall_1cm', 'recall_2cm', 'recall_5cm', 'recall_5px', 'recall_25px',
                 'recall_50px']
     corr_cols = ['model'] + corr_bins + rec_cols
-    report.write_csv(corr_rows, corr_cols, os.path.join(out, 'correspondence.csv'))
+    tables.write_csv(os.path.join(out, 'correspondence.csv'), corr_rows, corr_cols)
     sections.append(('Dense correspondence', (
         f'{corr_desc}; per rotation bin: mean over pairs of recall@2cm (%); recall_*: '
         f'over all {args.num_corr}-best ratio-test matches (%)\n\n' +
-        report.markdown_table(corr_rows, corr_cols, '.1f'))))
+        tables.markdown_table(corr_rows, corr_cols, '.1f'))))
   bar = report.bar_figure(bars, 'Keypoint transfer PCK@0.1', 'recall (%)',
                           os.path.join(out, 'figures', 'keypoints_bars.png'))
   sections.append(('Figures', _figure_md([('recall per bin', bar)] + figs, out)))
@@ -286,7 +287,7 @@ def run_probe(task: str, backbones: Sequence[probe_task.Backbone], args: argpars
     print(f'[{task}] {bk.name}: {row["train s"]:.1f}s ' + ', '.join(
         f'{k}={v:.3f}' for k, v in m.items()), flush=True)
   cols = list(DEPTH_COLUMNS if task == 'depth' else NORMAL_COLUMNS)
-  report.write_csv(rows, cols + ['train s'], os.path.join(out, f'{task}.csv'))
+  tables.write_csv(os.path.join(out, f'{task}.csv'), rows, cols + ['train s'])
   rc = res['config']
   if task == 'depth':
     desc = ('RMSE in metres, AbsRel, d_k = % of pixels with max(gt/pred, pred/gt) < 1.25^k; '
@@ -302,7 +303,8 @@ def run_probe(task: str, backbones: Sequence[probe_task.Backbone], args: argpars
                                                                     f'{task}_loss.png'))
   bar = report.bar_figure(bars, f'{task} probe', '%', os.path.join(out, 'figures',
                                                                     f'{task}_bars.png'))
-  sections = [(f'{task.capitalize()} probe', desc + '\n\n' + report.markdown_table(rows, cols)),
+  table = tables.markdown_table(rows, cols, '.2f')
+  sections = [(f'{task.capitalize()} probe', desc + '\n\n' + table),
               (f'{task.capitalize()} figures', _figure_md(
                   [('training loss', loss), ('summary', bar)] + figs, out))]
   report.write_markdown(sections, f'{task.capitalize()} probe', os.path.join(out, f'{task}.md'))

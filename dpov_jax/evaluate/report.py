@@ -1,15 +1,14 @@
-"""Tables (Markdown + CSV, the paper's layout: rows = models) and figures of the evaluation.
+"""Figures and the Markdown report file of the evaluation.
 
-Pure formatting and drawing; the CLI (`python -m dpov_jax.evaluate`) computes the numbers.
+Tables (Markdown + CSV, the paper's layout: rows = models) are written with
+`tapkit.viz.tables`. Pure formatting and drawing; the CLI (`python -m dpov_jax.evaluate`) computes the numbers.
 Images handed in here are ImageNet-normalised float32 [H, W, 3] unless said otherwise.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -19,34 +18,6 @@ from dpov_jax.evaluate import readers
 from tapkit.viz import correspondences
 from tapkit.viz import features as viz_features
 from tapkit.viz import plots
-
-
-def format_value(value: Any, fmt: str = '.2f') -> str:
-  """Cell text: floats with `fmt` ('nan' for non-finite), others with str()."""
-  if isinstance(value, (float, np.floating)):
-    return 'nan' if not np.isfinite(value) else format(float(value), fmt)
-  return str(value)
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str],
-                   fmt: str = '.2f') -> str:
-  """A GitHub Markdown table; first column left-aligned, the others right-aligned."""
-  lines = ['| ' + ' | '.join(columns) + ' |',
-           '|' + '|'.join([' --- '] + [' ---: '] * (len(columns) - 1)) + '|']
-  for row in rows:
-    lines.append('| ' + ' | '.join(format_value(row.get(c, ''), fmt) for c in columns) + ' |')
-  return '\n'.join(lines)
-
-
-def write_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str) -> str:
-  """Writes rows (full float precision) to `path`; returns it."""
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction='ignore')
-    writer.writeheader()
-    for row in rows:
-      writer.writerow({c: row.get(c, '') for c in columns})
-  return path
 
 
 def write_markdown(sections: Sequence[tuple[str, str]], title: str, path: str) -> str:

@@ -16,6 +16,15 @@ Optional extras written by the synthetic generator (absent in official files):
   object_ids      [N] int32, id of the object each track lies on (0 = static background)
   dynamic_mask    [N] bool, True for tracks whose world position changes over time
   extras          any further named arrays (kept verbatim by `save_clip`)
+
+Track-only data (tracker outputs, files scored by `trajan3d.score`) may lack what a
+TAPVid-3D file always has:
+  tracks_uv       [T, N, 2] float32 (x, y) pixels of the frames, for 2D tracks; then
+                  `tracks_xyz` is None
+  image_size      (height, width) pixels of the frames the pixel coordinates refer to,
+                  when the frames themselves are not stored
+  intrinsics      None when the camera is unknown
+  name            display name (e.g. the file stem); None = unnamed
 """
 
 from __future__ import annotations
@@ -39,10 +48,10 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 class Clip:
   """One TAPVid-3D clip. See the module docstring for shapes and units."""
 
-  tracks_xyz: np.ndarray
+  tracks_xyz: np.ndarray | None
   visibility: np.ndarray
   queries_xyt: np.ndarray
-  intrinsics: np.ndarray
+  intrinsics: np.ndarray | None
   extrinsics_w2c: np.ndarray | None = None
   # Exactly one of `raw_frames` / `jpeg_bytes` is normally set; both may be None
   # for track-only clips (e.g. prediction files).
@@ -54,14 +63,27 @@ class Clip:
   dynamic_mask: np.ndarray | None = None
   extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   path: str | None = None
+  tracks_uv: np.ndarray | None = None
+  image_size: tuple[int, int] | None = None
+  name: str | None = None
+
+  @property
+  def tracks(self) -> np.ndarray:
+    """[T, N, 3] `tracks_xyz`, or [T, N, 2] `tracks_uv` for clips of 2D tracks."""
+    return self.tracks_xyz if self.tracks_xyz is not None else self.tracks_uv
 
   @property
   def num_frames(self) -> int:
-    return int(self.tracks_xyz.shape[0])
+    return int(self.tracks.shape[0])
 
   @property
   def num_tracks(self) -> int:
-    return int(self.tracks_xyz.shape[1])
+    return int(self.tracks.shape[1])
+
+  @property
+  def query_frames(self) -> np.ndarray:
+    """[N] int64 query frame of each track: `queries_xyt[:, 2]` rounded."""
+    return np.round(np.asarray(self.queries_xyt)[:, 2]).astype(np.int64)
 
   @property
   def has_frames(self) -> bool:
@@ -78,9 +100,12 @@ class Clip:
 
   @property
   def frame_size(self) -> tuple[int, int]:
-    """(height, width) of the stored frames; decodes only the first frame if needed."""
+    """(height, width) of the stored frames, else `image_size`; decodes only the first
+    JPEG frame if needed."""
     if self.raw_frames is not None:
       return int(self.raw_frames.shape[1]), int(self.raw_frames.shape[2])
+    if self.image_size is not None:
+      return int(self.image_size[0]), int(self.image_size[1])
     if self.jpeg_bytes is not None:
       first = decode_jpeg(self.jpeg_bytes[0])
       return int(first.shape[0]), int(first.shape[1])

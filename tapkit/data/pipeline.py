@@ -146,15 +146,45 @@ class PadOrCropTime(grain.MapTransform):
             'boundary_frame': np.asarray(keep, np.int32)}
 
 
+def split_support_query(order: np.ndarray, num_support: int, num_query: int,
+                        start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Disjoint support and query tracks from a permutation of track indices.
+
+  The one rule for every held-out split: the queries are the `num_query`
+  entries of `order` from position `start` on; the support is the LAST
+  `num_support` of the remaining entries, in permutation order (all of them
+  when fewer remain). With `start=0` and `len(order) = S + Q` this is the
+  TRAJAN colab's split (queries first, support last); folds of one permutation
+  (`start` = 0, Q, 2Q, ...) reconstruct every track once from the others.
+
+  Args:
+    order: [N] int, a permutation of (a subset of) the track indices.
+    num_support: S, the most support tracks to take (> 0).
+    num_query: Q, the number of query tracks (> 0).
+    start: position in `order` of the first query.
+
+  Returns:
+    (support [min(S, N - Q')], query [Q']) index arrays, Q' = the queries
+    available from `start` (at most Q).
+  """
+  if num_support <= 0 or num_query <= 0:
+    raise ValueError(f'num_support and num_query must be positive, got '
+                     f'{num_support}, {num_query}.')
+  order = np.asarray(order)
+  query = order[start:start + num_query]
+  rest = np.concatenate([order[:start], order[start + num_query:]])
+  return rest[max(0, len(rest) - num_support):], query
+
+
 class SampleSupportQuery(grain.RandomMapTransform):
   """Splits tracks into disjoint support and query (target) sets; picks query frames.
 
   As in the TRAJAN colab: shuffle the track indices with the record's rng;
-  support = the last `num_support`, queries = the first `num_query` of that
-  order (disjoint; needs N >= num_support + num_query). Each query's frame is
-  drawn uniformly among its visible frames (frame 0 if it is never visible);
-  `query_frame='any'` draws it uniformly over the real frames [0, boundary)
-  instead, as the released 3DSPA loader does.
+  queries = the first `num_query`, support = the last `num_support` of that
+  order (`split_support_query`; disjoint, needs N >= num_support + num_query).
+  Each query's frame is drawn uniformly among its visible frames (frame 0 if
+  it is never visible); `query_frame='any'` draws it uniformly over the real
+  frames [0, boundary) instead, as the released 3DSPA loader does.
 
   Output (C = tracks' channels, T = episode length):
     support_tracks          [S, T, C] float32
@@ -183,9 +213,8 @@ class SampleSupportQuery(grain.RandomMapTransform):
       raise ValueError(
           f'Need at least num_support + num_query = '
           f'{self._num_support + self._num_query} tracks, the record has {num_tracks}.')
-    order = rng.permutation(num_tracks)
-    support = order[num_tracks - self._num_support:]
-    query = order[:self._num_query]
+    support, query = split_support_query(rng.permutation(num_tracks), self._num_support,
+                                         self._num_query)
     query_visible = visible[query]  # [Q, T]
     boundary = int(element.get('boundary_frame', num_frames))
     if self._query_frame == 'visible':

@@ -30,7 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tapkit.viz import _common
-from tapkit.viz import plots
+from tapkit.viz import tables
 
 _CSS = """
 body { font: 15px/1.5 -apple-system, 'Segoe UI', Roboto, sans-serif; max-width: 1000px;
@@ -78,11 +78,6 @@ def _image_bytes(image: Any) -> tuple[bytes, str]:
   return _common.image_to_png(array), 'image/png'
 
 
-def _md_cell(text: str) -> str:
-  """Markdown table cell: pipes escaped, newlines flattened."""
-  return text.replace('|', r'\|').replace('\n', ' ')
-
-
 _SUFFIX = {'image/png': '.png', 'image/gif': '.gif', 'image/jpeg': '.jpg'}
 
 
@@ -108,9 +103,8 @@ class Report:
   def add_table(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
                 *, caption: str = '', fmt: str = '.4g') -> 'Report':
     """A table from a list of dicts (one per row); floats formatted with `fmt`."""
-    cols = plots.table_columns(rows, columns)
-    cells = [[plots.format_cell(row[c], fmt) if c in row else '' for c in cols]
-             for row in rows]
+    cols = tables.table_columns(rows, columns)
+    cells = tables.table_cells(rows, cols, fmt)
     self.items.append(_Item('table', {'columns': [str(c) for c in cols], 'cells': cells,
                                       'caption': caption}))
     return self
@@ -213,11 +207,7 @@ class Report:
       elif item.kind == 'table':
         if d['caption']:
           lines += [f'*{d["caption"]}*', '']
-        lines.append('| ' + ' | '.join(_md_cell(c) for c in d['columns']) + ' |')
-        lines.append('|' + '|'.join(['---'] * len(d['columns'])) + '|')
-        for cells in d['cells']:
-          lines.append('| ' + ' | '.join(_md_cell(c) for c in cells) + ' |')
-        lines.append('')
+        lines += tables.markdown_lines(d['columns'], d['cells']) + ['']
       elif item.kind == 'image':
         file = f'{image_prefix}_{d["stem"]}{_SUFFIX[d["mime"]]}'
         lines += [f'![{d["caption"] or d["stem"]}]({file})', '']

@@ -1,5 +1,7 @@
 """Curves, bars and tables: per-frame scores, training curves, benchmark summaries.
 
+Table cells are formatted by `tapkit.viz.tables` (shared with the text reports).
+
 All functions return a matplotlib `Figure` on an Agg canvas (no display needed)
 and save it as PNG when given `path`. Training scalars can be read from a
 TensorBoard event directory (`load_tensorboard_scalars`, which parses the event
@@ -84,6 +86,44 @@ def plot_score_curves(scores: Mapping[str, Series], *, title: str = '',
   ax.grid(alpha=0.3)
   if scores:
     ax.legend(fontsize='small', loc='best')
+  fig.tight_layout()
+  if path is not None:
+    _common.save_figure(fig, path)
+  return fig
+
+
+def plot_score_panels(panels: Sequence[tuple[str, Mapping[str, Series]]], *,
+                      title: str = '', xlabel: str = 'frame',
+                      ylims: Sequence[tuple[float, float] | None] | None = None,
+                      max_legend: int = 12, figsize: tuple[float, float] = (8.0, 6.0),
+                      dpi: int = 100, path: str | os.PathLike | None = None) -> Figure:
+  """Per-frame scores of several videos, one panel per score, stacked on a shared x axis.
+
+  Args:
+    panels: (y label, {video label: [T] values or (frames, values)}) per panel,
+      top to bottom.
+    title: title of the top panel.
+    xlabel: label of the bottom axis.
+    ylims: optional y range per panel (None = automatic).
+    max_legend: the top panel gets a legend when it has at most this many lines.
+    figsize, dpi: figure size in inches and resolution.
+    path: if given, also saved there as PNG.
+  """
+  if not panels:
+    raise ValueError('no panels to plot')
+  fig = _common.new_figure(*figsize, dpi=dpi)
+  axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+  for i, (ax, (ylabel, series)) in enumerate(zip(axes, panels)):
+    for name, values in series.items():
+      ax.plot(*_xy(values), label=str(name))
+    ax.set_ylabel(ylabel)
+    if ylims is not None and ylims[i] is not None:
+      ax.set_ylim(*ylims[i])
+  axes[-1].set_xlabel(xlabel)
+  if len(panels[0][1]) <= max_legend:
+    axes[0].legend(fontsize=7)
+  if title:
+    axes[0].set_title(title)
   fig.tight_layout()
   if path is not None:
     _common.save_figure(fig, path)
@@ -284,20 +324,4 @@ def plot_bars(values: Mapping[str, float] | Mapping[str, Mapping[str, float]], *
     _common.save_figure(fig, path)
   return fig
 
-
-def format_cell(value: Any, fmt: str = '.4g') -> str:
-  """Table cell text: floats with `fmt`, everything else with str()."""
-  if isinstance(value, (float, np.floating)):
-    return 'nan' if not np.isfinite(value) else format(float(value), fmt)
-  if isinstance(value, np.ndarray) and value.ndim == 0:
-    return format_cell(value.item(), fmt)
-  return str(value)
-
-
-def table_columns(rows: Sequence[Mapping[str, Any]],
-                  columns: Sequence[str] | None = None) -> list[str]:
-  """Column order: `columns` if given, else keys in first-seen order across rows."""
-  if columns is not None:
-    return list(columns)
-  return list(dict.fromkeys(k for row in rows for k in row))
 

@@ -14,6 +14,7 @@ from tapkit.data import tapvid3d
 from tapkit.train import loop
 from trajan3d import evaluate_tapvid3d
 from trajan3d import features
+from trajan3d import input_pipeline
 from trajan3d import losses
 from trajan3d import score
 from trajan3d import task
@@ -145,7 +146,7 @@ def test_score_clean_vs_corrupted(trained, tmp_path):
   clean = score.load_track_file(os.path.join(clips, 'clip_0000.npz'))
   bad = score.corrupt_track_set(clean, seed=1, jitter=0.2, teleport_fraction=1.0,
                                 teleport_scale=1.0)
-  np.savez(tmp_path / 'corrupted.npz', tracks=bad.tracks, visibility=bad.visible,
+  np.savez(tmp_path / 'corrupted.npz', tracks=bad.tracks, visibility=bad.visibility,
            fx_fy_cx_cy=clean.intrinsics, frame_size=np.asarray(clean.frame_size))
   out = str(tmp_path / 'scores.csv')
   rows = score.main(['--tracks', os.path.join(clips, 'clip_0000.npz'),
@@ -187,5 +188,5 @@ def test_malformed_track_files_give_clear_errors(tmp_path):
   # 2D tracks cannot be scored by a 3D model without depth and intrinsics.
   np.savez(tmp_path / 'flat.npz', tracks=np.zeros((t, n, 2)), visibility=good['visibility'])
   flat = score.load_track_file(tmp_path / 'flat.npz')
-  with pytest.raises(score.TrackFileError, match='"depth"'):
-    score.model_view(flat, 'xyz')
+  with pytest.raises(input_pipeline.TrackFileError, match='"depth"'):
+    input_pipeline.model_tracks(flat, 'xyz')

@@ -116,9 +116,15 @@ def test_bars_flat_and_grouped(tmp_path):
   assert (tmp_path / 'b.png').stat().st_size > 1000
 
 
-def test_table_columns_and_cells():
-  rows = [{'method': 'TRAJAN', 'AJ': 0.612345, 'OA': 0.9}, {'method': 'ours', 'AJ': float('nan')}]
-  assert plots.table_columns(rows) == ['method', 'AJ', 'OA']
-  assert plots.table_columns(rows, ['AJ']) == ['AJ']
-  assert [plots.format_cell(v) for v in (0.612345, 0.9, float('nan'), 'TRAJAN')] == [
-      '0.6123', '0.9', 'nan', 'TRAJAN']
+def test_score_panels(tmp_path):
+  panels = [('Jaccard', {'a': [0.1, 0.5, 0.9], 'b': ([0, 2], [0.2, 0.4])}),
+            ('error', {'a': [3.0, 2.0, 1.0]})]
+  fig = plots.plot_score_panels(panels, title='per frame', ylims=[(0, 1), None],
+                                path=tmp_path / 'p.png')
+  top, bottom = fig.axes
+  assert [ln.get_label() for ln in top.get_lines()] == ['a', 'b']
+  np.testing.assert_allclose(top.get_lines()[1].get_xdata(), [0, 2])
+  assert top.get_ylim() == (0, 1) and top.get_title() == 'per frame'
+  assert bottom.get_ylabel() == 'error' and bottom.get_xlabel() == 'frame'
+  assert top.get_legend() is not None
+  assert (tmp_path / 'p.png').stat().st_size > 1000
