@@ -283,13 +283,15 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 # Method.
 
 
-def build_method(config: ml_collections.ConfigDict, workdir: str | None = None
-                 ) -> loop.Method:
-  """TRAJAN / 3DSPA as an engine Method (see the module docstring)."""
+def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
+  """TRAJAN / 3DSPA as an engine Method (see the module docstring).
+
+  `workdir` is the run directory: synthetic clips are rendered into <workdir>/synthetic when
+  config.data.dir (or config.data.synthetic.dir) does not name the data.
+  """
   if config.data.num_frames != config.model.num_output_frames:
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
-  workdir = workdir or _workdir_flag()
   model = build_model_from_config(config)
   train_dir, pattern, eval_dir = data_dirs(config, workdir)
   source = TrackExampleSource(train_dir, pattern, clip_to_example(config))
@@ -339,11 +341,3 @@ def make_eval_fn(config: ml_collections.ConfigDict, model, eval_dir: str):
     return {k: float(np.mean([r[k] for r in rows])) for k in keys}
 
   return evaluate
-
-
-def _workdir_flag() -> str:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if 'workdir' in flags.FLAGS and flags.FLAGS.is_parsed() and flags.FLAGS.workdir:
-    return flags.FLAGS.workdir
-  raise ValueError('build_method needs a workdir (argument or --workdir flag) for '
-                   'synthetic clips when config.data.dir is empty.')
