@@ -98,11 +98,10 @@ def initial_backbone_params(config: ml_collections.ConfigDict,
       raise FileNotFoundError(
           f'{path}: the pre-trained starting backbone is missing (config.pretrain.steps='
           f'{int(config.pretrain.steps)} > 0 and no config.backbone.init_checkpoint). Pre-train '
-          'it first with the same config: python -m dpov_jax.pretrain --config <the --config '
-          f'and --config.* overrides of this run> --workdir {workdir} (e.g. --config '
-          'configs/dpov.py:smoke); or start from weights with '
-          '--config.backbone.init_checkpoint=FILE, or from the random init with '
-          '--config.pretrain.steps=0.')
+          'it first, with the same --config and --config.* overrides as this run: python -m '
+          f'dpov_jax.pretrain --config configs/dpov.py:smoke --workdir {workdir}. Or start '
+          'from weights (--config.backbone.init_checkpoint=FILE) or from the random init '
+          '(--config.pretrain.steps=0).')
   if path:
     _, params = bb.load_checkpoint(path, arch=cfg)
     return jax.tree.map(np.asarray, params)
