@@ -332,9 +332,9 @@ our dense crop-contrastive objective (`dpov_jax/pretrain.py`, the stand-in for D
 pre-training), then fine-tuned teacher–student (EMA teacher) with 3DPoV; nearest-neighbour
 matching of tracked points between the first and a distant frame of held-out clips compares
 the pre-trained start with the fine-tuned backbone.'''),
-    ('code', r'''from dpov_jax import match_eval, task
+    ('code', r'''from dpov_jax import match_eval, matcher, pretrain, task
 from tapkit.train import checkpoint as engine_ckpt
-from tapkit.train import config as config_lib, launch, loop
+from tapkit.train import config as config_lib, launch
 
 wd = os.path.join(WORK, 'dpov')
 config = config_lib.load_config('configs/dpov.py:smoke')
@@ -347,8 +347,9 @@ if FAST:
   config.eval.every_steps = 0
   config.pretrain.steps = 2
   config.pretrain.batch_size = 2
-launch.save_config(config, wd)
-loop.train(config, wd, task.build_method(config, workdir=wd))
+# Two explicit steps, as on the command line (python -m dpov_jax.pretrain, then dpov_jax.train):
+pretrain.ensure_pretrained(config, wd)    # the starting backbone: <wd>/pretrain/backbone.safetensors
+launch.train(config, wd, task.build_method)
 result = match_eval.main(['--workdir', wd])
 ACCURACY = {k: v['acc'] for k, v in result['rows'].items()}'''),
     ('code', r'''from tapkit.viz import correspondences
@@ -366,7 +367,7 @@ for name, p in (('start', task.initial_backbone_params(config, wd)),
   fmap = backbones.tokens_to_feature_map(
       smoke.apply({'params': p}, dpov_data.normalize_frames(pair)), g,
       smoke.config.num_prefix_tokens)
-  pred = np.asarray(match_eval.match_points(fmap[0], fmap[1], clips['queries'][0], (h, w)))
+  pred = np.asarray(matcher.match_points(fmap[0], fmap[1], clips['queries'][0], (h, w)))
   ok = np.linalg.norm(pred - clips['targets'][0], axis=-1) <= thr
   print(f'{name}: {ok[valid].mean():.3f} of points within {thr:g} px')
   notebook.show(correspondences.draw_correspondences(

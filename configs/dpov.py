@@ -1,5 +1,6 @@
 """3DPoV teacher-student fine-tuning of a DINO-family ViT (dpov_jax/task.py), through the engine.
 
+    python -m dpov_jax.pretrain --config configs/dpov.py:smoke --workdir /tmp/dpov
     python -m dpov_jax.train --config configs/dpov.py:smoke --workdir /tmp/dpov
     python -m dpov_jax.train --config configs/dpov.py --workdir /tmp/dpov \
         --config.backbone.init_checkpoint=dinov2_vitb14_reg4_pretrain.pth \
@@ -18,7 +19,8 @@ Presets:
   smoke    the `tiny` ViT (4 blocks, width 64, patch 14, 4 registers) at 112 px (8 x 8 tokens),
            first pre-trained for 600 steps with our dense crop-contrastive objective on the
            synthetic training frames (dpov_jax/pretrain.py: the stand-in for DINOv2's
-           pre-training, ~1.5 CPU minutes, into <workdir>/pretrain), then 3DPoV: batch 8 clips x
+           pre-training, ~1.5 CPU minutes, into <workdir>/pretrain; the explicit first command
+           above, which dpov_jax.train requires before it starts), then 3DPoV: batch 8 clips x
            4 frames, regular step 3, grid 8 (N = 64), whole-frame references (crop 1.0, n = 64),
            R = 5, the references' gradient stopped on the teacher side (our option
            loss.teacher_reference_grad=False; the release keeps it), a smaller head

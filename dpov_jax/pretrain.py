@@ -19,14 +19,16 @@ positive is its own position in the other view, every other point of every frame
 at temperature `temperature`. All backbone parameters train; no head, no teacher.
 
     python -m dpov_jax.pretrain --config configs/dpov.py:smoke --workdir /tmp/dpov
+    python -m dpov_jax.train --config configs/dpov.py:smoke --workdir /tmp/dpov
 
-trains <workdir>/pretrain (an engine run: checkpoints, resume, TensorBoard) for
+The first command trains <workdir>/pretrain (an engine run: checkpoints, resume, TensorBoard) for
 `pretrain.steps` steps and writes <workdir>/pretrain/backbone.safetensors (torch.hub names, loads
-with `tapkit.models.vit.load_checkpoint`). `dpov_jax.train` does this itself before fine-tuning
-when `pretrain.steps > 0` and no `backbone.init_checkpoint` is given, and skips it when the file
-exists. Frames: every image under the synthetic train clips' frame folders and under each
-configured source's frames_root (all frames of the videos, not only the tracked clips), resized
-to the input size.
+with `tapkit.models.vit.load_checkpoint`); it does nothing when that file exists. The second one
+fine-tunes with 3DPoV from that file: with `pretrain.steps > 0` and no `backbone.init_checkpoint`
+it expects the file and stops with an error naming the first command when it is missing (it
+never pre-trains by itself). Frames: every image under the synthetic train clips' frame folders
+and under each configured source's frames_root (all frames of the videos, not only the tracked
+clips), resized to the input size.
 """
 
 from __future__ import annotations
@@ -47,21 +49,8 @@ from tapkit.models import vit as bb
 from tapkit.ops import numeric
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
-from tapkit.train import loop
-
-PRETRAIN_DIR = 'pretrain'
-BACKBONE_FILE = 'backbone.safetensors'
-
-
-def pretrained_path(workdir: str | os.PathLike) -> str:
-  """<workdir>/pretrain/backbone.safetensors (absolute)."""
-  return os.path.abspath(os.path.join(os.fspath(workdir), PRETRAIN_DIR, BACKBONE_FILE))
-
-
-def uses_pretraining(config: ml_collections.ConfigDict) -> bool:
-  """True when the run's starting backbone comes from this pre-training."""
-  steps = int(config.get('pretrain', {}).get('steps', 0) or 0)
-  return steps > 0 and not config.backbone.get('init_checkpoint', '')
+from dpov_jax import task
+from tapkit.train import launch, loop
 
 
 # ---------------------------------------------------------------------------
@@ -104,7 +93,6 @@ class FrameSource(grain.RandomAccessDataSource):
 
 def frame_roots(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """The synthetic train frames (rendered if needed) and every configured source's frames_root."""
-  from dpov_jax import task  # pylint: disable=g-import-not-at-top
   roots = []
   for name, src in config.data.get('sources', {}).items():
     if src.get('tracks_root'):
@@ -235,7 +223,6 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
 
 def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
   """The pre-training method on the run's frames (module docstring)."""
-  from dpov_jax import task  # pylint: disable=g-import-not-at-top
   module = task.build_backbone(config)
   source = FrameSource(frame_roots(config, workdir), int(config.data.input_size))
   logging.info('3DPoV pre-training on %s.', source)
@@ -251,10 +238,13 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
 
 
 def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> str:
-  """Pre-trains into <workdir>/pretrain unless its backbone file exists; returns that file."""
-  from tapkit.train import launch  # pylint: disable=g-import-not-at-top
+  """Pre-trains into <workdir>/pretrain unless its backbone file exists; returns that file.
+
+  The explicit pre-training step of a run that `uses_pretraining` (dpov_jax/task.py): call it
+  (or run this module) before training the 3DPoV method in the same workdir.
+  """
   workdir = os.path.abspath(os.fspath(workdir))
-  path = pretrained_path(workdir)
+  path = task.pretrained_path(workdir)
   if os.path.isfile(path):
     return path
   if int(config.pretrain.steps) <= 0:
@@ -267,7 +257,6 @@ def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathL
   state = loop.train(pconfig, run_dir, build_method(config, workdir))
   params = jax.tree.map(np.asarray, jax.device_get(state.params['backbone']))
   if jax.process_index() == 0:
-    from dpov_jax import task  # pylint: disable=g-import-not-at-top
     tmp = path[:-len('.safetensors')] + '.tmp.safetensors'
     bb.save_checkpoint(tmp, params, task.backbone_config(config), layout='hub')
     os.replace(tmp, path)  # atomic: a present file is a finished pre-training
@@ -277,31 +266,16 @@ def ensure_pretrained(config: ml_collections.ConfigDict, workdir: str | os.PathL
   return path
 
 
-def main(argv: Sequence[str]) -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  del argv
-  config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
-  if config is None or not workdir:
-    from absl import app  # pylint: disable=g-import-not-at-top
-    raise app.UsageError('--config and --workdir are required.')
+def run(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The command: pre-trains the starting backbone of the 3DPoV run in `workdir`; prints it."""
   if config.backbone.get('init_checkpoint', ''):
     raise ValueError('config.backbone.init_checkpoint is set: that run starts from it and does '
                      'not pre-train')
-  from tapkit.train import launch  # pylint: disable=g-import-not-at-top
-  launch.maybe_initialize_distributed(config)
-  print(ensure_pretrained(config, workdir))
-
-
-def _define_flags() -> None:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', None, 'e.g. configs/dpov.py:smoke', lock_config=True)
-  flags.DEFINE_string('workdir', None, 'the 3DPoV run directory (pre-training goes to '
-                      '<workdir>/pretrain)')
+  path = ensure_pretrained(config, workdir)
+  print(path)
+  return path
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  _define_flags()
-  app.run(main)
-
+  launch.run_main(run, workdir_help='the 3DPoV run directory (pre-training goes to '
+                  '<workdir>/pretrain)')

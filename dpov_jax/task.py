@@ -2,18 +2,18 @@
 
 Parameters: {'backbone': ViT params (tapkit.models.vit names, e.g. backbone/block_11/attn/...),
 'head': ProjectionHead params (head/linear_0..3)}. The engine keeps `state.ema_params`, the EMA of
-both (config.ema.momentum, 0.99), which is the teacher (spec a.11); `config.optimizer.groups`
+both (config.ema.momentum, 0.99), which is the teacher; `config.optimizer.groups`
 freezes the backbone except its last `backbone.trainable_blocks` blocks, which train at lr/10,
-while the head trains at lr (a.12). Frozen parameters are equal in student and teacher.
+while the head trains at lr. Frozen parameters are equal in student and teacher.
 
-One step (a.13), batch {'frames' [B, T, H, W, 3] uint8, 'tracks' [B, T, N, 2] float32 input
+One step, batch {'frames' [B, T, H, W, 3] uint8, 'tracks' [B, T, N, 2] float32 input
 pixels, 'visibility' [B, T, N] bool}:
   1. normalise the frames (data.normalize_frames) and run the student backbone on all B*T frames
      independently -> maps [B, T, Sh, Sw, D] (final-norm patch tokens);
   2. run the teacher backbone (ema_params, no gradient) on frame 0 of each clip -> [B, Sh, Sw, D];
   3. `loss.pov3d_loss`: sample at the tracks, heads + L2, references from the student maps,
      hard/soft diffsort, permutation cross-entropy over the compared frames.
-The compared frames follow the released curriculum (a.10; `loss.compare_schedule='released'`):
+The compared frames follow the released curriculum (`loss.compare_schedule='released'`):
 frames_to_compare = 0 at step 0, then (step - 1) // compare_period + 1, clamped to [0, T - 2];
 a `lax.switch` over the T - 1 possible frame sets keeps them static for the sorter.
 Without config.ema.momentum the teacher is the current student (no gradient) - the release's
@@ -41,9 +41,26 @@ from tapkit.data import synthetic
 from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
-from dpov_jax import match_eval
-from dpov_jax import pretrain
+from dpov_jax import matcher as matcher_lib
 from tapkit.train import loop, optim
+
+# Where `python -m dpov_jax.pretrain` leaves the pre-trained starting backbone of a run.
+PRETRAIN_DIR = 'pretrain'
+BACKBONE_FILE = 'backbone.safetensors'
+
+
+def pretrained_path(workdir: str | os.PathLike) -> str:
+  """<workdir>/pretrain/backbone.safetensors (absolute)."""
+  return os.path.abspath(os.path.join(os.fspath(workdir), PRETRAIN_DIR, BACKBONE_FILE))
+
+
+def uses_pretraining(config: ml_collections.ConfigDict) -> bool:
+  """True when the run's starting backbone comes from dpov_jax/pretrain.py.
+
+  That is the case with `pretrain.steps > 0` and no `backbone.init_checkpoint`.
+  """
+  steps = int(config.get('pretrain', {}).get('steps', 0) or 0)
+  return steps > 0 and not config.backbone.get('init_checkpoint', '')
 
 
 def backbone_config(config: ml_collections.ConfigDict) -> bb.BackboneConfig:
@@ -63,18 +80,29 @@ def build_backbone(config: ml_collections.ConfigDict) -> bb.VisionTransformer:
 def initial_backbone_params(config: ml_collections.ConfigDict,
                             workdir: str | os.PathLike | None = None) -> dict:
   """The starting backbone: `backbone.init_checkpoint` if set; else, with `pretrain.steps > 0`,
-  the pre-trained <workdir>/pretrain/backbone.safetensors (dpov_jax/pretrain.py); else the random
-  init of the preset from PRNGKey(backbone.init_seed) (identical in every run with the config)."""
+  the pre-trained <workdir>/pretrain/backbone.safetensors (written by `python -m
+  dpov_jax.pretrain`, never trained here); else the random init of the preset from
+  PRNGKey(backbone.init_seed) (identical in every run with the config).
+
+  Raises:
+    FileNotFoundError naming the file and the command that writes it when the config
+    pre-trains and the file is missing.
+  """
   cfg = backbone_config(config)
   path = config.backbone.get('init_checkpoint', '')
-  if not path and pretrain.uses_pretraining(config):
+  if not path and uses_pretraining(config):
     if workdir is None:
       raise ValueError('this config pre-trains its backbone (pretrain.steps > 0): the starting '
                        'backbone lives in the run directory, pass workdir')
-    path = pretrain.pretrained_path(workdir)
+    path = pretrained_path(workdir)
     if not os.path.isfile(path):
-      raise FileNotFoundError(f'{path}: the pre-trained starting backbone is missing; run '
-                              f'python -m dpov_jax.pretrain --config ... --workdir {workdir}')
+      raise FileNotFoundError(
+          f'{path}: the pre-trained starting backbone is missing (config.pretrain.steps='
+          f'{int(config.pretrain.steps)} > 0 and no config.backbone.init_checkpoint). Pre-train '
+          'it first, with the same --config and --config.* overrides as this run: python -m '
+          f'dpov_jax.pretrain --config configs/dpov.py:smoke --workdir {workdir}. Or start '
+          'from weights (--config.backbone.init_checkpoint=FILE) or from the random init '
+          '(--config.pretrain.steps=0).')
   if path:
     _, params = bb.load_checkpoint(path, arch=cfg)
     return jax.tree.map(np.asarray, params)
@@ -113,7 +141,7 @@ def check_trainable_groups(config: ml_collections.ConfigDict, cfg: bb.BackboneCo
 
 
 def frames_to_compare(step: jax.Array, period: int) -> jax.Array:
-  """Released curriculum counter (a.10): 0 at step 0, then (step - 1) // period + 1."""
+  """The released code's curriculum counter: 0 at step 0, then (step - 1) // period + 1."""
   step = jnp.asarray(step, jnp.int32)
   return jnp.where(step <= 0, 0, (step - 1) // period + 1)
 
@@ -252,11 +280,17 @@ def eval_clips(config: ml_collections.ConfigDict, workdir: str,
   """Held-out synthetic clips for match_eval (rendered into <workdir>/synthetic/eval)."""
   n = int(num_clips or config.eval.num_clips)
   source = _synthetic(config, workdir, 'eval', n)
-  return match_eval.stack_eval_clips([source[i] for i in range(n)])
+  return matcher_lib.stack_eval_clips([source[i] for i in range(n)])
 
 
-def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) -> loop.Method:
-  """The 3DPoV fine-tuning task (module docstring)."""
+def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
+  """The 3DPoV fine-tuning task (module docstring).
+
+  `workdir` is the run directory: synthetic clips are rendered into <workdir>/synthetic, and a
+  config that pre-trains its backbone (`uses_pretraining`) starts from
+  <workdir>/pretrain/backbone.safetensors, which `python -m dpov_jax.pretrain` must have
+  written first (this function trains nothing and raises, naming that command, without it).
+  """
   module = build_backbone(config)
   cfg = module.config
   head = pov_loss.ProjectionHead(tuple(config.head.features))
@@ -272,11 +306,6 @@ def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) 
   if min(crop) < 1 or crop[0] > grid[0]:
     raise ValueError(f'config.loss.crop_ratio={config.loss.crop_ratio} gives a {crop} patch crop '
                      f'on the {grid} token grid of a {config.data.input_size}-px input')
-  if pretrain.uses_pretraining(config):
-    if not workdir:
-      raise ValueError('config.pretrain.steps > 0 pre-trains the backbone into the workdir, but '
-                       'none was given')
-    pretrain.ensure_pretrained(config, workdir)
   start = initial_backbone_params(config, workdir)
   start_dev = jax.tree.map(jnp.asarray, start)
 
@@ -287,8 +316,8 @@ def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) 
 
   hooks = []
   if workdir and int(config.eval.every_steps) > 0 and int(config.eval.num_clips) > 0:
-    matcher = match_eval.Matcher(module, eval_clips(config, workdir), config.eval.threshold_px,
-                                 int(config.eval.batch_size))
+    matcher = matcher_lib.Matcher(module, eval_clips(config, workdir),
+                                  config.eval.threshold_px, int(config.eval.batch_size))
     baseline = {}
 
     def evaluate(state, step, writer=None):

@@ -414,8 +414,12 @@ def training_files(config: ml_collections.ConfigDict, workdir: str | None
   return train, held_out
 
 
-def build_method(config: ml_collections.ConfigDict, workdir: str | None = None) -> loop.Method:
-  """The TracksTo4D training task (see the module docstring)."""
+def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
+  """The TracksTo4D training task (see the module docstring).
+
+  `workdir` is the run directory: without config.data.train_dir, synthetic clips are rendered
+  into <workdir>/synthetic/{train,eval}.
+  """
   net = build_model(config.model)
   train_paths, eval_paths = training_files(config, workdir)
   phases = phase_steps(config, len(train_paths))

@@ -9,16 +9,8 @@ metrics.jsonl and config.json land in --workdir; the model config that
 `tracks4d.infer` needs is read back from that config.json.
 """
 
-from absl import flags
-
 from tapkit.train import launch
 from tracks4d import task
 
-
-def build_method(config):
-  """task.build_method with the --workdir flag (where synthetic data is rendered)."""
-  return task.build_method(config, workdir=flags.FLAGS.workdir)
-
-
 if __name__ == '__main__':
-  launch.run(build_method)
+  launch.run(task.build_method)

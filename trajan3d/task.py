@@ -25,13 +25,15 @@ from trajan3d import losses
 from trajan3d import model as model_lib
 
 
-def build_method(config: ml_collections.ConfigDict, workdir: str | None = None
-                 ) -> loop.Method:
-  """TRAJAN / 3DSPA as an engine Method (see the module docstring)."""
+def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
+  """TRAJAN / 3DSPA as an engine Method (see the module docstring).
+
+  `workdir` is the run directory: synthetic clips are rendered into <workdir>/synthetic when
+  config.data.dir (or config.data.synthetic.dir) does not name the data.
+  """
   if config.data.num_frames != config.model.num_output_frames:
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
-  workdir = workdir or _workdir_flag()
   model = model_lib.build_model_from_config(config)
   train_dir, pattern, eval_dir = input_pipeline.data_dirs(config, workdir)
   source = input_pipeline.TrackExampleSource(train_dir, pattern,
@@ -57,10 +59,3 @@ def build_method(config: ml_collections.ConfigDict, workdir: str | None = None
                      train_transforms=input_pipeline.train_transforms(config),
                      eval_hooks=hooks)
 
-
-def _workdir_flag() -> str:
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  if 'workdir' in flags.FLAGS and flags.FLAGS.is_parsed() and flags.FLAGS.workdir:
-    return flags.FLAGS.workdir
-  raise ValueError('build_method needs a workdir (argument or --workdir flag) for '
-                   'synthetic clips when config.data.dir is empty.')

@@ -68,3 +68,21 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg or None)
+
+
+def demo_config(spec: str, total_steps: int, fast: bool = False) -> ml_collections.ConfigDict:
+  """A preset (`load_config(spec)`) shortened to `total_steps`, for demos (quickstart, notebooks).
+
+  With `fast` (plumbing checks of a few steps) it also evaluates and saves every 2 steps, logs
+  every step, and caps a learning-rate warm-up at 1 step (the cosine schedule needs more steps
+  than warm-up).
+  """
+  config = load_config(spec)
+  config.total_steps = total_steps
+  if fast:
+    config.eval.every_steps = 2
+    config.log_every = 1
+    config.checkpoint.every_steps = 2
+    if config.optimizer.get('warmup_steps', 0) > 1:
+      config.optimizer.warmup_steps = 1
+  return config

@@ -5,12 +5,17 @@
     from mymethod import task
 
     if __name__ == '__main__':
-      launch.run(task.build_method)   # build_method(config) -> loop.Method
+      launch.run(task.build_method)   # build_method(config, workdir) -> loop.Method
 
     $ python -m mymethod.train --config configs/mymethod.py:smoke --workdir /tmp/w \
         --config.optimizer.lr=3e-4
 
 Re-running the same command resumes from the latest checkpoint in --workdir.
+
+This is the only module that defines or reads absl flags: library code receives the config and
+the run directory as arguments (`build_method(config, workdir)`), and other commands that take
+`--config` / `--workdir` go through `run_main(fn)`. `train(config, workdir, build_method)` is
+the same training from Python (notebooks, the quickstart).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -26,6 +32,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tapkit.train import loop
+from tapkit.train.state import TrainState
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
@@ -85,13 +92,45 @@ class _QuietLibraryInfo(logging.Filter):
     return not any(part in record.pathname for part in self._NOISY)
 
 
-def run(build_method: Callable[[ml_collections.ConfigDict], loop.Method]) -> None:
-  """Parses --config / --workdir (absl + config_flags) and trains."""
+def quiet_library_info() -> None:
+  """Installs the orbax / grain INFO filter on the root and absl log handlers."""
+  quiet = _QuietLibraryInfo()
+  for handler in logging.getLogger().handlers + logging.getLogger('absl').handlers:
+    handler.addFilter(quiet)
+
+
+BuildMethod = Callable[[ml_collections.ConfigDict, str], loop.Method]
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+          build_method: BuildMethod) -> TrainState:
+  """Trains `build_method(config, workdir)` in `workdir` exactly as `run` does.
+
+  Writes the config (`save_config`), builds the method with the run directory (where methods
+  render synthetic data and find earlier stages' outputs) and runs the engine, which resumes
+  from the latest checkpoint in `workdir`.
+
+  Returns:
+    the final TrainState.
+  """
+  workdir = os.fspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  save_config(config, workdir)
+  return loop.train(config, workdir, build_method(config, workdir))
+
+
+def run_main(fn: Callable[[ml_collections.ConfigDict, str], Any],
+             workdir_help: str = 'Checkpoints, metrics and config go here.') -> None:
+  """The command line `--config FILE[:arg] [--config.key=value ...] --workdir DIR`.
+
+  Defines the two flags (once per process), parses argv with absl, quiets orbax / grain INFO
+  logs, initialises jax.distributed when the config asks for it and calls `fn(config, workdir)`.
+  """
   if 'config' not in flags.FLAGS:
     config_flags.DEFINE_config_file(
         'config', None, 'Config file, e.g. configs/toy.py:smoke', lock_config=True)
   if 'workdir' not in flags.FLAGS:
-    flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and config go here.')
+    flags.DEFINE_string('workdir', None, workdir_help)
 
   def main(argv):
     if len(argv) > 1:
@@ -99,10 +138,13 @@ def run(build_method: Callable[[ml_collections.ConfigDict], loop.Method]) -> Non
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     if config is None or not workdir:
       raise app.UsageError('--config and --workdir are required.')
-    for handler in logging.getLogger().handlers + logging.getLogger('absl').handlers:
-      handler.addFilter(_QuietLibraryInfo())
+    quiet_library_info()
     maybe_initialize_distributed(config)
-    save_config(config, workdir)
-    loop.train(config, workdir, build_method(config))
+    fn(config, workdir)
 
   app.run(main)
+
+
+def run(build_method: BuildMethod) -> None:
+  """Parses --config / --workdir (absl + config_flags); trains build_method(config, workdir)."""
+  run_main(lambda config, workdir: train(config, workdir, build_method))

@@ -12,6 +12,7 @@ the listed steps (guard tests).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -81,8 +82,14 @@ class MLP(nn.Module):
     return nn.Dense(self.dim_out, name='head')(x)
 
 
-def build_method(config: ml_collections.ConfigDict) -> loop.Method:
-  """The toy task as an engine Method."""
+def build_method(config: ml_collections.ConfigDict,
+                 workdir: str | os.PathLike | None = None) -> loop.Method:
+  """The toy task as an engine Method.
+
+  `workdir` is the run directory `launch.run` passes to every build_method; the toy generates
+  its data in memory and needs none, so it is optional here.
+  """
+  del workdir
   model = MLP(hidden=tuple(config.model.hidden), dim_out=config.toy.dim_out,
               dropout=config.model.dropout)
   nan_steps = jnp.asarray(tuple(config.toy.nan_steps) or (-1,), jnp.int32)

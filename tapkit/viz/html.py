@@ -147,6 +147,26 @@ class Report:
   # ------------------------------------------------------------------------------
   # Rendering.
 
+  def add_training_curves(self, metrics_path: str | os.PathLike, name: str) -> 'Report':
+    """Training curves of an engine run from its metrics.jsonl.
+
+    Plots up to three `train/` scalars about the objective (loss, ate, abs_rel, jaccard) and up
+    to three `eval/` scalars (EMA-smoothed, weight 0.6); without such keys, the first six
+    scalars. A missing file adds a note instead of a figure.
+    """
+    path = os.fspath(metrics_path)
+    if not os.path.isfile(path):
+      return self.add_text(f'(no {os.path.basename(path)} in {os.path.dirname(path)})')
+    scalars = plots.load_jsonl_scalars(path)
+    train = {k: v for k, v in scalars.items() if k.startswith('train/') and
+             any(t in k for t in ('loss', 'ate', 'abs_rel', 'jaccard'))}
+    evals = {k: v for k, v in scalars.items() if k.startswith('eval/')}
+    chosen = dict(list(train.items())[:3] + list(evals.items())[:3]) or dict(
+        list(scalars.items())[:6])
+    fig = plots.plot_training_curves(chosen, smoothing=0.6, title=f'{name} training')
+    return self.add_image(fig, caption=f'{name}: training curves ({path})',
+                          name=f'{name}_curves')
+
   def _href(self, item: _Item, out_dir: str | None) -> str:
     """Where a link points from the report: URL, or a path relative to `out_dir`."""
     target = item.data['target']

@@ -128,6 +128,14 @@ def test_pretrain_loss_is_finite_and_prefers_the_true_correspondence(pretrained)
   assert float(loss_same) < float(loss)
 
 
+def _fine_tune_config(steps: int):
+  """_config with the 3DPoV groups of a 2-block backbone and no eval hook."""
+  config = _config(steps)
+  config.optimizer.groups = ((r'^backbone/block_(0|1)/', 0.1), (r'^backbone/', 0.0))
+  config.eval.every_steps = 0
+  return config
+
+
 def test_missing_pretrained_backbone_is_named(tmp_path):
   config = _config(3)
   with pytest.raises(FileNotFoundError, match='backbone.safetensors'):
@@ -135,7 +143,32 @@ def test_missing_pretrained_backbone_is_named(tmp_path):
   with pytest.raises(ValueError, match='pass workdir'):
     task.initial_backbone_params(config)
   config.backbone.init_checkpoint = str(tmp_path / 'x.safetensors')
-  assert not pretrain.uses_pretraining(config)
+  assert not task.uses_pretraining(config)
+
+
+def test_build_method_never_pretrains_and_names_the_command(tmp_path):
+  config = _fine_tune_config(3)
+  assert task.uses_pretraining(config)
+  with pytest.raises(FileNotFoundError, match=r'python -m dpov_jax\.pretrain --config'):
+    task.build_method(config, str(tmp_path))
+  assert not (tmp_path / 'pretrain').exists()  # nothing was trained or written
+
+
+def test_build_method_starts_from_the_pretrained_file(pretrained):
+  workdir, _, path = pretrained
+  config = _fine_tune_config(3)
+  mtime = os.path.getmtime(path)
+  method = task.build_method(config, workdir)
+  assert os.path.getmtime(path) == mtime
+  batch = {'frames': np.zeros((1, 2, 56, 56, 3), np.uint8)}
+  params = method.init_fn(jax.random.PRNGKey(0), batch)
+  _, saved = bb.load_checkpoint(path, arch=task.backbone_config(config))
+  got = dict(jax.tree_util.tree_flatten_with_path(params['backbone'])[0])
+  want = dict(jax.tree_util.tree_flatten_with_path(saved)[0])
+  assert got.keys() == want.keys()
+  for k in want:
+    np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]),
+                                  err_msg=jax.tree_util.keystr(k))
 
 
 def test_frame_source_errors(tmp_path):

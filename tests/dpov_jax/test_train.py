@@ -253,19 +253,3 @@ def test_frame_indices_beyond_folder(tmp_path):
                                num_clip_frames=2, regular_step=1, grid_size=1)
   with pytest.raises(data.TracksFileError, match='frame_indices reaches 2 but .* has 2 frames'):
     src[0]
-
-
-# ------------------------------------------------------------------------------ match eval
-
-
-def test_match_points_finds_unique_features():
-  # One-hot features per token: bilinear reads at token centres are exact one-hots.
-  s, size = 4, (31, 31)  # pixel 10k <-> token k (latent tracking: x * 3 / 30)
-  map0 = jnp.eye(s * s).reshape(s, s, s * s)
-  map1 = jnp.roll(map0, 1, axis=1)  # everything moved one token (10 px) to the right
-  queries = jnp.asarray([[0.0, 0.0], [10.0, 20.0], [20.0, 10.0]])
-  pred = match_eval.match_points(map0, map1, queries, size)
-  np.testing.assert_allclose(np.asarray(pred), [[10, 0], [20, 20], [30, 10]])
-  r = match_eval.score(np.asarray(pred), np.asarray(pred) + [[3, 4], [0, 0], [30, 40]],
-                       np.array([True, True, False]), threshold_px=5.0)
-  assert r['acc'] == 1.0 and r['err_px'] == pytest.approx(2.5) and r['num_points'] == 2

@@ -1,4 +1,5 @@
-"""The default job end to end in --fast mode: stages, done.json, resume, report, browser."""
+"""The default job (tapkit3d/quickstart.py) end to end in --fast mode: stages, done.json, resume,
+report, browser."""
 
 import json
 import math
@@ -6,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tapkit import quickstart
 from tapkit.viz import browser
+from tapkit3d import quickstart
 
 
 @pytest.fixture(scope='module')

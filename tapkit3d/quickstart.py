@@ -1,0 +1,258 @@
+r"""The default job: all three methods on synthetic data, one report.
+
+    python -m tapkit3d.quickstart --workdir runs/quickstart
+    python -m tapkit3d.quickstart --workdir runs/quickstart --stages trajan3d,report --force
+    python -m tapkit3d.quickstart --workdir /tmp/qs --fast        # seconds-sized (tests)
+
+Stages (each can run on its own; later stages read earlier stages' outputs):
+
+  data      held-out synthetic TAPVid-3D clips (<workdir>/data/heldout) for 3DSPA.
+  trajan3d  trains the 3DSPA `smoke` preset (configs/spa3d.py) in <workdir>/trajan3d,
+            evaluates untrained vs trained on the held-out clips with the TAPVid-3D
+            metrics (held-out query tracks, `median` scaling) and scores the realism of
+            clean vs corrupted (jitter + teleports) copies of the clips.
+  tracks4d  trains TracksTo4D `smoke` (configs/tracks4d.py) in <workdir>/tracks4d and
+            runs inference on its held-out synthetic scenes: untrained, trained, and
+            trained + test-time fine-tuning (ATE, RPE, pixel error, depth AbsRel, δ1).
+  dpov      3DPoV `smoke` (configs/dpov.py) in <workdir>/dpov: pre-trains the tiny ViT on the
+            synthetic frames (dpov_jax/pretrain.py), fine-tunes it with 3DPoV; frame-to-frame
+            matching accuracy of the pre-trained start vs the student and EMA teacher.
+  report    <workdir>/report.html and report.md: the numbers, training curves and figures.
+
+The three method stages are the methods' `demo.py` modules (trajan3d/demo.py documents their
+common interface); this runner adds the data and report stages, the done records and the
+progress log. A finished stage writes <workdir>/<stage>/done.json with its results and is
+skipped on the next run (training itself also resumes from its checkpoints); --force redoes the
+chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to run in about a
+minute: the numbers are then meaningless, the plumbing is what it checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from dpov_jax import demo as dpov_demo
+from tracks4d import demo as tracks4d_demo
+from trajan3d import demo as trajan3d_demo
+
+# The method stages, in the order they run and appear in the report.
+DEMOS: dict[str, ModuleType] = {d.STAGE: d for d in (trajan3d_demo, tracks4d_demo, dpov_demo)}
+STAGES = ('data', *DEMOS, 'report')
+_FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """The held-out clips of the data stage (the method stages have their own demo.Sizes)."""
+  heldout_clips: int = 10
+  heldout_frames: int = 24
+  heldout_size: int = 64
+
+
+FULL = Sizes()
+FAST = Sizes(heldout_clips=2, heldout_frames=24, heldout_size=64)
+
+
+def fast_from_env() -> bool:
+  return os.environ.get(_FAST_ENV, '').strip().lower() not in ('', '0', 'false', 'no')
+
+
+# ----------------------------------------------------------------------- progress
+
+
+class Progress:
+  """One line per stage start / end with elapsed time; stage work logs in between."""
+
+  def __init__(self, stages: Sequence[str], stream=None):
+    self._stages = list(stages)
+    self._stream = stream
+    self._t0 = time.perf_counter()
+    self._stage_t0 = self._t0
+
+  def _elapsed(self, since: float) -> str:
+    seconds = int(time.perf_counter() - since)
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+
+  def stage(self, name: str, what: str) -> None:
+    self._stage_t0 = time.perf_counter()
+    index = self._stages.index(name) + 1
+    self._print(f'[{index}/{len(self._stages)}] {name}: {what}')
+
+  def step(self, text: str) -> None:
+    self._print(f'    {text} ({self._elapsed(self._stage_t0)} into the stage)')
+
+  def done(self, name: str, summary: str = '') -> None:
+    self._print(f'    {name} done in {self._elapsed(self._stage_t0)}'
+                f'{"; " + summary if summary else ""} (total {self._elapsed(self._t0)})')
+
+  def _print(self, text: str) -> None:
+    print(f'quickstart | {text}', file=self._stream or sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------- done records
+
+
+def _done_path(workdir: pathlib.Path, stage: str) -> pathlib.Path:
+  return workdir / stage / 'done.json'
+
+
+def read_done(workdir: str | os.PathLike, stage: str) -> dict[str, Any]:
+  """The results a finished stage recorded; a clear error if it has not run."""
+  path = _done_path(pathlib.Path(workdir), stage)
+  if not path.is_file():
+    raise FileNotFoundError(f'{path}: missing; run `python -m tapkit3d.quickstart --workdir '
+                            f'{workdir} --stages {stage}` first')
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_done(workdir: pathlib.Path, stage: str, result: Mapping[str, Any]) -> None:
+  path = _done_path(workdir, stage)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix('.tmp')
+  with open(tmp, 'w') as f:
+    json.dump(result, f, indent=2, default=_json_default)
+  os.replace(tmp, path)  # Atomic: a killed run never leaves a half-written done.json.
+
+
+def _json_default(value: Any) -> Any:
+  if isinstance(value, (np.floating, np.integer)):
+    return value.item()
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  raise TypeError(f'not JSON serialisable: {type(value)}')
+
+
+def _inputs(workdir: pathlib.Path, demo: ModuleType) -> dict[str, dict[str, Any]]:
+  return {stage: read_done(workdir, stage) for stage in demo.INPUTS}
+
+
+# ------------------------------------------------------------------------- stages
+
+
+def stage_data(workdir: pathlib.Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
+  """Renders the held-out synthetic TAPVid-3D clips (seed 777) into <workdir>/data/heldout."""
+  from tapkit.data import synthetic  # pylint: disable=g-import-not-at-top
+  out = workdir / 'data' / 'heldout'
+  progress.step(f'rendering {sizes.heldout_clips} held-out clips into {out}')
+  synthetic.main(['--out', str(out), '--num_clips', str(sizes.heldout_clips), '--seed', '777',
+                  '--num_frames', str(sizes.heldout_frames), '--height',
+                  str(sizes.heldout_size), '--width', str(sizes.heldout_size)])
+  files = sorted(str(p.relative_to(out)) for p in out.glob('*/*.npz'))
+  if len(files) != sizes.heldout_clips:
+    raise RuntimeError(f'{out}: expected {sizes.heldout_clips} clips, found {len(files)}')
+  return {'heldout_dir': str(out), 'files': files}
+
+
+def stage_method(workdir: pathlib.Path, demo: ModuleType, fast: bool,
+                 progress: Progress) -> dict[str, Any]:
+  """Runs a method's demo stage in <workdir>/<stage> with the FAST or FULL sizes."""
+  inputs = _inputs(workdir, demo)
+  return demo.run(workdir / demo.STAGE, demo.FAST if fast else demo.FULL, fast=fast,
+                  log=progress.step, inputs=inputs)
+
+
+def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
+  """<workdir>/report.html and report.md with a section per finished method stage."""
+  from tapkit.viz import html  # pylint: disable=g-import-not-at-top
+
+  report = html.Report('tapkit quickstart')
+  report.add_text(f'Workdir `{workdir}`. Everything runs on synthetic data generated here; '
+                  'the presets are the `smoke` ones (tiny models, minutes on a CPU).')
+  filled = []
+  for stage, demo in DEMOS.items():
+    if _done_path(workdir, stage).is_file():
+      progress.step(f'section {stage}')
+      demo.add_section(report, read_done(workdir, stage), _inputs(workdir, demo))
+      filled.append(stage)
+    else:
+      report.add_section(stage)
+      report.add_text(f'Not run: `python -m tapkit3d.quickstart --workdir {workdir} '
+                      f'--stages {stage}`.')
+  html_path, md_path = report.write(workdir, 'report')
+  return {'html': html_path, 'markdown': md_path, 'sections': filled}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: bool = False,
+        force: bool = False) -> dict[str, dict[str, Any]]:
+  """Runs `stages` in order (skipping finished ones unless `force`); returns their results."""
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise ValueError(f'--stages: unknown {unknown}; choose from {",".join(STAGES)}')
+  workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute checkpoint paths
+  workdir.mkdir(parents=True, exist_ok=True)
+  ordered = [s for s in STAGES if s in stages]
+  progress = Progress(ordered)
+  describe = {'data': 'held-out synthetic TAPVid-3D clips',
+              **{stage: demo.DESCRIPTION for stage, demo in DEMOS.items()},
+              'report': 'report.html / report.md'}
+  results = {}
+  for stage in ordered:
+    progress.stage(stage, describe[stage])
+    if stage != 'report' and not force and _done_path(workdir, stage).is_file():
+      results[stage] = read_done(workdir, stage)
+      progress.done(stage, 'already finished (done.json; --force to redo)')
+      continue
+    if stage == 'data':
+      result = stage_data(workdir, FAST if fast else FULL, progress)
+    elif stage == 'report':
+      result = stage_report(workdir, progress)
+    else:
+      result = stage_method(workdir, DEMOS[stage], fast, progress)
+    result['fast'] = fast
+    _write_done(workdir, stage, result)
+    results[stage] = result
+    progress.done(stage, _summary(stage, result))
+  return results
+
+
+def _summary(stage: str, result: Mapping[str, Any]) -> str:
+  if stage in DEMOS:
+    return DEMOS[stage].summary(result)
+  if stage == 'report':
+    return f'wrote {result["html"]} and {result["markdown"]}'
+  return ''
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(
+      prog='python -m tapkit3d.quickstart', description=__doc__.split('\n\n')[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+  parser.add_argument('--workdir', default='runs/quickstart')
+  parser.add_argument('--stages', default=','.join(STAGES),
+                      help=f'comma-separated subset of {",".join(STAGES)}')
+  parser.add_argument('--fast', action='store_true',
+                      help=f'tiny sizes (also env {_FAST_ENV}=1)')
+  parser.add_argument('--force', action='store_true', help='redo finished stages')
+  return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+  args = _parse(argv)
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  from tapkit.train import launch  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  launch.quiet_library_info()
+  stages = [s.strip() for s in args.stages.split(',') if s.strip()]
+  results = run(args.workdir, stages, fast=args.fast or fast_from_env(), force=args.force)
+  if 'report' in results:
+    print(f'report: {results["report"]["html"]}')
+  return results
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,121 @@
+"""The TracksTo4D stage of the quickstart (`python -m tapkit3d.quickstart --stages tracks4d`).
+
+Trains TracksTo4D `smoke` (configs/tracks4d.py) in the stage's workdir and runs inference on its
+held-out synthetic scenes: untrained, trained, and trained + test-time fine-tuning (ATE, RPE,
+pixel error, depth AbsRel, δ1). The interface (STAGE, DESCRIPTION, INPUTS, Sizes, FULL, FAST,
+run, summary, add_section) is the one every method's demo.py has: trajan3d/demo.py documents it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import ml_collections
+
+from tapkit.io import npz as npz_io
+from tapkit.train import config as config_lib
+from tapkit.train import launch
+from tracks4d import infer, task
+
+STAGE = 'tracks4d'
+DESCRIPTION = 'TracksTo4D smoke: train, infer, test-time fine-tuning'
+INPUTS = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  """Training steps, synthetic train / held-out scenes and test-time fine-tuning steps."""
+  steps: int = 300
+  train_clips: int = 12
+  eval_clips: int = 6
+  finetune_steps: int = 100
+
+
+FULL = Sizes()
+FAST = Sizes(steps=4, train_clips=2, eval_clips=1, finetune_steps=2)
+
+
+def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
+  """configs/tracks4d.py:smoke for `sizes` (fast: frequent eval / log / save)."""
+  config = config_lib.demo_config('configs/tracks4d.py:smoke', sizes.steps, fast)
+  config.data.synthetic.num_train = sizes.train_clips
+  config.data.synthetic.num_eval = sizes.eval_clips
+  return config
+
+
+def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str], None],
+        inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+  """Trains TracksTo4D smoke in `workdir`; infers on its held-out scenes before / after training.
+
+  Returns:
+    {'workdir', 'steps', 'finetune_steps', 'metrics': {'untrained'|'trained'|'fine-tuned':
+    {'ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1', ...}}, 'num_scenes',
+    'views': interactive 3D pages relative to workdir, 'predictions': fine-tuned .npz files,
+    'inputs': the held-out scene files}.
+  """
+  del inputs
+  config = smoke_config(sizes, fast)
+  log(f'training TracksTo4D smoke for {config.total_steps} steps in {workdir}')
+  launch.train(config, workdir, task.build_method)
+  eval_paths = task.list_clip_files(workdir / 'synthetic' / 'eval')
+
+  log(f'inference on {len(eval_paths)} held-out scenes: untrained model')
+  trained = infer.load_model(str(workdir))
+  first = task.eval_samples(eval_paths[:1], int(config.eval.max_frames),
+                            int(config.eval.max_points))[0]
+  init_params = jax.jit(trained.net.init)(jax.random.PRNGKey(1),
+                                          first['tracks'][None])['params']
+  untrained = infer.LoadedModel(trained.net, init_params, None, 'untrained')
+  rows = [infer.infer_video(untrained, p, workdir / 'pred_untrained', html=False)
+          for p in eval_paths]
+  results = {'untrained': infer.summarize(rows)}
+
+  log(f'inference with the trained model, then {sizes.finetune_steps} steps of test-time '
+      'fine-tuning per scene')
+  res = infer.run(str(workdir), eval_paths, str(workdir / 'pred'),
+                  finetune_steps=sizes.finetune_steps)
+  results['trained'] = res['mean_before_finetune']
+  results['fine-tuned'] = res['mean']
+  videos = [r['video'] for r in res['videos']]
+  return {'workdir': str(workdir), 'steps': int(config.total_steps),
+          'finetune_steps': sizes.finetune_steps, 'metrics': results,
+          'num_scenes': len(eval_paths), 'views': [f'pred/{v}.html' for v in videos],
+          'predictions': [str(workdir / 'pred' / f'{v}.npz') for v in videos],
+          'inputs': list(eval_paths)}
+
+
+def summary(result: Mapping[str, Any]) -> str:
+  return 'ATE / AbsRel: ' + ', '.join(f'{k} {v["ate"]:.3f} / {v["abs_rel"]:.3f}'
+                                      for k, v in result['metrics'].items())
+
+
+def add_section(report: Any, result: Mapping[str, Any],
+                inputs: Mapping[str, Mapping[str, Any]]) -> None:
+  """The TracksTo4D section: metric table, predicted 3D points, 3D views, training curves."""
+  from tapkit.viz import tracks3d  # pylint: disable=g-import-not-at-top
+
+  del inputs
+  report.add_section('TracksTo4D (tracks4d): 3D points, cameras and motion from 2D tracks')
+  report.add_text(
+      f'TracksTo4D `smoke` trained for {result["steps"]} steps on synthetic dynamic scenes; '
+      f'{result["num_scenes"]} held-out scenes. Fine-tuned: {result["finetune_steps"]} steps of '
+      'test-time fine-tuning per scene. ATE / RPE after Sim(3) alignment; depth AbsRel and '
+      'δ<1.25 with per-frame median scaling.')
+  cols = ['ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1']
+  report.add_table([{'model': m, **{c: v.get(c, float('nan')) for c in cols}}
+                    for m, v in result['metrics'].items()], columns=['model'] + cols)
+  if result['predictions']:
+    pred = npz_io.read_npz(result['predictions'][0])
+    fig = tracks3d.plot_tracks_3d(pred['points_world'], visible=pred['visible'],
+                                  color_by='motion', motion=pred['motion_level'],
+                                  w2c=pred['w2c'], intrinsics=None)
+    report.add_image(fig, caption='Predicted 3D points (colour = motion level) and cameras, '
+                     'first held-out scene after fine-tuning', name='tracks4d_points')
+    for view in result['views'][:3]:
+      report.add_link(pathlib.Path(result['workdir']) / view,
+                      f'interactive 3D view: {pathlib.Path(view).stem}')
+  report.add_training_curves(pathlib.Path(result['workdir']) / 'metrics.jsonl', 'TracksTo4D')
