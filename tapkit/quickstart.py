@@ -177,7 +177,10 @@ def _smoke_config(spec: str, steps: int, fast: bool):
   config = _repo_config(spec)
   config.total_steps = steps
   if fast:
-    config.eval.every_steps = 2
+    for section in config.evals.values():
+      section.every_steps = 2
+    if 'eval' in config:  # trajan3d's own eval hook
+      config.eval.every_steps = 2
     config.log_every = 1
     config.checkpoint.every_steps = 2
     if config.optimizer.get('warmup_steps', 0) > 1:
@@ -190,6 +193,7 @@ def _spa3d_config(sizes: Sizes, fast: bool):
   config.data.synthetic.num_train = sizes.spa3d_train_clips
   if fast:
     config.eval.num_clips = 1
+    config.data.synthetic.num_eval = 1
   return config
 
 
@@ -261,8 +265,8 @@ def stage_tracks4d(workdir: pathlib.Path, sizes: Sizes, fast: bool,
 
   progress.step(f'inference on {len(eval_paths)} held-out scenes: untrained model')
   trained = infer.load_model(str(wd))
-  first = task.eval_samples(eval_paths[:1], int(config.eval.max_frames),
-                            int(config.eval.max_points))[0]
+  first = task.eval_samples(eval_paths[:1], int(config.evals.eval.max_frames),
+                            int(config.evals.eval.max_points))[0]
   init_params = jax.jit(trained.net.init)(jax.random.PRNGKey(1),
                                           first['tracks'][None])['params']
   untrained = infer.LoadedModel(trained.net, init_params, None, 'untrained')
@@ -285,9 +289,9 @@ def stage_tracks4d(workdir: pathlib.Path, sizes: Sizes, fast: bool,
 
 def _dpov_config(sizes: Sizes, fast: bool):
   config = _smoke_config('configs/dpov.py:smoke', sizes.dpov_steps, fast)
-  config.data.synthetic.num_train_clips = sizes.dpov_train_clips
-  config.data.synthetic.num_eval_clips = sizes.dpov_eval_clips
-  config.eval.num_clips = sizes.dpov_eval_clips
+  config.data.synthetic.num_train = sizes.dpov_train_clips
+  config.data.synthetic.num_eval = sizes.dpov_eval_clips
+  config.evals.eval.num_clips = sizes.dpov_eval_clips
   config.pretrain.steps = sizes.dpov_pretrain_steps
   if fast:
     config.batch_size = 2
@@ -450,7 +454,7 @@ def _dpov_figures(report, wd: pathlib.Path) -> None:
                    name='dpov_pca')
   queries, targets = clips['queries'][0], clips['targets'][0]
   valid = clips['valid'][0]
-  thr = float(config.eval.threshold_px)
+  thr = float(config.evals.eval.threshold_px)
   for name in backbones:
     pred = np.asarray(jax.jit(lambda a, b, q: match_eval.match_points(a, b, q, (h, w)))(
         maps[name][0], maps[name][1], queries))

@@ -115,7 +115,7 @@ def random_reconstructor(config, seed: int = 0) -> score_lib.Reconstructor:
                                     depth=bool(config.features.depth))
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), inputs)['params']
   return score_lib.Reconstructor(model, jax.device_get(params), task.coords_of(config),
-                                 config.features, config.data.get('normalize', 'none'))
+                                 config.features, config.data.normalize)
 
 
 def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'heldout',

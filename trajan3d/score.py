@@ -554,7 +554,7 @@ def reconstructor_from_checkpoint(checkpoint: str, config_arg: str | None = None
   config, model, params = load_checkpoint(checkpoint, config_arg)
   feats = {'dino': 'dino_projection' in params, 'depth': 'depth_projection' in params}
   return config, Reconstructor(model, params, task.coords_of(config), feats,
-                               config.data.get('normalize', 'none'))
+                               config.data.normalize)
 
 
 # ----------------------------------------------------------------------------

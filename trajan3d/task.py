@@ -1,7 +1,7 @@
 """TRAJAN / 3DSPA training task for the shared engine (`tapkit.train.loop.Method`).
 
 Data: TAPVid-3D-layout clip files (`tapkit.data.tapvid3d`), from
-`config.data.dir` (files matching `config.data.pattern`), or, when it is empty,
+`config.data.train_dir` (files matching `config.data.pattern`), or, when it is empty,
 synthetic clips rendered once by `tapkit.data.synthetic` into
 `<workdir>/synthetic/{train,eval}` (or `config.data.synthetic.dir`).
 
@@ -45,6 +45,7 @@ from tapkit.data import clip as clip_lib
 from tapkit.data import pipeline
 from tapkit.data import synthetic
 from tapkit.data import tapvid3d
+from tapkit.train import config as config_lib
 from tapkit.train import loop
 from trajan3d import features as features_lib
 from trajan3d import losses
@@ -70,10 +71,15 @@ def build_model_from_config(config: ml_collections.ConfigDict
   return model_lib.build_model(cfg.kind, **fields)
 
 
+def config_file(config: ml_collections.ConfigDict) -> str:
+  """The config file whose base preset lists every key of `config.model.kind`'s method."""
+  return 'configs/trajan.py' if config.model.kind == 'trajan' else 'configs/spa3d.py'
+
+
 def coords_of(config: ml_collections.ConfigDict) -> str:
   """'xyz' for 3DSPA, 'uv' for TRAJAN (checked against config.data.coords)."""
   want = 'uv' if config.model.kind == 'trajan' else 'xyz'
-  got = config.data.get('coords', want)
+  got = config.data.coords
   if got != want:
     raise ValueError(f'config.data.coords={got!r} does not fit config.model.kind='
                      f'{config.model.kind!r} (needs {want!r}).')
@@ -101,18 +107,18 @@ def ensure_synthetic_clips(directory: str, num_clips: int, seed: int,
 def data_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str, str]:
   """(train_dir, train_pattern, eval_dir); renders synthetic clips if needed."""
   syn = config.data.synthetic
-  root = syn.get('dir') or os.path.join(workdir, 'synthetic')
-  if config.data.dir:
-    train_dir, pattern = config.data.dir, config.data.pattern
+  root = syn.dir or os.path.join(workdir, 'synthetic')
+  if config.data.train_dir:
+    train_dir, pattern = config.data.train_dir, config.data.pattern
   else:
     train_dir = ensure_synthetic_clips(os.path.join(root, 'train'), syn.num_train,
                                        syn.seed, syn, 'synthetic train clips')
     pattern = 'clip_*.npz'
-  if config.data.get('eval_dir'):
+  if config.data.eval_dir:
     eval_dir = config.data.eval_dir
   elif config.eval.num_clips > 0:
     # Different seed stream from training: held-out scenes.
-    eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), config.eval.num_clips,
+    eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), syn.num_eval,
                                       syn.seed + 1_000_003, syn, 'synthetic eval clips')
   else:
     eval_dir = ''
@@ -270,7 +276,7 @@ def train_transforms(config: ml_collections.ConfigDict) -> list[grain.Transforma
       pipeline.PadOrCropTime(config.data.num_frames),
       pipeline.SampleSupportQuery(config.data.num_support, config.data.num_query,
                                   query_frame=config.data.query_frame),
-      ToModelInputs(config.data.get('normalize', 'none')),
+      ToModelInputs(config.data.normalize),
   ]
 
 
@@ -285,7 +291,13 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 
 def build_method(config: ml_collections.ConfigDict, workdir: str | None = None
                  ) -> loop.Method:
-  """TRAJAN / 3DSPA as an engine Method (see the module docstring)."""
+  """TRAJAN / 3DSPA as an engine Method (see the module docstring).
+
+  Raises:
+    ValueError: naming the full key when `config` holds a key that the config file of its
+      model kind (configs/trajan.py or configs/spa3d.py) does not define.
+  """
+  config_lib.check_config(config, config_lib.method_reference(config_file(config)))
   if config.data.num_frames != config.model.num_output_frames:
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
@@ -326,7 +338,7 @@ def make_eval_fn(config: ml_collections.ConfigDict, model, eval_dir: str):
     raise FileNotFoundError(f'config.eval: no .npz clips in {eval_dir}.')
   track_sets = [score_lib.track_set_from_clip(tapvid3d.load_clip(p)) for p in paths]
   recon = score_lib.Reconstructor(model, None, coords_of(config), config.features,
-                                  config.data.get('normalize', 'none'))
+                                  config.data.normalize)
 
   def evaluate(state, step, writer=None):
     del step, writer
@@ -346,4 +358,4 @@ def _workdir_flag() -> str:
   if 'workdir' in flags.FLAGS and flags.FLAGS.is_parsed() and flags.FLAGS.workdir:
     return flags.FLAGS.workdir
   raise ValueError('build_method needs a workdir (argument or --workdir flag) for '
-                   'synthetic clips when config.data.dir is empty.')
+                   'synthetic clips when config.data.train_dir is empty.')

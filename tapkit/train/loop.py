@@ -25,6 +25,7 @@ from clu import periodic_actions
 
 from tapkit.data import pipeline
 from tapkit.train import checkpoint as ckpt_lib
+from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
 from tapkit.train import step as step_lib
@@ -36,17 +37,8 @@ class NonFiniteError(RuntimeError):
   """Raised after `guard.max_consecutive_bad` consecutive non-finite steps."""
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalHook:
-  """Called every `every_steps` steps (and at the last step) on process-global state.
-
-  `fn(state, step)` returns scalars, written as `<name>/<key>`; it may also
-  write images etc. itself through `writer` (passed as a keyword).
-  """
-
-  every_steps: int
-  fn: Callable[..., Mapping[str, float]]
-  name: str = 'eval'
+# Periodic evaluation hooks; `config.evals` entries become hooks too.
+EvalHook = evaluators_lib.EvalHook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +54,8 @@ class Method:
       Must be jit-traceable; `batch` holds global arrays [B, ...].
     train_source: grain random-access source of records.
     train_transforms: grain transforms per record (batching is added).
-    eval_hooks: periodic evaluations.
+    eval_hooks: periodic evaluations built by the method itself; the engine
+      adds one per `config.evals` entry (tapkit/train/evaluators.py).
     has_extra: see init_fn / loss_fn.
   """
 
@@ -175,6 +168,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  # Built first, so that a wrong `config.evals` entry fails before any work.
+  eval_hooks = [*method.eval_hooks, *evaluators_lib.build_hooks(config, workdir)]
   mesh = mesh_lib.make_mesh(config.mesh)
   local_batch = mesh_lib.local_batch_size(config.batch_size, mesh)
   total = int(config.total_steps)
@@ -251,7 +246,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           metrics = new_metrics()
 
         eval_metrics = {}
-        for hook in method.eval_hooks:
+        for hook in eval_hooks:
           if step % hook.every_steps == 0 or last:
             out = hook.fn(state, step, writer=writer)
             scalars = {f'{hook.name}/{k}': float(v) for k, v in (out or {}).items()}

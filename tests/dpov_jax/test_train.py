@@ -27,10 +27,10 @@ def _tiny_config(total_steps: int):
   config.optimizer.groups = ((r'^backbone/block_(1|2)/', 0.1), (r'^backbone/', 0.0))
   config.head.features = (16, 16)
   config.loss.update({'nmb_ref': 2, 'compare_period': 1})
-  config.data.update({'input_size': 56, 'num_clip_frames': 3, 'regular_step': 1,
+  config.data.update({'input_size': 56, 'num_frames': 3, 'regular_step': 1,
                       'grid_size': 4})
-  config.data.synthetic.update({'num_train_clips': 4, 'num_eval_clips': 2})
-  config.eval.update({'every_steps': 2, 'num_clips': 2, 'batch_size': 2})
+  config.data.synthetic.update({'num_train': 4, 'num_eval': 2})
+  config.evals.eval.update({'every_steps': 2, 'num_clips': 2, 'batch_size': 2})
   config.ema.momentum = MOMENTUM
   config.batch_size = 2
   config.total_steps = total_steps

@@ -31,7 +31,8 @@ def tiny_config(synthetic_dir: str, total_steps: int = 3):
       'input_track_mlp': 16, 'tracks_to_latents_mlp': 16, 'decompress_mlp': 16,
       'readout_mlp': 16})
   config.data.update({'num_frames': FRAMES, 'num_support': 8, 'num_query': 6})
-  config.data.synthetic.update({'dir': synthetic_dir, 'num_train': 2, 'num_frames': FRAMES,
+  config.data.synthetic.update({'dir': synthetic_dir, 'num_train': 2, 'num_eval': 2,
+                                'num_frames': FRAMES,
                                 'height': SIZE, 'width': SIZE, 'num_tracks': TRACKS})
   config.eval.update({'every_steps': 2, 'num_clips': 2, 'num_support': 8, 'num_query': 6})
   config.total_steps = total_steps
