@@ -149,7 +149,10 @@ def check_keys(config: Any, reference: Any, prefix: str = '') -> None:
       if wildcard is not None and _is_section(config[key]):
         check_keys(config[key], wildcard, _join(prefix, key))
     else:
-      close = difflib.get_close_matches(key, [k for k in known if k != ANY], n=1)
+      names = [k for k in known if k != ANY]
+      # A close spelling, else a known key that extends this one ('dir' -> 'train_dir').
+      close = difflib.get_close_matches(key, names, n=1) or [
+          k for k in names if key in k.split('_')][:1]
       hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else (
           f'; known keys here: {sorted(k for k in known if k != ANY)}')
       raise ValueError(f"config key '{_join(prefix, key)}' is not known{hint}")

@@ -116,7 +116,7 @@ def build_state(config: ml_collections.ConfigDict, method: Method,
 
   abstract_params, _ = jax.eval_shape(init_params, example_batch)
   tx = optim.make_optimizer(config.optimizer, abstract_params, config.total_steps)
-  use_ema = config.ema.get('momentum') is not None
+  use_ema = config.ema.momentum is not None
 
   def init_state(batch):
     params, extra = init_params(batch)
@@ -144,7 +144,7 @@ def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
                              abstract_state, method.has_extra)
   metrics_cls = step_lib.metrics_class(names)
   step_fn = step_lib.make_train_step(
-      method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.get('momentum'),
+      method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.momentum,
       has_extra=method.has_extra)
   state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
   rep = mesh_lib.replicated(mesh)

@@ -269,3 +269,37 @@ def test_match_points_finds_unique_features():
   r = match_eval.score(np.asarray(pred), np.asarray(pred) + [[3, 4], [0, 0], [30, 40]],
                        np.array([True, True, False]), threshold_px=5.0)
   assert r['acc'] == 1.0 and r['err_px'] == pytest.approx(2.5) and r['num_points'] == 2
+
+
+# ------------------------------------------------------------------------------ strict config
+
+
+def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
+  config = _tiny_config(1)
+  config.loss.teacher_refrence_grad = False
+  with pytest.raises(ValueError, match=r"config key 'loss.teacher_refrence_grad' is not known; "
+                                       r"did you mean 'loss.teacher_reference_grad'\?"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(1)
+  config.data.num_clip_frames = 3  # the old name of data.num_frames
+  with pytest.raises(ValueError, match=r"config key 'data.num_clip_frames' is not known"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(1)
+  config.data.sources.mine = dict(config.data.sources.ytvos.to_dict(), tracks_rot='x')
+  with pytest.raises(ValueError, match=r"'data.sources.mine.tracks_rot' is not known; did you "
+                                       r"mean 'data.sources.mine.tracks_root'\?"):
+    task.build_method(config, str(tmp_path))
+  with pytest.raises(ValueError, match=r"config key 'loss.crop_ration' is not known"):
+    pov_loss.LossConfig.from_config({'crop_ration': 0.5})
+  assert pov_loss.LossConfig.from_config({'nmb_ref': 3}) == pov_loss.LossConfig(nmb_ref=3)
+
+
+def test_train_dir_is_a_named_source_in_the_synthetic_layout(tmp_path):
+  config = _tiny_config(1)
+  roots = task.synthetic_roots(config, str(tmp_path), 'train', 2)
+  config.data.synthetic.num_train = 0
+  config.data.train_dir = os.path.dirname(roots[0])
+  source = task.train_source(config, str(tmp_path))
+  reference = task._window_source(config, *roots, name='reference')
+  assert len(source) == len(reference) > 0
+  np.testing.assert_array_equal(source[0]['tracks'], reference[0]['tracks'])

@@ -190,3 +190,16 @@ def test_malformed_track_files_give_clear_errors(tmp_path):
   flat = score.load_track_file(tmp_path / 'flat.npz')
   with pytest.raises(score.TrackFileError, match='"depth"'):
     score.model_view(flat, 'xyz')
+
+
+def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.loss.visibility_wieght = 1.0
+  with pytest.raises(ValueError, match=r"config key 'loss.visibility_wieght' is not known; did "
+                                       r"you mean 'loss.visibility_weight'\?"):
+    task.build_method(config, str(tmp_path))
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.data.dir = '/data'  # the old name of data.train_dir
+  with pytest.raises(ValueError, match=r"config key 'data.dir' is not known; did you mean "
+                                       r"'data.train_dir'\?"):
+    task.build_method(config, str(tmp_path))
