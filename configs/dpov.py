@@ -10,8 +10,8 @@
         --config.data.synthetic.num_train=0 --config.data.train_dir=/data/my_clips
 
 Presets:
-  default  the paper run (the released training recipe): DINOv2 ViT-B/14 with 4 registers (hub semantics) at
-           224 px, global batch 32 clips x 4 frames, regular step 10, grid 16 (N = 256), reference
+  default  the paper run (the released training recipe): DINOv2 ViT-B/14 with 4 registers (hub
+           semantics) at 224 px, global batch 32 clips x 4 frames, regular step 10, grid 16 (N = 256), reference
            crop 0.5 (n = 64), R = 5, hard/soft steepness 20/3, EMA teacher 0.99, AdamW lr 1e-6 on
            the head and 1e-7 on blocks 10-11 (everything else frozen), wd 1e-5, cosine to 0 over
            the real number of steps, no clipping, no warm-up, released frame curriculum. Give the

@@ -301,5 +301,5 @@ def test_train_dir_is_a_named_source_in_the_synthetic_layout(tmp_path):
   config.data.train_dir = os.path.dirname(roots[0])
   source = task.train_source(config, str(tmp_path))
   reference = task._window_source(config, *roots, name='reference')
-  assert len(source) == len(reference) > 0
+  assert source.names == ['train'] and len(source) == len(reference) > 0
   np.testing.assert_array_equal(source[0]['tracks'], reference[0]['tracks'])

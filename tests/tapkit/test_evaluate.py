@@ -60,7 +60,9 @@ def test_command_line_prints_and_names_unknown_evaluators(workdir, capsys):
   out = evaluate.main(['--workdir', workdir, '--eval', 'eval', '--step', '2'])
   printed = capsys.readouterr().out
   assert 'eval (tracks4d.held_out) at step 2' in printed
-  assert f'  ate          {out["metrics"]["ate"]:.6g}' in printed
+  lines = {line.split()[0]: line.split()[1] for line in printed.splitlines()[1:-1]}
+  assert lines['ate'] == f'{out["metrics"]["ate"]:.6g}'
+  assert set(lines) == set(out['metrics'])
   assert 'eval_eval.json' in printed
   with pytest.raises(ValueError, match=r"config key 'evals.heldout' is not known; evaluators "
                                        r"in this config: \['eval'\]"):
