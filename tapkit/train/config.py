@@ -150,11 +150,15 @@ def check_keys(config: Any, reference: Any, prefix: str = '') -> None:
         check_keys(config[key], wildcard, _join(prefix, key))
     else:
       names = [k for k in known if k != ANY]
-      # A close spelling, else a known key that extends this one ('dir' -> 'train_dir').
-      close = difflib.get_close_matches(key, names, n=1) or [
-          k for k in names if key in k.split('_')][:1]
-      hint = f"; did you mean '{_join(prefix, close[0])}'?" if close else (
-          f'; known keys here: {sorted(k for k in known if k != ANY)}')
+      # A close spelling, else the known keys that extend this one ('dir' -> 'train_dir').
+      close = difflib.get_close_matches(key, names, n=1) or sorted(
+          k for k in names if key in k.split('_'))
+      if len(close) == 1:
+        hint = f"; did you mean '{_join(prefix, close[0])}'?"
+      elif close:
+        hint = '; did you mean one of ' + ', '.join(f"'{_join(prefix, k)}'" for k in close) + '?'
+      else:
+        hint = f'; known keys here: {sorted(names)}'
       raise ValueError(f"config key '{_join(prefix, key)}' is not known{hint}")
 
 

@@ -200,6 +200,6 @@ def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
     task.build_method(config, str(tmp_path))
   config = tiny_config(str(tmp_path / 'synthetic'))
   config.data.dir = '/data'  # the old name of data.train_dir
-  with pytest.raises(ValueError, match=r"config key 'data.dir' is not known; did you mean "
-                                       r"'data.train_dir'\?"):
+  with pytest.raises(ValueError, match=r"config key 'data.dir' is not known; did you mean one "
+                                       r"of 'data.eval_dir', 'data.train_dir'\?"):
     task.build_method(config, str(tmp_path))
