@@ -231,7 +231,7 @@ if not CHECKPOINT:
   if FAST:
     config.data.synthetic.num_train = 2
     config.data.synthetic.num_eval = 1
-    config.eval.every_steps = 0
+    config.evals.eval.every_steps = 0
     config.optimizer.warmup_steps = 1
   launch.save_config(config, CHECKPOINT)
   loop.train(config, CHECKPOINT, task.build_method(config, workdir=CHECKPOINT))
@@ -341,10 +341,10 @@ config = config_lib.load_config('configs/dpov.py:smoke')
 config.total_steps = 2 if FAST else 300
 if FAST:
   config.batch_size = 2
-  config.data.synthetic.num_train_clips = 4
-  config.data.synthetic.num_eval_clips = 2
-  config.eval.num_clips = 2
-  config.eval.every_steps = 0
+  config.data.synthetic.num_train = 4
+  config.data.synthetic.num_eval = 2
+  config.evals.eval.num_clips = 2
+  config.evals.eval.every_steps = 0
   config.pretrain.steps = 2
   config.pretrain.batch_size = 2
 # Two explicit steps, as on the command line (python -m dpov_jax.pretrain, then dpov_jax.train):
@@ -360,7 +360,7 @@ pair = clips['frames'][0]
 h, w = pair.shape[1:3]
 g = smoke.config.grid_size(h, w)
 _, state = engine_ckpt.load_state_numpy(wd)
-thr = float(config.eval.threshold_px)
+thr = float(config.evals.eval.threshold_px)
 valid = clips['valid'][0]
 for name, p in (('start', task.initial_backbone_params(config, wd)),
                 ('fine-tuned', state['params']['backbone'])):

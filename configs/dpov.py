@@ -4,13 +4,15 @@
     python -m dpov_jax.train --config configs/dpov.py:smoke --workdir /tmp/dpov
     python -m dpov_jax.train --config configs/dpov.py --workdir /tmp/dpov \
         --config.backbone.init_checkpoint=dinov2_vitb14_reg4_pretrain.pth \
-        --config.data.synthetic.num_train_clips=0 \
+        --config.data.synthetic.num_train=0 \
         --config.data.sources.ytvos.frames_root=/data/ytvos/train/JPEGImages \
         --config.data.sources.ytvos.tracks_root=/data/ytvos_tracks
+    python -m dpov_jax.train --config configs/dpov.py --workdir /tmp/dpov \
+        --config.data.synthetic.num_train=0 --config.data.train_dir=/data/my_clips
 
 Presets:
-  default  the paper run (spec a.1, a.12): DINOv2 ViT-B/14 with 4 registers (hub semantics) at
-           224 px, global batch 32 clips x 4 frames, regular step 10, grid 16 (N = 256), reference
+  default  the paper run (the released training recipe): DINOv2 ViT-B/14 with 4 registers (hub
+           semantics) at 224 px, global batch 32 clips x 4 frames, regular step 10, grid 16 (N = 256), reference
            crop 0.5 (n = 64), R = 5, hard/soft steepness 20/3, EMA teacher 0.99, AdamW lr 1e-6 on
            the head and 1e-7 on blocks 10-11 (everything else frozen), wd 1e-5, cosine to 0 over
            the real number of steps, no clipping, no warm-up, released frame curriculum. Give the
@@ -19,7 +21,7 @@ Presets:
   smoke    the `tiny` ViT (4 blocks, width 64, patch 14, 4 registers) at 112 px (8 x 8 tokens),
            first pre-trained for 600 steps with our dense crop-contrastive objective on the
            synthetic training frames (dpov_jax/pretrain.py: the stand-in for DINOv2's
-           pre-training, ~1.5 CPU minutes, into <workdir>/pretrain; the explicit first command
+           pre-training, into <workdir>/pretrain; the explicit first command
            above, which dpov_jax.train requires before it starts), then 3DPoV: batch 8 clips x
            4 frames, regular step 3, grid 8 (N = 64), whole-frame references (crop 1.0, n = 64),
            R = 5, the references' gradient stopped on the teacher side (our option
@@ -27,18 +29,28 @@ Presets:
            (64 -> 256 -> 64), lr 3e-3 on the head and 3e-4 on the last 2 blocks (patch embedding,
            tokens, position embedding, blocks 0-1 and final norm frozen), 300 steps on synthetic
            textured clips rendered into <workdir>/synthetic; `python -m dpov_jax.match_eval
-           --workdir W` compares the pre-trained start with the fine-tuned backbone on 32
+           --workdir W` compares the pre-trained start with the fine-tuned backbone on the
            held-out clips.
 
-Data sources (dpov_jax/data.py documents the frame-folder + tracks-file format): one entry per
-name under config.data.sources with frames_root, tracks_root, frames_subdir, transform
-('resize' | 'center_crop') and ratio; an entry with an empty tracks_root is off. The synthetic
-source is on when data.synthetic.num_train_clips > 0. data.mixture 'proportional' reproduces the
-release (items in proportion to the windows of each source), 'ratios' uses the ratios.
+Data sources (dpov_jax/data.py documents the frame-folder + tracks-file format):
+  data.train_dir   one directory laid out as the synthetic clips are: <train_dir>/frames/<clip>/
+                   and <train_dir>/tracks/<clip>/*.npz (source name 'train', resized, ratio
+                   data.train_ratio); '' = off. The same key as in the other methods.
+  data.sources     several named real sources (e.g. the paper's YouTube-VOS / CO3D / DL3DV
+                   mixture): one entry per name with frames_root, tracks_root, frames_subdir,
+                   transform ('resize' | 'center_crop') and ratio; an entry with an empty
+                   tracks_root is off.
+  data.synthetic   rendered clips, on when num_train > 0; num_eval held-out clips for the
+                   matching evaluation.
+data.mixture 'proportional' reproduces the release (items in proportion to the windows of each
+source), 'ratios' uses the ratios.
 """
+
+import dataclasses
 
 import ml_collections
 
+from dpov_jax import loss as pov_loss
 from tapkit.train.config import engine_config
 
 
@@ -65,20 +77,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'trainable_blocks': 2,  # must agree with optimizer.groups (checked)
       'remat': False,
   })
-  config.head = ml_collections.ConfigDict({'features': (1024, 1024, 512, 256)})  # a.7
-  config.loss = ml_collections.ConfigDict({
-      'nmb_ref': 5, 'crop_ratio': 0.5, 'hard_steepness': 20.0, 'soft_steepness': 3.0,
-      'use_hardsoft': True, 'network': 'bitonic', 'distribution': 'cauchy',
-      'art_lambda': 0.25, 'feature_upsampling': 'off', 'teacher_feature_upsampling': 'bilinear',
-      'symmetric': False,
-      'compare_schedule': 'released',  # 'released' (a.10) | 'all_frames'
-      'compare_period': 1085,  # steps between curriculum increments (released: 1085)
-      'teacher_reference_grad': True,  # released (a.9); False stops it on the teacher side
-      'sort_chunk_size': 16,
-  })
+  # Projection head widths (the release's 4-layer MLP on the backbone tokens).
+  config.head = ml_collections.ConfigDict({'features': (1024, 1024, 512, 256)})
+  # The ordering loss: every field of dpov_jax/loss.py LossConfig, with its defaults (the
+  # released values; the dataclass documents each key), e.g. compare_schedule 'released' (one
+  # more compared frame every compare_period steps) and teacher_reference_grad True (the
+  # loss's gradient reaches the reference embeddings through the teacher's soft sort too).
+  config.loss = ml_collections.ConfigDict(dataclasses.asdict(pov_loss.LossConfig()))
+  # num_frames: frames per training clip (T), regular_step frames apart.
   config.data.update({
-      'input_size': 224, 'num_clip_frames': 4, 'regular_step': 10, 'grid_size': 16,
-      'flip_prob': 0.5, 'mixture': 'proportional',
+      'input_size': 224, 'num_frames': 4, 'regular_step': 10, 'grid_size': 16,
+      'flip_prob': 0.5, 'mixture': 'proportional', 'train_dir': '', 'train_ratio': 1.0,
   })
   config.data.sources = ml_collections.ConfigDict({
       'ytvos': _source('', 'resize', 0.25),
@@ -87,7 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'dl3dv_crop': _source('nerfstudio/images_4', 'center_crop', 0.25),
   })
   config.data.synthetic = ml_collections.ConfigDict({
-      'num_train_clips': 64, 'num_eval_clips': 16, 'seed': 0, 'ratio': 1.0})
+      'num_train': 64, 'num_eval': 16, 'seed': 0, 'ratio': 1.0})
   # Our dense crop-contrastive pre-training of the starting backbone (dpov_jax/pretrain.py): only
   # for backbones without pretrained weights (smoke); steps 0 = off. Ignored when
   # backbone.init_checkpoint is set.
@@ -95,8 +104,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'steps': 0, 'batch_size': 16, 'lr': 1e-3, 'weight_decay': 1e-4, 'temperature': 0.1,
       'num_points': 64, 'jitter_px': 3.0, 'min_scale': 0.5, 'contrast': 0.3, 'brightness': 0.3,
       'log_every': 100})
-  config.eval = ml_collections.ConfigDict({
-      'every_steps': 1000, 'num_clips': 16, 'threshold_px': 14.0, 'batch_size': 8})
+  # Point matching on held-out synthetic clips (dpov_jax/evaluators.py): frame 0 -> frame T-1
+  # nearest-feature matches of the student (and EMA teacher), accuracy within threshold_px
+  # input pixels; also run offline by `python -m tapkit.evaluate --workdir W --eval eval`.
+  config.evals.eval = ml_collections.ConfigDict({
+      'type': 'dpov_jax.match', 'every_steps': 1000, 'num_clips': 16, 'threshold_px': 14.0,
+      'batch_size': 8})
 
   config.optimizer.update({
       'name': 'adamw', 'lr': 1e-6, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-8, 'weight_decay': 1e-5,
@@ -104,8 +117,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'groups': ((r'^backbone/block_(10|11)/', 0.1), (r'^backbone/', 0.0)),
   })
   config.ema.momentum = 0.99
-  config.batch_size = 32  # global (the release's DeepSpeed train_batch_size, a.12)
-  config.total_steps = 8680  # 40 epochs x 217 steps of the release (a.12)
+  config.batch_size = 32  # global (the release's DeepSpeed train_batch_size)
+  config.total_steps = 8680  # 40 epochs x 217 steps of the release
   config.log_every = 50
   config.checkpoint.every_steps = 1000
   config.checkpoint.best_metric = 'eval/match_acc'
@@ -116,14 +129,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.head.features = (256, 64)
     # Our deviation from the release for the CPU-sized check (README): the references' gradient
     # stops on the teacher side, and a larger bank (5 whole-frame references, n = 64) and a
-    # higher lr give the 4-block ViT enough signal; with the released objective matching stays
-    # flat (0.632 -> 0.632 / 0.633).
+    # higher lr give the 4-block ViT enough signal (README: with the released objective the
+    # matching accuracy does not improve at this size).
     config.loss.update({'nmb_ref': 5, 'crop_ratio': 1.0, 'teacher_reference_grad': False})
-    config.data.update({'input_size': 112, 'num_clip_frames': 4, 'regular_step': 3,
+    config.data.update({'input_size': 112, 'num_frames': 4, 'regular_step': 3,
                         'grid_size': 8})
-    config.data.synthetic.update({'num_train_clips': 48, 'num_eval_clips': 32})
+    config.data.synthetic.update({'num_train': 48, 'num_eval': 32})
     config.pretrain.steps = 600
-    config.eval.update({'every_steps': 100, 'num_clips': 32})
+    config.evals.eval.update({'every_steps': 100, 'num_clips': 32})
     config.optimizer.update({
         'lr': 3e-3, 'groups': ((r'^backbone/block_(2|3)/', 0.1), (r'^backbone/', 0.0))})
     config.batch_size = 8

@@ -6,9 +6,8 @@
 Presets:
   smoke    tiny DPT head (hidden 32) on the 'smoke' backbone's 4 probe layers,
            56 px synthetic frames (8 train clips x 4 frames, 2 test clips),
-           batch 8, 150 steps at lr 2e-3 (warm-up 15): about a minute per
-           probe on 2 CPU cores.
-  default  the protocol's paper settings (spec d.4, d.5, d.7): DPT head with
+           batch 8, 150 steps at lr 2e-3 (warm-up 15).
+  default  the Probe3D protocol's paper settings: DPT head with
            hidden 512 on the blocks L/4-1, L/2-1, 3L/4-1, L-1 with dense-cls
            features (2D channels per layer), 256 depth bins up to the dataset's
            max depth, batch 8, 10 epochs, AdamW lr 5e-4 (wd 0.01, torch
@@ -58,7 +57,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'head': 'dpt',            # 'dpt' | 'linear'
       'hidden_dim': 512,        # DPT width
       'linear_kernel': 1,       # k of the linear head's k x k conv
-      'output': 'dense-cls',    # 'dense' | 'dense-cls' (spec d.1)
+      # 'dense': patch tokens; 'dense-cls': patch tokens concatenated with the
+      # CLS token (twice the channels).
+      'output': 'dense-cls',
       'multilayer': True,       # 4 blocks (DPT needs them) or the last only
       'num_bins': 256,
       'min_depth': 0.001,
@@ -82,7 +83,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'max_test': 0,
   })
   config.data.synthetic = ml_collections.ConfigDict({
-      'seed': 0, 'num_train_clips': 64, 'num_test_clips': 16,
+      'seed': 0, 'num_train': 64, 'num_eval': 16,
       'frames_per_clip': 8, 'dynamic': False,
   })
   config.viz = ml_collections.ConfigDict({'num_images': 4})
@@ -94,7 +95,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.log_every = 25
     config.probe.hidden_dim = 32
     config.data.image_size = 56
-    config.data.synthetic.update({'num_train_clips': 8, 'num_test_clips': 2,
+    config.data.synthetic.update({'num_train': 8, 'num_eval': 2,
                                   'frames_per_clip': 4})
     config.viz.num_images = 3
   return config

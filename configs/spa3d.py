@@ -2,16 +2,15 @@
 
     python -m trajan3d.train --config configs/spa3d.py:smoke --workdir /tmp/spa3d
     python -m trajan3d.train --config configs/spa3d.py --workdir /tmp/spa3d \
-        --config.data.dir=/data/tapvid3d_train --config.data.pattern='*/*.npz'
+        --config.data.train_dir=/data/tapvid3d_train --config.data.pattern='*/*.npz'
 
 Presets:
   smoke          tiny model (1 layer per stack, widths 64-384, 8 frequencies,
                  1.0M params), 24-frame synthetic clips rendered into
                  <workdir>/synthetic (or data.synthetic.dir), 96 support / 64
                  query tracks, clips centred and scaled by their support tracks
-                 (data.normalize='support'), batch 4, 400 steps: ~5 CPU minutes;
-                 held-out average Jaccard 0.074 vs 0.000 untrained (10 clips).
-  default        paper sizes (spec trajan3d.md sections 3.1 and 5): 150 output
+                 (data.normalize='support'), batch 4, 400 steps (CPU minutes).
+  default        the sizes and training recipe of the 3DSPA paper: 150 output
                  frames, 2048 support / 2048 query tracks, batch 64, AdamW 1e-4
                  with weight decay 0.01, 10k warm-up steps then cosine, clip 1.0.
                  Loss weights train BOTH heads (see `paper_weights`).
@@ -20,7 +19,7 @@ Presets:
                  of visible points).
 
 Why `default` does not use the released weights: with 1e-8 on the visibility
-BCE, its gradient is ~1e-11 of the position term's, far below AdamW's eps
+BCE, its gradient is many orders of magnitude below the position term's, far below AdamW's eps
 relative to the position gradients sharing the trunk, and the visibility head
 (the last quarter of `track_predictor`) stays at its random initialisation:
 `visible_logits > 0` is then a coin flip and every visibility-dependent metric
@@ -43,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = engine_config()
   config.seed = 42  # The release's PRNGKey(42).
 
-  # Model: released 3DSPA sizes (spec 3.1); `kind` picks the module.
+  # Model: the released 3DSPA sizes; `kind` picks the module.
   config.model = ml_collections.ConfigDict({
       'kind': '3dspa_nofeat',  # '3dspa' adds the DINO / depth projections.
       'num_output_frames': 150,
@@ -75,10 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'certainty_weight': 0.0,  # 3DSPA has no certainty head.
       'certainty_threshold': 0.1,
   })
-  # Data: TAPVid-3D-layout clips. `dir` = '' renders synthetic clips into
+  # Data: TAPVid-3D-layout clips. `train_dir` = '' renders synthetic clips into
   # <workdir>/synthetic (or `synthetic.dir` when set, to share them).
   config.data.update({
-      'dir': '',
+      'train_dir': '',
       'pattern': '*.npz',
       'eval_dir': '',  # held-out clips for the eval hook ('' = synthetic eval clips)
       'coords': 'xyz',  # 3DSPA: camera-frame metres
@@ -91,8 +90,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # on the predictions (evaluate / score apply it too).
       'normalize': 'none',
   })
+  # Synthetic clips: num_train training clips and num_eval held-out clips (the
+  # eval hook reads the first eval.num_clips of them), seeds (seed, i).
   config.data.synthetic = ml_collections.ConfigDict({
-      'dir': '', 'num_train': 256, 'seed': 0, 'num_frames': 150,
+      'dir': '', 'num_train': 256, 'num_eval': 8, 'seed': 0, 'num_frames': 150,
       'height': 128, 'width': 128, 'num_tracks': 4200,
   })
   # Optional per-track features (trajan3d/features.py); need kind '3dspa'.
@@ -105,7 +106,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'seed': 0,
   })
 
-  config.total_steps = 300 * 4200 // 64  # ~300 passes over the synthetic set
+  config.total_steps = 300 * 4200 // 64  # about 300 passes over the synthetic set
   config.batch_size = 64
   config.log_every = 100
   config.optimizer.update({
@@ -144,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.update({'num_frames': 24, 'num_support': 96, 'num_query': 64,
                         'normalize': 'support'})
     config.data.synthetic.update({
-        'num_train': 48, 'num_frames': 24, 'height': 64, 'width': 64,
+        'num_train': 48, 'num_eval': 4, 'num_frames': 24, 'height': 64, 'width': 64,
         'num_tracks': 256})
     config.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
                         'num_query': 64})

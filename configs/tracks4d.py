@@ -7,8 +7,8 @@
 Presets:
   smoke    tiny model (width 64, 1 round, 4 heads), 22-frame windows, 100 points,
            synthetic dynamic clips rendered into <workdir>/synthetic when no
-           data.train_dir is given; a few CPU minutes.
-  default  paper sizes and the official schedule (spec 3.2): Adam lr 1e-4, batch 1,
+           data.train_dir is given (CPU minutes).
+  default  paper sizes and the official epoch schedule: Adam lr 1e-4, batch 1,
            100 points, 22-frame windows for epochs 0-49 then random 20-49-frame
            windows, camera-initialisation loss for epochs < 100 (until it first goes
            below 1e-4), loss clamped at 100 from epoch 4; no gradient clipping.
@@ -26,7 +26,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f"Unknown preset {preset!r}; use 'smoke' or 'default'.")
   config = engine_config()
 
-  # Paper network (spec 2).
+  # The paper's network: a transformer over (point, frame) tokens alternating point and
+  # frame attention, with heads for the per-frame camera and the per-point 3D bases.
   config.model = ml_collections.ConfigDict({
       'width': 256, 'num_layers': 3, 'num_heads': 16, 'head_dim': 64, 'mlp_dim': 2048,
       'positional_dim': 12, 'num_bases': 12, 'camera_kernel_size': 31,
@@ -54,8 +55,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'num_train': 64, 'num_eval': 8, 'seed': 0, 'num_frames': 51, 'height': 128,
       'width': 160, 'num_tracks': 600,
   })
-  config.eval = ml_collections.ConfigDict({
-      'every_steps': 5000, 'max_frames': 50, 'max_points': 1000})
+  # Held-out evaluation (tracks4d/evaluators.py), also run offline by
+  # `python -m tapkit.evaluate --workdir W --eval eval`: per held-out clip, the
+  # first max_frames frames and up to max_points real tracks; scalars eval/<metric>.
+  config.evals.eval = ml_collections.ConfigDict({
+      'type': 'tracks4d.held_out', 'every_steps': 5000, 'max_frames': 50,
+      'max_points': 1000})
 
   config.optimizer.update({
       'name': 'adamw', 'lr': 1e-4, 'weight_decay': 0.0, 'clip_norm': 0.0,
@@ -74,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                   'height': 72, 'width': 96, 'num_tracks': 200})
     config.schedule.update({'camera_init_until_epoch': 5, 'clamp_from_epoch': 1,
                             'random_window_from_epoch': -1})
-    config.eval.update({'every_steps': 100, 'max_frames': 24, 'max_points': 200})
+    config.evals.eval.update({'every_steps': 100, 'max_frames': 24, 'max_points': 200})
     config.optimizer.update({'lr': 1e-3, 'schedule': 'cosine', 'warmup_steps': 10,
                              'end_lr_factor': 0.1, 'clip_norm': 1.0})
     config.total_steps = 300

@@ -8,12 +8,12 @@ to [0, 1] as the TRAJAN colab does ((pixel + 0.5) / size).
 Presets:
   smoke          tiny model, 24-frame synthetic clips in <workdir>/synthetic,
                  96 support / 64 query tracks, batch 4, 400 steps (CPU minutes).
-  default        released TRAJAN sizes (spec 2.1), 150 frames, 2048 / 2048
+  default        the released TRAJAN sizes, 150 frames, 2048 / 2048
                  tracks, batch 64, AdamW 1e-4 (wd 0.01), 10k warm-up then
                  cosine, clip 1.0 (no TRAJAN training recipe was released; the
                  3DSPA one is used). Loss: L1 + BCE(visibility) + 0.1
                  BCE(certainty), certainty target = visible and within 0.01
-                 (normalised units, ~2.5 px at 256 px) of the ground truth.
+                 (normalised units, 2.56 px at 256 px) of the ground truth.
   paper_weights  the released 3DSPA weights (5000 L1 + 1e-8 BCE normalised by
                  the visible count, no certainty): the visibility head stays
                  untrained (see configs/spa3d.py), kept for comparison.
@@ -34,7 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = engine_config()
   config.seed = 42
 
-  # Released TRAJAN sizes (spec 2.1).
+  # The released TRAJAN sizes.
   config.model = ml_collections.ConfigDict({
       'kind': 'trajan',
       'num_output_frames': 150,
@@ -63,14 +63,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'certainty_threshold': 0.01,  # normalised units
   })
   config.data.update({
-      'dir': '', 'pattern': '*.npz', 'eval_dir': '',
+      'train_dir': '', 'pattern': '*.npz', 'eval_dir': '',
       'coords': 'uv',
       'num_frames': 150, 'num_support': 2048, 'num_query': 2048,
       'query_frame': 'visible',
       'normalize': 'none',  # uv is already normalised to [0, 1]
   })
   config.data.synthetic = ml_collections.ConfigDict({
-      'dir': '', 'num_train': 256, 'seed': 0, 'num_frames': 150,
+      'dir': '', 'num_train': 256, 'num_eval': 8, 'seed': 0, 'num_frames': 150,
       'height': 128, 'width': 128, 'num_tracks': 4200,
   })
   config.features = ml_collections.ConfigDict({'dino': False, 'depth': False})
@@ -113,7 +113,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     })
     config.data.update({'num_frames': 24, 'num_support': 96, 'num_query': 64})
     config.data.synthetic.update({
-        'num_train': 48, 'num_frames': 24, 'height': 64, 'width': 64,
+        'num_train': 48, 'num_eval': 4, 'num_frames': 24, 'height': 64, 'width': 64,
         'num_tracks': 256})
     config.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
                         'num_query': 64})

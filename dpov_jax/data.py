@@ -309,7 +309,7 @@ class MixtureSource(grain.RandomAccessDataSource):
                seed: int = 0):
     if not sources:
       raise ValueError('MixtureSource: no data sources (set config.data.sources.<name>.'
-                       'frames_root/tracks_root or config.data.synthetic.num_train_clips > 0)')
+                       'frames_root/tracks_root or config.data.synthetic.num_train > 0)')
     if mode not in ('proportional', 'ratios'):
       raise ValueError(f"config.data.mixture must be 'proportional' or 'ratios', got {mode!r}")
     self._names = sorted(sources)

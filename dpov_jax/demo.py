@@ -48,9 +48,9 @@ FAST = Sizes(steps=2, train_clips=4, eval_clips=2, pretrain_steps=2)
 def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   """configs/dpov.py:smoke for `sizes` (fast: batch 2, frequent eval / log / save)."""
   config = config_lib.demo_config('configs/dpov.py:smoke', sizes.steps, fast)
-  config.data.synthetic.num_train_clips = sizes.train_clips
-  config.data.synthetic.num_eval_clips = sizes.eval_clips
-  config.eval.num_clips = sizes.eval_clips
+  config.data.synthetic.num_train = sizes.train_clips
+  config.data.synthetic.num_eval = sizes.eval_clips
+  config.evals.eval.num_clips = sizes.eval_clips
   config.pretrain.steps = sizes.pretrain_steps
   if fast:
     config.batch_size = 2
@@ -135,7 +135,7 @@ def _add_figures(report: Any, wd: pathlib.Path) -> None:
                    name='dpov_pca')
   queries, targets = clips['queries'][0], clips['targets'][0]
   valid = clips['valid'][0]
-  thr = float(config.eval.threshold_px)
+  thr = float(config.evals.eval.threshold_px)
   for name in backbones:
     pred = np.asarray(jax.jit(lambda a, b, q: matcher.match_points(a, b, q, (h, w)))(
         maps[name][0], maps[name][1], queries))

@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> str:
   args = _parse(argv)
   step, params, config, cfg = read_run(args.workdir, args.step, args.weights)
   sd = export(params, cfg, args.out, args.layout)
-  meta = {'preset': config.backbone.name, 'source': config.backbone.get('source', 'hub'),
+  meta = {'preset': config.backbone.name, 'source': config.backbone.source,
           'num_layers': cfg.num_layers, 'step': step, 'weights': args.weights,
           'layout': args.layout, 'arch': dataclasses.asdict(cfg)}
   with open(args.out + '.json', 'w') as f:

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from dpov_jax import sorting
 from tapkit.ops import numeric
 from tapkit.ops import sampling
+from tapkit.train import config as config_lib
 
 # a.10: the released trainer increments `frames_to_compare` after every step
 # with global_step % 1085 == 0.
@@ -59,7 +60,9 @@ class LossConfig:
     teacher_feature_upsampling: teacher sampling when the student does not
       use latent tracking; with latent tracking the teacher uses it too.
     symmetric: our extension (B15), see module docstring.
-    compare_schedule: 'released' (curriculum of a.10) or 'all_frames'.
+    compare_schedule: 'released' (the release's curriculum: one more
+      compared frame every `compare_period` steps) or 'all_frames'.
+    compare_period: steps between curriculum increments (the release's 1085).
     teacher_reference_grad: True (the release, a.9) lets the loss's gradient
       reach the student's reference embeddings through the teacher's soft
       sort too; False stops it there (our option), so the references are
@@ -78,15 +81,18 @@ class LossConfig:
   teacher_feature_upsampling: str = 'bilinear'
   symmetric: bool = False
   compare_schedule: str = 'released'
+  compare_period: int = RELEASED_COMPARE_PERIOD
   teacher_reference_grad: bool = True
   sort_chunk_size: int = 16
 
   @classmethod
-  def from_config(cls, config: Any) -> 'LossConfig':
-    """Builds from a mapping / ml_collections.ConfigDict (unknown keys ignored)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    items = dict(config.items()) if hasattr(config, 'items') else dict(config)
-    return cls(**{k: v for k, v in items.items() if k in names})
+  def from_config(cls, config: Any, prefix: str = 'loss') -> 'LossConfig':
+    """Builds from a mapping / ml_collections.ConfigDict; missing keys keep the defaults.
+
+    Raises:
+      ValueError: naming the full key (`prefix`.key) of a key that is not a field.
+    """
+    return config_lib.from_section(cls, config, prefix)
 
 
 # ---------------------------------------------------------------------------

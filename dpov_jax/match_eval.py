@@ -43,9 +43,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   p.add_argument('--workdir', required=True, help='a dpov_jax.train workdir')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   p.add_argument('--num_clips', type=int, default=None,
-                 help='held-out clips (default: config.eval.num_clips)')
+                 help='held-out clips (default: config.evals.eval.num_clips)')
   p.add_argument('--threshold_px', type=float, default=None,
-                 help='accuracy threshold in input pixels (default: config.eval.threshold_px)')
+                 help='accuracy threshold in input pixels (default: '
+                      'config.evals.eval.threshold_px)')
   p.add_argument('--stride', type=int, default=1, help='candidate spacing in pixels')
   p.add_argument('--radius_px', type=float, default=0.0,
                  help='local search window radius in pixels (0 = whole frame)')
@@ -63,14 +64,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     raise FileNotFoundError(f'{path}: missing; is {args.workdir} a dpov_jax.train workdir?')
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  for field in ('backbone', 'data', 'eval'):
+  for field in ('backbone', 'data', 'evals'):
     if field not in config:
       raise ValueError(f'{path}: field {field} is missing (not a dpov_jax run?)')
-  threshold = args.threshold_px if args.threshold_px is not None else config.eval.threshold_px
-  num_clips = args.num_clips or int(config.eval.num_clips)
+  ev = config.evals.eval
+  threshold = args.threshold_px if args.threshold_px is not None else ev.threshold_px
+  num_clips = args.num_clips or int(ev.num_clips)
   module = task.build_backbone(config)
   clips = task.eval_clips(config, args.workdir, num_clips)
-  matcher = matcher_lib.Matcher(module, clips, threshold, int(config.eval.batch_size),
+  matcher = matcher_lib.Matcher(module, clips, threshold, int(ev.batch_size),
                                 args.stride, args.radius_px)
   step, state = engine_ckpt.load_state_numpy(args.workdir, args.step)
   rows = {'static (no motion)': matcher.static_baseline(),
@@ -78,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f'student @ {step}': matcher(state['params']['backbone'])}
   if 'ema_params' in state:
     rows[f'teacher @ {step}'] = matcher(state['ema_params']['backbone'])
-  print(f'{num_clips} held-out clips, frame 0 vs frame {config.data.num_clip_frames - 1} '
-        f'({(config.data.num_clip_frames - 1) * config.data.regular_step} frames apart), '
+  print(f'{num_clips} held-out clips, frame 0 vs frame {config.data.num_frames - 1} '
+        f'({(config.data.num_frames - 1) * config.data.regular_step} frames apart), '
         f'threshold {threshold:g} px, search radius '
         f'{f"{args.radius_px:g} px" if args.radius_px > 0 else "whole frame"}')
   print(f'{"features":<22} {"acc":>7} {"mean px":>8} {"median px":>9} {"points":>7}')

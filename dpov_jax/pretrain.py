@@ -92,17 +92,18 @@ class FrameSource(grain.RandomAccessDataSource):
 
 
 def frame_roots(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
-  """The synthetic train frames (rendered if needed) and every configured source's frames_root."""
-  roots = []
+  """The frames of data.train_dir, of every configured source and the synthetic train frames
+  (rendered if needed)."""
+  roots = [os.path.join(config.data.train_dir, 'frames')] if config.data.train_dir else []
   for name, src in config.data.get('sources', {}).items():
     if src.get('tracks_root'):
       if not src.get('frames_root'):
         raise ValueError(f'config.data.sources.{name}.frames_root is empty but tracks_root is set')
       roots.append(src.frames_root)
-  if int(config.data.synthetic.num_train_clips) > 0:
+  if int(config.data.synthetic.num_train) > 0:
     roots.append(task.synthetic_roots(config, workdir, 'train')[0])
   if not roots:
-    raise ValueError('pretraining needs frames: set config.data.synthetic.num_train_clips > 0 or a '
+    raise ValueError('pretraining needs frames: set config.data.synthetic.num_train > 0 or a '
                      'source under config.data.sources')
   return roots
 
@@ -217,6 +218,7 @@ def pretrain_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
                       'schedule': 'cosine', 'warmup_steps': 0, 'end_lr_factor': 0.0,
                       'clip_norm': 1.0, 'groups': ()})
   c.ema.momentum = None
+  c.evals = ml_collections.ConfigDict()  # The 3DPoV evaluators need the fine-tuning run.
   c.checkpoint.update({'best_metric': '', 'every_steps': max(1, min(int(p.steps), 200))})
   return c
 

@@ -42,7 +42,11 @@ from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from dpov_jax import matcher as matcher_lib
+from tapkit.train import config as config_lib
 from tapkit.train import loop, optim
+
+# The config file whose base preset lists every key this method reads.
+CONFIG_FILE = 'configs/dpov.py'
 
 # Where `python -m dpov_jax.pretrain` leaves the pre-trained starting backbone of a run.
 PRETRAIN_DIR = 'pretrain'
@@ -67,14 +71,14 @@ def backbone_config(config: ml_collections.ConfigDict) -> bb.BackboneConfig:
   """The BackboneConfig of `config.backbone` (preset, source semantics, depth override)."""
   c = config.backbone
   overrides = {}
-  if int(c.get('num_layers', 0) or 0) > 0:
+  if int(c.num_layers) > 0:
     overrides['num_layers'] = int(c.num_layers)
-  return bb.get_config(c.name, source=c.get('source', 'hub'), **overrides)
+  return bb.get_config(c.name, source=c.source, **overrides)
 
 
 def build_backbone(config: ml_collections.ConfigDict) -> bb.VisionTransformer:
   return bb.VisionTransformer(backbone_config(config),
-                              remat=bool(config.backbone.get('remat', False)))
+                              remat=bool(config.backbone.remat))
 
 
 def initial_backbone_params(config: ml_collections.ConfigDict,
@@ -89,7 +93,7 @@ def initial_backbone_params(config: ml_collections.ConfigDict,
     pre-trains and the file is missing.
   """
   cfg = backbone_config(config)
-  path = config.backbone.get('init_checkpoint', '')
+  path = config.backbone.init_checkpoint
   if not path and uses_pretraining(config):
     if workdir is None:
       raise ValueError('this config pre-trains its backbone (pretrain.steps > 0): the starting '
@@ -155,8 +159,8 @@ def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
   """loss_fn(params, batch, rng, state) -> (loss, aux) for the engine."""
   cfg = module.config
   lcfg = _loss_config(config)
-  schedule = config.loss.get('compare_schedule', 'released')
-  period = int(config.loss.get('compare_period', pov_loss.RELEASED_COMPARE_PERIOD))
+  schedule = lcfg.compare_schedule
+  period = int(lcfg.compare_period)
   if schedule not in ('released', 'all_frames'):
     raise ValueError(f"config.loss.compare_schedule must be 'released' or 'all_frames', got "
                      f'{schedule!r}')
@@ -171,7 +175,7 @@ def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
     frames = data.normalize_frames(batch['frames'])  # [B, T, H, W, 3]
     b, t, h, w, _ = frames.shape
     if t < 2:
-      raise ValueError(f'config.data.num_clip_frames must be >= 2, got {t}')
+      raise ValueError(f'config.data.num_frames must be >= 2, got {t}')
     teacher = state.ema_params if state.ema_params is not None else params
     teacher = jax.lax.stop_gradient(teacher)
     maps = maps_of(params['backbone'], frames.reshape(b * t, h, w, 3))
@@ -223,22 +227,22 @@ def _window_source(config: ml_collections.ConfigDict, frames_root: str, tracks_r
   d = config.data
   return data.FrameWindowSource(
       frames_root, tracks_root, input_size=int(d.input_size),
-      num_clip_frames=int(d.num_clip_frames), regular_step=int(d.regular_step),
+      num_clip_frames=int(d.num_frames), regular_step=int(d.regular_step),
       grid_size=int(d.grid_size), frames_subdir=frames_subdir, transform=transform, name=name)
 
 
 def synthetic_frames_per_clip(config: ml_collections.ConfigDict) -> int:
   """Rendered frames per synthetic clip: exactly one clip of T frames every regular_step."""
-  return (int(config.data.num_clip_frames) - 1) * int(config.data.regular_step) + 1
+  return (int(config.data.num_frames) - 1) * int(config.data.regular_step) + 1
 
 
 def synthetic_roots(config: ml_collections.ConfigDict, workdir: str, split: str,
                     num_clips: int | None = None) -> tuple[str, str]:
   """(frames_root, tracks_root) of the synthetic `split` clips, rendered into
-  <workdir>/synthetic/<split> if missing (data.synthetic.num_{train,eval}_clips by default)."""
+  <workdir>/synthetic/<split> if missing (data.synthetic.num_{train,eval} by default)."""
   syn = config.data.synthetic
   if num_clips is None:
-    num_clips = int(syn.num_train_clips if split == 'train' else syn.num_eval_clips)
+    num_clips = int(syn.num_train if split == 'train' else syn.num_eval)
   seed = int(syn.seed) if split == 'train' else synthetic.heldout_seed(int(syn.seed))
   return data.ensure_synthetic_windows(
       os.path.join(workdir, 'synthetic', split), num_clips, seed=seed,
@@ -254,31 +258,40 @@ def _synthetic(config: ml_collections.ConfigDict, workdir: str, split: str,
 
 def train_source(config: ml_collections.ConfigDict, workdir: str | None
                  ) -> data.MixtureSource:
-  """The mixture of the configured real sources and the synthetic one."""
+  """The mixture of data.train_dir, the named data.sources and the synthetic clips.
+
+  data.train_dir holds <train_dir>/frames/<clip>/ and <train_dir>/tracks/<clip>/*.npz, the
+  layout the synthetic clips are rendered in; it is the source 'train'.
+  """
   sources, ratios = {}, {}
-  for name, src in config.data.get('sources', {}).items():
-    if not src.get('tracks_root'):
+  if config.data.train_dir:
+    root = config.data.train_dir
+    sources['train'] = _window_source(config, os.path.join(root, 'frames'),
+                                      os.path.join(root, 'tracks'), 'train')
+    ratios['train'] = float(config.data.train_ratio)
+  for name, src in config.data.sources.items():
+    if not src.tracks_root:
       continue
-    if not src.get('frames_root'):
+    if not src.frames_root:
       raise ValueError(f'config.data.sources.{name}.frames_root is empty but tracks_root is set')
     sources[name] = _window_source(config, src.frames_root, src.tracks_root, name,
-                                   src.get('frames_subdir', ''), src.get('transform', 'resize'))
-    ratios[name] = float(src.get('ratio', 0.0))
+                                   src.frames_subdir, src.transform)
+    ratios[name] = float(src.ratio)
   syn = config.data.synthetic
-  if int(syn.num_train_clips) > 0:
+  if int(syn.num_train) > 0:
     if not workdir:
-      raise ValueError('synthetic data (config.data.synthetic.num_train_clips > 0) are rendered '
+      raise ValueError('synthetic data (config.data.synthetic.num_train > 0) are rendered '
                        'into the workdir, but none was given')
-    sources['synthetic'] = _synthetic(config, workdir, 'train', int(syn.num_train_clips))
-    ratios['synthetic'] = float(syn.get('ratio', 1.0))
-  return data.MixtureSource(sources, ratios, mode=config.data.get('mixture', 'proportional'),
-                            seed=int(config.seed))
+    sources['synthetic'] = _synthetic(config, workdir, 'train', int(syn.num_train))
+    ratios['synthetic'] = float(syn.ratio)
+  return data.MixtureSource(sources, ratios, mode=config.data.mixture, seed=int(config.seed))
 
 
 def eval_clips(config: ml_collections.ConfigDict, workdir: str,
                num_clips: int | None = None) -> dict[str, np.ndarray]:
-  """Held-out synthetic clips for match_eval (rendered into <workdir>/synthetic/eval)."""
-  n = int(num_clips or config.eval.num_clips)
+  """Held-out synthetic clips for match_eval (rendered into <workdir>/synthetic/eval); the first
+  `num_clips` (default data.synthetic.num_eval) of them."""
+  n = int(num_clips or config.data.synthetic.num_eval)
   source = _synthetic(config, workdir, 'eval', n)
   return matcher_lib.stack_eval_clips([source[i] for i in range(n)])
 
@@ -290,7 +303,13 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   config that pre-trains its backbone (`uses_pretraining`) starts from
   <workdir>/pretrain/backbone.safetensors, which `python -m dpov_jax.pretrain` must have
   written first (this function trains nothing and raises, naming that command, without it).
+
+  Raises:
+    ValueError: naming the full key when `config` holds a key that configs/dpov.py does not
+      define (entries of data.sources are checked against the first one there).
   """
+  config_lib.check_config(config, config_lib.method_reference(CONFIG_FILE),
+                          any_name=('data.sources',))
   module = build_backbone(config)
   cfg = module.config
   head = pov_loss.ProjectionHead(tuple(config.head.features))
@@ -314,34 +333,9 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     head_params = head.init(rng, jnp.zeros((1, cfg.hidden_size), jnp.float32))['params']
     return {'backbone': start_dev, 'head': head_params}
 
-  hooks = []
-  if workdir and int(config.eval.every_steps) > 0 and int(config.eval.num_clips) > 0:
-    matcher = matcher_lib.Matcher(module, eval_clips(config, workdir),
-                                  config.eval.threshold_px, int(config.eval.batch_size))
-    baseline = {}
-
-    def evaluate(state, step, writer=None):
-      del step, writer
-      if not baseline:
-        baseline.update({'start_' + k: v for k, v in matcher(start).items()})
-        baseline['static_acc'] = matcher.static_baseline()['acc']
-      student = matcher(jax.device_get(state.params['backbone']))
-      out = {'match_acc': student['acc'], 'match_err_px': student['err_px'],
-             'start_match_acc': baseline['start_acc'],
-             'start_match_err_px': baseline['start_err_px'],
-             'static_acc': baseline['static_acc']}
-      if state.ema_params is not None:
-        teacher = matcher(jax.device_get(state.ema_params['backbone']))
-        out.update({'teacher_match_acc': teacher['acc'],
-                    'teacher_match_err_px': teacher['err_px']})
-      return out
-
-    hooks.append(loop.EvalHook(every_steps=int(config.eval.every_steps), fn=evaluate))
-
   transforms: list[grain.Transformation] = []
   if float(config.data.flip_prob) > 0:
     transforms.append(data.RandomClipFlip(float(config.data.flip_prob)))
   return loop.Method(init_fn=init_fn, loss_fn=make_loss_fn(module, head, config),
-                     train_source=train_source(config, workdir), train_transforms=transforms,
-                     eval_hooks=hooks)
+                     train_source=train_source(config, workdir), train_transforms=transforms)
 

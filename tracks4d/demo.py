@@ -65,8 +65,8 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
 
   log(f'inference on {len(eval_paths)} held-out scenes: untrained model')
   trained = infer.load_model(str(workdir))
-  first = task.eval_samples(eval_paths[:1], int(config.eval.max_frames),
-                            int(config.eval.max_points))[0]
+  first = task.eval_samples(eval_paths[:1], int(config.evals.eval.max_frames),
+                            int(config.evals.eval.max_points))[0]
   init_params = jax.jit(trained.net.init)(jax.random.PRNGKey(1),
                                           first['tracks'][None])['params']
   untrained = infer.LoadedModel(trained.net, init_params, None, 'untrained')

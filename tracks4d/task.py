@@ -24,10 +24,9 @@ Pieces (spec: shared/spec/tracks4d.md sections 1.2-1.5, 3, 4):
     from clamp_from_epoch on; fixed windows before random_window_from_epoch, random
     windows after (selected with `lax.cond`, so only one branch runs). Epochs are
     passes over the training files (steps_per_epoch = ceil(files / batch_size)).
-  * eval hook: per held-out file, a fixed window of up to `eval.max_frames` frames and
-    up to `eval.max_points` real points, one forward pass, official metrics (spec 4):
-    ATE, RPE, depth AbsRel / delta_1, pixel reprojection error; means are written as
-    `eval/<name>`.
+  * evaluation (`tracks4d.held_out` in tracks4d/evaluators.py, run by the engine
+    from `config.evals`): `eval_samples` / `evaluate_params` below, the official
+    metrics of one forward pass per held-out file.
 """
 
 from __future__ import annotations
@@ -46,12 +45,15 @@ import ml_collections
 import numpy as np
 
 from tapkit.data import synthetic
+from tapkit.train import config as config_lib
 from tapkit.train import loop
 from tracks4d import data as data_lib
 from tracks4d import evaluation
 from tracks4d import losses
 from tracks4d import model as model_lib
 
+# The config file whose base preset lists every key this method reads.
+CONFIG_FILE = 'configs/tracks4d.py'
 _PRECISIONS = {'highest': jax.lax.Precision.HIGHEST, 'high': jax.lax.Precision.HIGH,
                'default': jax.lax.Precision.DEFAULT}
 MODEL_FIELDS = ('width', 'num_layers', 'num_heads', 'head_dim', 'mlp_dim', 'positional_dim',
@@ -67,11 +69,8 @@ def build_model(model_config: Mapping[str, Any]) -> model_lib.TracksTo4D:
   Keys: width, num_layers, num_heads, head_dim, mlp_dim, positional_dim, num_bases,
   camera_kernel_size, predict_focal_length, precision ('highest' | 'high' | 'default').
   """
+  config_lib.check_keys(model_config, (*MODEL_FIELDS, 'precision'), 'model')
   cfg = dict(model_config)
-  unknown = sorted(set(cfg) - set(MODEL_FIELDS) - {'precision'})
-  if unknown:
-    raise ValueError(f'config.model: unknown keys {unknown}; expected {MODEL_FIELDS} '
-                     "and 'precision'")
   precision = cfg.pop('precision', 'highest')
   if precision not in _PRECISIONS:
     raise ValueError(f'config.model.precision must be one of {sorted(_PRECISIONS)}, '
@@ -419,9 +418,14 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
 
   `workdir` is the run directory: without config.data.train_dir, synthetic clips are rendered
   into <workdir>/synthetic/{train,eval}.
+
+  Raises:
+    ValueError: naming the full key when `config` holds a key that configs/tracks4d.py does
+      not define.
   """
+  config_lib.check_config(config, config_lib.method_reference(CONFIG_FILE))
   net = build_model(config.model)
-  train_paths, eval_paths = training_files(config, workdir)
+  train_paths, _ = training_files(config, workdir)
   phases = phase_steps(config, len(train_paths))
   random_windows = int(config.schedule.random_window_from_epoch) >= 0
   coeffs = dict(config.loss)
@@ -438,17 +442,6 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   if config.data.min_points > 0:
     transforms.append(HasEnoughPoints(config.data.min_points))
 
-  hooks = []
-  if eval_paths and config.eval.every_steps > 0:
-    samples = eval_samples(eval_paths, config.eval.max_frames, config.eval.max_points)
-
-    def evaluate(state, step, writer=None):
-      del step, writer
-      params = jax.device_get(state.params)
-      return evaluate_params(net, params, samples)
-
-    hooks.append(loop.EvalHook(every_steps=int(config.eval.every_steps), fn=evaluate))
-
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn,
                      train_source=Tracks4DFileSource(train_paths, 'train'),
-                     train_transforms=transforms, eval_hooks=hooks, has_extra=True)
+                     train_transforms=transforms, has_extra=True)

@@ -59,6 +59,7 @@ def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   config.data.synthetic.num_train = sizes.train_clips
   if fast:
     config.eval.num_clips = 1
+    config.data.synthetic.num_eval = 1
   return config
 
 

@@ -120,7 +120,7 @@ def random_reconstructor(config, seed: int = 0) -> evaluators.Reconstructor:
   params = jax.jit(model.init)(jax.random.PRNGKey(seed), inputs)['params']
   return evaluators.Reconstructor(model, jax.device_get(params),
                                   input_pipeline.coords_of(config), config.features,
-                                  config.data.get('normalize', 'none'))
+                                  config.data.normalize)
 
 
 def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'heldout',

@@ -254,7 +254,7 @@ def make_eval_fn(config: ml_collections.ConfigDict, model, eval_dir: str
     raise FileNotFoundError(f'config.eval: no .npz clips in {eval_dir}.')
   clips = [input_pipeline.track_clip(tapvid3d.load_clip(p)) for p in paths]
   recon = Reconstructor(model, None, input_pipeline.coords_of(config), config.features,
-                        config.data.get('normalize', 'none'))
+                        config.data.normalize)
 
   def evaluate(state, step, writer=None):
     del step, writer

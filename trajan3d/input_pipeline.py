@@ -34,7 +34,7 @@ Training, per record (`TrackExampleSource` reads every clip once and applies
     optional dino_features [S, T, 768], depth_features [S, T, 256].
 
 Data come from TAPVid-3D-layout clip files (`tapkit.data.tapvid3d`) in
-`config.data.dir` (files matching `config.data.pattern`), or, when it is empty,
+`config.data.train_dir` (files matching `config.data.pattern`), or, when it is empty,
 from synthetic clips rendered once by `tapkit.data.synthetic` into
 `<workdir>/synthetic/{train,eval}` (or `config.data.synthetic.dir`).
 """
@@ -70,7 +70,7 @@ class TrackFileError(ValueError):
 def coords_of(config: ml_collections.ConfigDict) -> str:
   """'xyz' for 3DSPA, 'uv' for TRAJAN (checked against config.data.coords)."""
   want = 'uv' if config.model.kind == 'trajan' else 'xyz'
-  got = config.data.get('coords', want)
+  got = config.data.coords
   if got != want:
     raise ValueError(f'config.data.coords={got!r} does not fit config.model.kind='
                      f'{config.model.kind!r} (needs {want!r}).')
@@ -265,18 +265,18 @@ def ensure_synthetic_clips(directory: str, num_clips: int, seed: int,
 def data_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str, str]:
   """(train_dir, train_pattern, eval_dir); renders synthetic clips if needed."""
   syn = config.data.synthetic
-  root = syn.get('dir') or os.path.join(workdir, 'synthetic')
-  if config.data.dir:
-    train_dir, pattern = config.data.dir, config.data.pattern
+  root = syn.dir or os.path.join(workdir, 'synthetic')
+  if config.data.train_dir:
+    train_dir, pattern = config.data.train_dir, config.data.pattern
   else:
     train_dir = ensure_synthetic_clips(os.path.join(root, 'train'), syn.num_train,
                                        syn.seed, syn, 'synthetic train clips')
     pattern = 'clip_*.npz'
-  if config.data.get('eval_dir'):
+  if config.data.eval_dir:
     eval_dir = config.data.eval_dir
   elif config.eval.num_clips > 0:
     # Different seed stream from training: held-out scenes.
-    eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), config.eval.num_clips,
+    eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), syn.num_eval,
                                       synthetic.heldout_seed(syn.seed), syn,
                                       'synthetic eval clips')
   else:
@@ -367,6 +367,6 @@ def train_transforms(config: ml_collections.ConfigDict) -> list[grain.Transforma
       pipeline.PadOrCropTime(config.data.num_frames),
       pipeline.SampleSupportQuery(config.data.num_support, config.data.num_query,
                                   query_frame=config.data.query_frame),
-      ToModelInputs(config.data.get('normalize', 'none'), dino=config.features.dino,
+      ToModelInputs(config.data.normalize, dino=config.features.dino,
                     depth=config.features.depth),
   ]

@@ -281,7 +281,7 @@ def reconstructor_from_checkpoint(checkpoint: str, config_arg: str | None = None
   config, model, params = load_checkpoint(checkpoint, config_arg)
   feats = {'dino': 'dino_projection' in params, 'depth': 'depth_projection' in params}
   return config, evaluators.Reconstructor(model, params, input_pipeline.coords_of(config),
-                                          feats, config.data.get('normalize', 'none'))
+                                          feats, config.data.normalize)
 
 
 # ----------------------------------------------------------------------------

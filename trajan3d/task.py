@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from tapkit.train import config as config_lib
 from tapkit.train import loop
 from trajan3d import evaluators
 from trajan3d import input_pipeline
@@ -25,12 +26,22 @@ from trajan3d import losses
 from trajan3d import model as model_lib
 
 
+def config_file(config: ml_collections.ConfigDict) -> str:
+  """The config file whose base preset lists every key of `config.model.kind`'s method."""
+  return 'configs/trajan.py' if config.model.kind == 'trajan' else 'configs/spa3d.py'
+
+
 def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method:
   """TRAJAN / 3DSPA as an engine Method (see the module docstring).
 
   `workdir` is the run directory: synthetic clips are rendered into <workdir>/synthetic when
-  config.data.dir (or config.data.synthetic.dir) does not name the data.
+  config.data.train_dir (or config.data.synthetic.dir) does not name the data.
+
+  Raises:
+    ValueError: naming the full key when `config` holds a key that the config file of its
+      model kind (configs/trajan.py or configs/spa3d.py) does not define.
   """
+  config_lib.check_config(config, config_lib.method_reference(config_file(config)))
   if config.data.num_frames != config.model.num_output_frames:
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')

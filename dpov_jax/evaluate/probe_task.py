@@ -286,7 +286,7 @@ def synthetic_records(config: ml_collections.ConfigDict, split: str
   from tapkit.data import synthetic  # pylint: disable=g-import-not-at-top
   s = config.data.synthetic
   size = int(config.data.image_size)
-  n = int(s.num_train_clips if split == 'train' else s.num_test_clips)
+  n = int(s.num_train if split == 'train' else s.num_eval)
   offset = 0 if split == 'train' else 1_000_000
   out = []
   for c in tqdm.trange(n, desc=f'synthetic {split} clips', leave=False):

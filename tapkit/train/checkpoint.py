@@ -39,24 +39,24 @@ class Checkpointer:
     best_metric     e.g. 'eval/mse' (an EvalHook output): also keep the
                     `keep_best` best checkpoints by it ('' = off)
     best_mode       'min' | 'max'
-    keep_best       default 1
+    keep_best       how many best checkpoints are kept
   """
 
   def __init__(self, directory: str | os.PathLike, cfg: ml_collections.ConfigDict):
-    best_metric = cfg.get('best_metric', '') or None
-    policies = [ocp.checkpoint_managers.LatestN(n=int(cfg.get('keep', 3)))]
+    best_metric = cfg.best_metric or None
+    policies = [ocp.checkpoint_managers.LatestN(n=int(cfg.keep))]
     if best_metric:
-      mode = cfg.get('best_mode', 'min')
+      mode = cfg.best_mode
       if mode not in ('min', 'max'):
         raise ValueError(f"checkpoint.best_mode must be 'min' or 'max', got {mode!r}.")
       policies.append(ocp.checkpoint_managers.BestN(
           get_metric_fn=lambda m: float(m[best_metric]),
           reverse=mode == 'min',  # BestN keeps the last n after sorting.
-          n=int(cfg.get('keep_best', 1)),
+          n=int(cfg.keep_best),
           keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
-        enable_async_checkpointing=bool(cfg.get('async_save', True)),
+        enable_async_checkpointing=bool(cfg.async_save),
         create=True,
         cleanup_tmp_directories=True,
     )

@@ -1,13 +1,39 @@
-"""Engine defaults; a method's config file starts from `engine_config()`.
+"""Engine defaults, strict key checking and config-file loading.
 
-Every key here is read by the engine (see tapkit/train/README.md); methods add
-their own sub-configs (e.g. `config.model`, `config.data`) next to them.
+A method's config file starts from `engine_config()`. Every key there is read
+by the engine (see tapkit/train/README.md); methods add their own sub-configs
+(e.g. `config.model`, `config.data`) next to them.
+
+Configs are strict: the base preset of a method's config file lists every key
+the method knows (with its one default), and `check_config` rejects any other
+key by its full dotted name, suggesting the closest known one:
+
+    ValueError: config key 'loss.teacher_refrence_grad' is not known; did you
+    mean 'loss.teacher_reference_grad'?
+
+`from_section` builds a dataclass from a sub-config with the same check, so a
+dataclass's fields and defaults are the single description of its section.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
+
 import ml_collections
 from ml_collections import config_dict
+
+# In a reference mapping, this key stands for "any name": every entry of the
+# section is checked against its value (None = the entries are not checked).
+ANY = '*'
+# Sections whose entries are checked elsewhere: `evals.<name>` holds an
+# evaluator's own keyword arguments, checked against its signature when the
+# evaluator is built (tapkit/train/evaluators.py).
+_OPEN_SECTIONS = {'evals': {ANY: None}}
+
+_T = TypeVar('_T')
 
 
 def engine_config() -> ml_collections.ConfigDict:
@@ -35,6 +61,10 @@ def engine_config() -> ml_collections.ConfigDict:
       'best_metric': '', 'best_mode': 'min', 'keep_best': 1,
   })
   c.data = ml_collections.ConfigDict({'worker_count': 0})
+  # Periodic evaluations: `evals.<name> = {'type': ..., 'every_steps': N,
+  # ...keyword arguments}` (tapkit/train/evaluators.py); scalars are written as
+  # `<name>/<key>`.
+  c.evals = ml_collections.ConfigDict()
   # clu Profile hook: first_step 0 = off.
   c.profile = ml_collections.ConfigDict({'first_step': 0, 'num_steps': 5})
   # Multi-host: also on when the env var TAPKIT_DISTRIBUTED=1 is set. Empty /
@@ -80,9 +110,111 @@ def demo_config(spec: str, total_steps: int, fast: bool = False) -> ml_collectio
   config = load_config(spec)
   config.total_steps = total_steps
   if fast:
-    config.eval.every_steps = 2
+    for section in config.evals.values():
+      section.every_steps = 2
+    if 'eval' in config:  # trajan3d's own eval hook
+      config.eval.every_steps = 2
     config.log_every = 1
     config.checkpoint.every_steps = 2
     if config.optimizer.get('warmup_steps', 0) > 1:
       config.optimizer.warmup_steps = 1
   return config
+def _keys_of(reference: Any) -> Mapping[str, Any] | None:
+  """The known keys of `reference` as {name: sub-reference}, or None for a leaf."""
+  if isinstance(reference, type) and dataclasses.is_dataclass(reference):
+    return {f.name: None for f in dataclasses.fields(reference)}
+  if isinstance(reference, (Mapping, ml_collections.ConfigDict)):
+    return {k: reference[k] for k in reference.keys()}
+  if isinstance(reference, Collection) and not isinstance(reference, str):
+    return {k: None for k in reference}
+  return None
+
+
+def _is_section(x: Any) -> bool:
+  return isinstance(x, (Mapping, ml_collections.ConfigDict))
+
+
+def _join(prefix: str, key: str) -> str:
+  return f'{prefix}.{key}' if prefix else key
+
+
+def check_keys(config: Any, reference: Any, prefix: str = '') -> None:
+  """Raises if `config` holds a key that `reference` does not know, at any depth.
+
+  Args:
+    config: a ConfigDict or mapping (sub-configs are checked recursively where
+      the reference also has a section there).
+    reference: the known keys: a ConfigDict / mapping (values are the
+      sub-references; a value that is not a mapping is a leaf), a dataclass
+      type (its field names) or a collection of names. A mapping key `ANY`
+      ('*') admits any name and checks each entry against its value (None:
+      not checked).
+    prefix: the dotted name of `config` inside the whole config, used in the
+      error ('' at the top level).
+
+  Raises:
+    ValueError: "config key 'a.b.c' is not known; did you mean 'a.b.d'?".
+  """
+  known = _keys_of(reference)
+  items = _keys_of(config)
+  if known is None or items is None:
+    return
+  wildcard = known.get(ANY) if ANY in known else None
+  for key in items:
+    if key in known and key != ANY:
+      if _is_section(known[key]) and _is_section(config[key]):
+        check_keys(config[key], known[key], _join(prefix, key))
+    elif ANY in known:
+      if wildcard is not None and _is_section(config[key]):
+        check_keys(config[key], wildcard, _join(prefix, key))
+    else:
+      names = [k for k in known if k != ANY]
+      # A close spelling, else the known keys that extend this one ('dir' -> 'train_dir').
+      close = difflib.get_close_matches(key, names, n=1) or sorted(
+          k for k in names if key in k.split('_'))
+      if len(close) == 1:
+        hint = f"; did you mean '{_join(prefix, close[0])}'?"
+      elif close:
+        hint = '; did you mean one of ' + ', '.join(f"'{_join(prefix, k)}'" for k in close) + '?'
+      else:
+        hint = f'; known keys here: {sorted(names)}'
+      raise ValueError(f"config key '{_join(prefix, key)}' is not known{hint}")
+
+
+def check_config(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict,
+                 any_name: tuple[str, ...] = ()) -> None:
+  """`check_keys` of a whole config against a method's reference config.
+
+  Args:
+    config: the config a method is built from.
+    reference: the base preset of the method's config file (all known keys).
+    any_name: dotted names of sections whose entries are user-named (e.g.
+      'data.sources'); each entry is checked against the reference's first
+      entry there.
+  """
+  ref = reference.to_dict() if isinstance(reference, ml_collections.ConfigDict) else dict(reference)
+  ref.update(_OPEN_SECTIONS)
+  for dotted in any_name:
+    *parents, last = dotted.split('.')
+    node = ref
+    for part in parents:
+      node = node[part]
+    entries = node[last]
+    node[last] = {ANY: next(iter(entries.values())) if entries else None}
+  check_keys(config, ref)
+
+
+def from_section(cls: type[_T], section: Any, prefix: str) -> _T:
+  """`cls(**section)` for a dataclass `cls`, rejecting keys that are not fields.
+
+  Fields missing from `section` keep the dataclass defaults, so the dataclass
+  holds each default once. `prefix` is the section's dotted name (e.g. 'loss').
+  """
+  check_keys(section, cls, prefix)
+  items = section.items() if hasattr(section, 'items') else dict(section).items()
+  return cls(**dict(items))
+
+
+def method_reference(config_file: str, preset: str | None = None) -> ml_collections.ConfigDict:
+  """The base preset of a method's config file: its full set of known keys."""
+  return load_config(f'{config_file}:{preset}' if preset else config_file)

@@ -20,7 +20,6 @@ the same training from Python (notebooks, the quickstart).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -38,15 +37,15 @@ from tapkit.train.state import TrainState
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   """jax.distributed.initialize() when config.distributed.initialize or
   TAPKIT_DISTRIBUTED=1 asks for it. Must run before any other JAX call."""
-  cfg = config.get('distributed', ml_collections.ConfigDict())
-  if not (cfg.get('initialize', False) or os.environ.get('TAPKIT_DISTRIBUTED') == '1'):
+  cfg = config.distributed
+  if not (cfg.initialize or os.environ.get('TAPKIT_DISTRIBUTED') == '1'):
     return
   kwargs = {}
-  if cfg.get('coordinator_address'):
+  if cfg.coordinator_address:
     kwargs['coordinator_address'] = cfg.coordinator_address
-  if cfg.get('num_processes') is not None:
+  if cfg.num_processes is not None:
     kwargs['num_processes'] = cfg.num_processes
-  if cfg.get('process_id') is not None:
+  if cfg.process_id is not None:
     kwargs['process_id'] = cfg.process_id
   jax.distributed.initialize(**kwargs)
   logging.info('jax.distributed: process %d of %d.', jax.process_index(),

@@ -25,6 +25,7 @@ from clu import periodic_actions
 
 from tapkit.data import pipeline
 from tapkit.train import checkpoint as ckpt_lib
+from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
 from tapkit.train import step as step_lib
@@ -36,17 +37,8 @@ class NonFiniteError(RuntimeError):
   """Raised after `guard.max_consecutive_bad` consecutive non-finite steps."""
 
 
-@dataclasses.dataclass(frozen=True)
-class EvalHook:
-  """Called every `every_steps` steps (and at the last step) on process-global state.
-
-  `fn(state, step)` returns scalars, written as `<name>/<key>`; it may also
-  write images etc. itself through `writer` (passed as a keyword).
-  """
-
-  every_steps: int
-  fn: Callable[..., Mapping[str, float]]
-  name: str = 'eval'
+# Periodic evaluation hooks; `config.evals` entries become hooks too.
+EvalHook = evaluators_lib.EvalHook
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +54,8 @@ class Method:
       Must be jit-traceable; `batch` holds global arrays [B, ...].
     train_source: grain random-access source of records.
     train_transforms: grain transforms per record (batching is added).
-    eval_hooks: periodic evaluations.
+    eval_hooks: periodic evaluations built by the method itself; the engine
+      adds one per `config.evals` entry (tapkit/train/evaluators.py).
     has_extra: see init_fn / loss_fn.
   """
 
@@ -123,7 +116,7 @@ def build_state(config: ml_collections.ConfigDict, method: Method,
 
   abstract_params, _ = jax.eval_shape(init_params, example_batch)
   tx = optim.make_optimizer(config.optimizer, abstract_params, config.total_steps)
-  use_ema = config.ema.get('momentum') is not None
+  use_ema = config.ema.momentum is not None
 
   def init_state(batch):
     params, extra = init_params(batch)
@@ -151,7 +144,7 @@ def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
                              abstract_state, method.has_extra)
   metrics_cls = step_lib.metrics_class(names)
   step_fn = step_lib.make_train_step(
-      method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.get('momentum'),
+      method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.momentum,
       has_extra=method.has_extra)
   state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
   rep = mesh_lib.replicated(mesh)
@@ -175,6 +168,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  # Built first, so that a wrong `config.evals` entry fails before any work.
+  eval_hooks = [*method.eval_hooks, *evaluators_lib.build_hooks(config, workdir)]
   mesh = mesh_lib.make_mesh(config.mesh)
   local_batch = mesh_lib.local_batch_size(config.batch_size, mesh)
   total = int(config.total_steps)
@@ -251,7 +246,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           metrics = new_metrics()
 
         eval_metrics = {}
-        for hook in method.eval_hooks:
+        for hook in eval_hooks:
           if step % hook.every_steps == 0 or last:
             out = hook.fn(state, step, writer=writer)
             scalars = {f'{hook.name}/{k}': float(v) for k, v in (out or {}).items()}

@@ -62,14 +62,14 @@ def param_lr_mults(params: Any, groups: Sequence[tuple[str, float]]) -> Any:
 
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   """Learning-rate schedule, step -> lr (before the group multiplier)."""
-  lr, warmup = float(cfg.lr), int(cfg.get('warmup_steps', 0))
-  kind = cfg.get('schedule', 'cosine')
+  lr, warmup = float(cfg.lr), int(cfg.warmup_steps)
+  kind = cfg.schedule
   if kind == 'cosine':
     if total_steps <= warmup:
       raise ValueError(f'total_steps={total_steps} must exceed warmup_steps={warmup}.')
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=lr, warmup_steps=warmup,
-        decay_steps=total_steps, end_value=lr * float(cfg.get('end_lr_factor', 0.0)))
+        decay_steps=total_steps, end_value=lr * float(cfg.end_lr_factor))
   if kind == 'constant':
     if warmup == 0:
       return optax.constant_schedule(lr)
@@ -79,13 +79,12 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 
 
 def _base_tx(cfg: ml_collections.ConfigDict, lr: optax.Schedule) -> optax.GradientTransformation:
-  name = cfg.get('name', 'adamw')
+  name = cfg.name
   if name == 'adamw':
-    return optax.adamw(lr, b1=float(cfg.get('b1', 0.9)), b2=float(cfg.get('b2', 0.999)),
-                       eps=float(cfg.get('eps', 1e-8)),
-                       weight_decay=float(cfg.get('weight_decay', 0.0)))
+    return optax.adamw(lr, b1=float(cfg.b1), b2=float(cfg.b2), eps=float(cfg.eps),
+                       weight_decay=float(cfg.weight_decay))
   if name == 'sgd':
-    momentum = float(cfg.get('b1', 0.0))
+    momentum = float(cfg.b1)
     return optax.sgd(lr, momentum=momentum or None)
   raise ValueError(f"optimizer.name must be 'adamw' or 'sgd', got {name!r}.")
 
@@ -101,7 +100,7 @@ def make_optimizer(
     total_steps: length of the run, for the cosine schedule.
   """
   schedule = make_schedule(cfg, total_steps)
-  mults = param_lr_mults(params, tuple(cfg.get('groups', ())))
+  mults = param_lr_mults(params, tuple(cfg.groups))
   distinct = sorted(set(jax.tree.leaves(mults)))
   label_of = {m: (FROZEN if m == 0.0 else f'lr_x{m:g}') for m in distinct}
   labels = jax.tree.map(lambda m: label_of[m], mults)
@@ -112,7 +111,7 @@ def make_optimizer(
     stages.append(optax.multi_transform(
         {FROZEN: optax.set_to_zero(), 'train': optax.identity()},
         jax.tree.map(lambda m: FROZEN if m == 0.0 else 'train', mults)))
-  if float(cfg.get('clip_norm', 0.0)) > 0:
+  if float(cfg.clip_norm) > 0:
     stages.append(optax.clip_by_global_norm(float(cfg.clip_norm)))
   transforms = {}
   for m, label in label_of.items():

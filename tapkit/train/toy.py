@@ -109,7 +109,7 @@ def build_method(config: ml_collections.ConfigDict,
   source = ToySource(config.toy.num_records, config.toy.dim_in, config.toy.dim_out,
                      config.toy.data_seed)
   hooks = []
-  if config.toy.get('eval_every', 0):
+  if config.toy.eval_every:
     # Held-out records: indices past the training range of the same function;
     # no input noise, no dropout.
     held_out = [source[config.toy.num_records + i] for i in range(64)]

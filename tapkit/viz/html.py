@@ -30,6 +30,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tapkit.viz import _common
+from tapkit.viz import plots
 from tapkit.viz import tables
 
 _CSS = """

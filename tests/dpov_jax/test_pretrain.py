@@ -76,9 +76,9 @@ def test_info_nce_hand_made():
 def _config(steps: int):
   config = dpov_config.get_config('smoke')
   config.backbone.num_layers = 2
-  config.data.update({'input_size': 56, 'num_clip_frames': 2, 'regular_step': 1,
+  config.data.update({'input_size': 56, 'num_frames': 2, 'regular_step': 1,
                       'grid_size': 4})
-  config.data.synthetic.update({'num_train_clips': 2, 'num_eval_clips': 1})
+  config.data.synthetic.update({'num_train': 2, 'num_eval': 1})
   config.pretrain.update({'steps': steps, 'batch_size': 2, 'num_points': 16, 'log_every': 1})
   config.checkpoint.async_save = False
   return config

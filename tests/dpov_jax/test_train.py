@@ -27,10 +27,10 @@ def _tiny_config(total_steps: int):
   config.optimizer.groups = ((r'^backbone/block_(1|2)/', 0.1), (r'^backbone/', 0.0))
   config.head.features = (16, 16)
   config.loss.update({'nmb_ref': 2, 'compare_period': 1})
-  config.data.update({'input_size': 56, 'num_clip_frames': 3, 'regular_step': 1,
+  config.data.update({'input_size': 56, 'num_frames': 3, 'regular_step': 1,
                       'grid_size': 4})
-  config.data.synthetic.update({'num_train_clips': 4, 'num_eval_clips': 2})
-  config.eval.update({'every_steps': 2, 'num_clips': 2, 'batch_size': 2})
+  config.data.synthetic.update({'num_train': 4, 'num_eval': 2})
+  config.evals.eval.update({'every_steps': 2, 'num_clips': 2, 'batch_size': 2})
   config.ema.momentum = MOMENTUM
   config.batch_size = 2
   config.total_steps = total_steps
@@ -253,3 +253,37 @@ def test_frame_indices_beyond_folder(tmp_path):
                                num_clip_frames=2, regular_step=1, grid_size=1)
   with pytest.raises(data.TracksFileError, match='frame_indices reaches 2 but .* has 2 frames'):
     src[0]
+
+
+# ------------------------------------------------------------------------------ strict config
+
+
+def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
+  config = _tiny_config(1)
+  config.loss.teacher_refrence_grad = False
+  with pytest.raises(ValueError, match=r"config key 'loss.teacher_refrence_grad' is not known; "
+                                       r"did you mean 'loss.teacher_reference_grad'\?"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(1)
+  config.data.num_clip_frames = 3  # the old name of data.num_frames
+  with pytest.raises(ValueError, match=r"config key 'data.num_clip_frames' is not known"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(1)
+  config.data.sources.mine = dict(config.data.sources.ytvos.to_dict(), tracks_rot='x')
+  with pytest.raises(ValueError, match=r"'data.sources.mine.tracks_rot' is not known; did you "
+                                       r"mean 'data.sources.mine.tracks_root'\?"):
+    task.build_method(config, str(tmp_path))
+  with pytest.raises(ValueError, match=r"config key 'loss.crop_ration' is not known"):
+    pov_loss.LossConfig.from_config({'crop_ration': 0.5})
+  assert pov_loss.LossConfig.from_config({'nmb_ref': 3}) == pov_loss.LossConfig(nmb_ref=3)
+
+
+def test_train_dir_is_a_named_source_in_the_synthetic_layout(tmp_path):
+  config = _tiny_config(1)
+  roots = task.synthetic_roots(config, str(tmp_path), 'train', 2)
+  config.data.synthetic.num_train = 0
+  config.data.train_dir = os.path.dirname(roots[0])
+  source = task.train_source(config, str(tmp_path))
+  reference = task._window_source(config, *roots, name='reference')
+  assert source.names == ['train'] and len(source) == len(reference) > 0
+  np.testing.assert_array_equal(source[0]['tracks'], reference[0]['tracks'])

@@ -25,7 +25,7 @@ def _tiny_config(total_steps: int):
   config.data.synthetic.update({'num_train': 2, 'num_eval': 1, 'num_frames': 16,
                                 'height': 32, 'width': 40, 'num_tracks': 60})
   config.schedule.update({'camera_init_until_epoch': 1, 'clamp_from_epoch': 1})
-  config.eval.update({'every_steps': 2, 'max_frames': 16, 'max_points': 40})
+  config.evals.eval.update({'every_steps': 2, 'max_frames': 16, 'max_points': 40})
   config.optimizer.warmup_steps = 1
   config.total_steps = total_steps
   config.log_every = 1
@@ -158,8 +158,27 @@ def test_default_preset_is_the_paper_network():
   assert sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)) == 12_826_325
   assert (config.batch_size, config.optimizer.lr, config.data.max_points) == (1, 1e-4, 100)
   assert (config.data.first_phase_frames, config.data.max_cameras) == (22, 50)
-  with pytest.raises(ValueError, match='config.model: unknown keys'):
+  with pytest.raises(ValueError, match=r"config key 'model.widht' is not known; did you mean "
+                                       r"'model.width'\?"):
     task.build_model({'widht': 3})
+
+
+def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
+  config = _tiny_config(total_steps=1)
+  config.loss.reprojection_dynamic_cof = 1.0
+  with pytest.raises(ValueError, match=r"config key 'loss.reprojection_dynamic_cof' is not "
+                                       r"known; did you mean 'loss.reprojection_dynamic_coeff'\?"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(total_steps=1)
+  config.data.synthetic.num_train_clips = 2  # the old name
+  with pytest.raises(ValueError, match=r"'data.synthetic.num_train_clips' is not known; did "
+                                       r"you mean 'data.synthetic.num_train'\?"):
+    task.build_method(config, str(tmp_path))
+  config = _tiny_config(total_steps=1)
+  config.evals.eval.max_frame = 3
+  with pytest.raises(ValueError, match=r"'evals.eval.max_frame' is not known; did you mean "
+                                       r"'evals.eval.max_frames'\?"):
+    loop.train(config, str(tmp_path / 'run'), task.build_method(config, str(tmp_path / 'run')))
 
 
 @pytest.mark.parametrize('finetune_steps', [0, 2])

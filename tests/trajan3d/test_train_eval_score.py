@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tapkit.data import synthetic
 from tapkit.data import tapvid3d
 from tapkit.train import loop
 from trajan3d import evaluate_tapvid3d
@@ -32,7 +31,8 @@ def tiny_config(synthetic_dir: str, total_steps: int = 3):
       'input_track_mlp': 16, 'tracks_to_latents_mlp': 16, 'decompress_mlp': 16,
       'readout_mlp': 16})
   config.data.update({'num_frames': FRAMES, 'num_support': 8, 'num_query': 6})
-  config.data.synthetic.update({'dir': synthetic_dir, 'num_train': 2, 'num_frames': FRAMES,
+  config.data.synthetic.update({'dir': synthetic_dir, 'num_train': 2, 'num_eval': 2,
+                                'num_frames': FRAMES,
                                 'height': SIZE, 'width': SIZE, 'num_tracks': TRACKS})
   config.eval.update({'every_steps': 2, 'num_clips': 2, 'num_support': 8, 'num_query': 6})
   config.total_steps = total_steps
@@ -190,3 +190,16 @@ def test_malformed_track_files_give_clear_errors(tmp_path):
   flat = score.load_track_file(tmp_path / 'flat.npz')
   with pytest.raises(input_pipeline.TrackFileError, match='"depth"'):
     input_pipeline.model_tracks(flat, 'xyz')
+
+
+def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.loss.visibility_wieght = 1.0
+  with pytest.raises(ValueError, match=r"config key 'loss.visibility_wieght' is not known; did "
+                                       r"you mean 'loss.visibility_weight'\?"):
+    task.build_method(config, str(tmp_path))
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.data.dir = '/data'  # the old name of data.train_dir
+  with pytest.raises(ValueError, match=r"config key 'data.dir' is not known; did you mean one "
+                                       r"of 'data.eval_dir', 'data.train_dir'\?"):
+    task.build_method(config, str(tmp_path))

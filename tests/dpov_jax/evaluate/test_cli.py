@@ -109,7 +109,7 @@ def _tiny_config(task, head='dpt', features='precompute'):
   config.probe.features = features
   config.probe.hidden_dim = 16
   config.data.image_size = 28
-  config.data.synthetic.update({'num_train_clips': 2, 'num_test_clips': 1,
+  config.data.synthetic.update({'num_train': 2, 'num_eval': 1,
                                 'frames_per_clip': 2})
   config.batch_size = 4
   config.total_steps = 16
