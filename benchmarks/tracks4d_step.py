@@ -1,16 +1,16 @@
 """TracksTo4D cost on this machine: forward, train step, and per-video inference.
 
-Full-size network (spec 2: width 256, 3 rounds, 16 heads, K = 12, 12.8 M params),
+Full-size network (released checkpoints: width 256, 3 rounds, 16 heads, K = 12, 12.8 M params),
 batch 1, F = 50 frames, N = 100 and 256 points, float32 (HIGHEST matmul precision,
 as the official). Measured after compilation and one warm-up run; the median (and
 min) of --repeats runs is reported:
   forward       jitted `TracksTo4D.apply`
-  train step    jitted forward + backward of the total loss (spec 3) + Adam(1e-4) update
+  train step    jitted forward + backward of the total loss (tracks4d.losses) + Adam(1e-4) update
   infer video   `tracks4d.infer.infer_video` on a synthetic TracksTo4D file (read,
                 sample 50 frames / up to --infer_points tracks, forward, official
                 metrics, write the npz; no HTML), after a first warm-up video
-The official PyTorch figures on this CPU are in shared/spec/tracks4d.md section 7
-(forward 2.83 s / step 11.1 s at N=100; 8.30 s / 25.8 s at N=256).
+The official PyTorch figures on this CPU (torch CPU, 2 threads, median of 5 runs; upper bounds,
+measured under load): forward 2.83 s / step 11.1 s at N=100; 8.30 s / 25.8 s at N=256.
 
     python benchmarks/tracks4d_step.py [--points 100 256] [--frames 50] [--repeats 5]
 """

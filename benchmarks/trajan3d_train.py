@@ -10,11 +10,11 @@ after one compile step; reports the median over `--steps` steps. tracks/s
 counts support + query tracks per second ((S + Q) * B / step time).
 
 'default' is the paper size (150 frames, full-width model). At batch 64 with
-2048 + 2048 tracks its step needs terabytes of activations (spec section 11:
-~40 MB per support track and ~65 MB per query at batch 1), so on a CPU it is
-measured at `--default_batch` / `--default_tracks` (batch 1, 64 + 64 tracks)
-and the table also prints the step time linearly extrapolated to the paper
-batch (an estimate, marked as such).
+2048 + 2048 tracks its step needs terabytes of activations (the official
+code's jitted gradient takes ~40 MB per support track and ~65 MB per query
+at batch 1), so on a CPU it is measured at `--default_batch` /
+`--default_tracks` (batch 1, 64 + 64 tracks) and the table also prints the
+step time linearly extrapolated to the paper batch (an estimate, marked as such).
 """
 
 from __future__ import annotations

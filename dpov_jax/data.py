@@ -1,4 +1,4 @@
-"""3DPoV training data: video frame folders + per-window point-track files (spec a.2, a.3, a.5).
+"""3DPoV training data: video frame folders + per-window point-track files.
 
 Every training item is one clip of T = `num_clip_frames` frames of one video together with the
 2D tracks of a grid_size x grid_size grid of points queried on its first frame:
@@ -32,19 +32,19 @@ file per window ("tracks file"):
   pixel centres); the same N for every file of a run. Several windows per video are allowed (e.g.
   the non-overlapping CO3D/DL3DV windows, or several random starts for YouTube-VOS).
 
-Clip sampling within a window of L frames (a.2 "regular" mode, with the start fixed at the query
-frame because the tracks are queried there): step s = `regular_step` if L >= (T - 1) * s + 1,
+Clip sampling within a window of L frames (the release's "regular" mode, with the start fixed at the
+query frame because the tracks are queried there): step s = `regular_step` if L >= (T - 1) * s + 1,
 else s = max(1, (L - 1) // (T - 1)); frames 0, s, ..., (T - 1) * s of the window, indices >= L
 replaced by L - 1.
 
-Per-source geometric transform (a.2): 'resize' (every frame resized to exactly H x W, PIL
-bilinear, aspect ratio not kept; tracks mapped as x' = (x + 0.5) * W / W_0 - 0.5) or
-'center_crop' (the DL3DV "scene" transform: central H x W crop without resizing; tracks shifted,
+Per-source geometric transform (as the released loaders): 'resize' (every frame resized to
+exactly H x W, PIL bilinear, aspect ratio not kept; tracks mapped as x' = (x + 0.5) * W / W_0 - 0.5)
+or 'center_crop' (the DL3DV "scene" transform: central H x W crop without resizing; tracks shifted,
 points outside the crop become invisible). Shared random transform: horizontal flip of the whole
 clip with probability 0.5 (x' = W - 1 - x), from grain's per-record rng. The release builds
 photometric augmentations but applies none; we apply none either.
 
-Mixture (a.5): `MixtureSource` over named sources, either 'proportional' (concatenation: each
+Mixture: `MixtureSource` over named sources, either 'proportional' (concatenation: each
 source contributes its number of windows, as the release effectively samples) or 'ratios' (item i
 draws its source by the given ratios from a generator seeded with (seed, i), then a window
 uniformly).
@@ -67,7 +67,7 @@ import numpy as np
 from tapkit.io import BadFileError
 from tapkit.io import npz as npz_io
 
-# Normalisation of the released loaders (note std 0.228 for red, spec a.2).
+# Normalisation of the released loaders (note std 0.228 for red, not ImageNet's 0.229).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.228, 0.224, 0.225)
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -302,7 +302,7 @@ class FrameWindowSource(grain.RandomAccessDataSource):
 
 
 class MixtureSource(grain.RandomAccessDataSource):
-  """Named sources mixed 'proportional'ly (concatenation) or by 'ratios' (a.5)."""
+  """Named sources mixed 'proportional'ly (concatenation) or by 'ratios'."""
 
   def __init__(self, sources: Mapping[str, grain.RandomAccessDataSource],
                ratios: Mapping[str, float] | None = None, mode: str = 'proportional',

@@ -1,25 +1,28 @@
-"""The 3DPoV patch-ordering loss as pure JAX functions (spec dpov.md, part (a)).
+"""The 3DPoV patch-ordering loss as pure JAX functions (3DPoV's released trainer).
 
-Pipeline for one device step (a.13), backbone kept outside:
+Pipeline for one device step, backbone kept outside:
 
   student maps [B, T, Sh, Sw, D], teacher maps of frame 0 [B, Sh, Sw, D]
-  -> sample_at_tracks (a.6)                 f_s [B, T, N, D], f_t [B, N, D]
-  -> ProjectionHead + l2_normalize (a.7)    z_s [B, T, N, K], z_t [B, N, K]
-  -> sample_references / crop_references (a.8) on the student maps
+  -> sample_at_tracks                       f_s [B, T, N, D], f_t [B, N, D]
+  -> ProjectionHead + l2_normalize          z_s [B, T, N, K], z_t [B, N, K]
+  -> sample_references / crop_references on the student maps
      -> head + l2_normalize                 r [B, R, n, K]
-  -> ordering_loss (a.9): cosine similarities, hard (student) / soft (teacher)
+  -> ordering_loss: cosine similarities, hard (student) / soft (teacher)
      diffsort sorters, permutation cross-entropy, visibility weights, means.
 
-`pov3d_loss` chains all of it. Deviations from the released code (a.14), all
+`pov3d_loss` chains all of it. Deviations from the released code, all
 deliberate and documented where they happen:
-* B1: the per-reference losses are summed from 0 (the release references an
+* the per-reference losses are summed from 0 (the release references an
   undefined `final_loss`) and divided by |frames| * R.
-* B5: feature_upsampling 'off' means latent tracking.
-* B7/B8: x is normalised/clamped with the width, y with the height, and the
-  token grid may be non-square.
-* B15: `symmetric=True` (our extension) averages the loss with its mirror
+* feature_upsampling 'off' means latent tracking.
+* x is normalised/clamped with the width, y with the height (the release pairs x
+  with H and y with W, right only for square inputs), and the token grid may be
+  non-square.
+* `symmetric=True` (our extension; the release parses `use_symmetric_loss` but
+  has no such loss) averages the loss with its mirror
   (student frame 0 hard-sorted vs teacher frame t soft-sorted).
-* B18: references and crops come from JAX PRNG keys.
+* references and crops come from JAX PRNG keys (the release's Python / torch
+  draws are unseeded).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from tapkit.ops import numeric
 from tapkit.ops import sampling
 from tapkit.train import config as config_lib
 
-# a.10: the released trainer increments `frames_to_compare` after every step
-# with global_step % 1085 == 0.
+# The released trainer increments `frames_to_compare` after every step with
+# global_step % 1085 == 0 (so already after step 0).
 RELEASED_COMPARE_PERIOD = 1085
 
 
@@ -59,11 +62,11 @@ class LossConfig:
       the token grid), 'nearest' or 'bilinear' (upsampled maps).
     teacher_feature_upsampling: teacher sampling when the student does not
       use latent tracking; with latent tracking the teacher uses it too.
-    symmetric: our extension (B15), see module docstring.
+    symmetric: our extension, see module docstring.
     compare_schedule: 'released' (the release's curriculum: one more
       compared frame every `compare_period` steps) or 'all_frames'.
     compare_period: steps between curriculum increments (the release's 1085).
-    teacher_reference_grad: True (the release, a.9) lets the loss's gradient
+    teacher_reference_grad: True (as the release) lets the loss's gradient
       reach the student's reference embeddings through the teacher's soft
       sort too; False stops it there (our option), so the references are
       trained only through the student's sort.
@@ -96,7 +99,7 @@ class LossConfig:
 
 
 # ---------------------------------------------------------------------------
-# a.6 Sampling features at the tracks.
+# Sampling features at the tracks.
 # ---------------------------------------------------------------------------
 
 
@@ -153,7 +156,7 @@ def sample_at_tracks(maps: jax.Array, tracks: jax.Array,
 
 
 # ---------------------------------------------------------------------------
-# a.7 Projection head.
+# Projection head.
 # ---------------------------------------------------------------------------
 
 
@@ -282,13 +285,18 @@ def crop_references(frame_maps: jax.Array, ref_index: jax.Array,
 
 
 # ---------------------------------------------------------------------------
-# a.9 / a.10 Similarities, sorting, cross-entropy.
+# Similarities, sorting, cross-entropy.
 # ---------------------------------------------------------------------------
 
 
 def compared_frames(frames_to_compare: int, num_frames: int,
                     schedule: str = 'released') -> tuple[int, ...]:
-  """Frames t compared with teacher frame 0 (a.10): {1 + ftc, ..., T-1}."""
+  """Frames t compared with teacher frame 0: {1 + ftc, ..., T-1}.
+
+  'released': ftc = `frames_to_compare` clamped to [0, T - 2] (the release's curriculum
+  raises it by one after step 0 and every `compare_period` steps, see
+  `released_frames_to_compare`); 'all_frames': every frame 1..T-1.
+  """
   if schedule == 'all_frames':
     return tuple(range(1, num_frames))
   if schedule != 'released':
@@ -338,7 +346,7 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
                   refs: jax.Array, visibility: jax.Array,
                   frames: Sequence[int],
                   config: LossConfig = LossConfig()) -> jax.Array:
-  """3DPoV ordering loss from normalised embeddings (a.9).
+  """3DPoV ordering loss from normalised embeddings (as the released trainer).
 
   Args:
     z_student: [B, T, N, K] student query embeddings (unit norm).
@@ -364,7 +372,7 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
                    else config.soft_steepness)
 
   # Similarities [B, R, N, n]; the teacher side is shared by all frames t.
-  # The references keep their gradient on the teacher side too (a.9), unless
+  # The references keep their gradient on the teacher side too (as the release), unless
   # config.teacher_reference_grad is off.
   refs_t = refs if config.teacher_reference_grad else jax.lax.stop_gradient(refs)
   sims_t0 = jnp.einsum('bqc,bkmc->bkqm', z_t0, refs_t)
@@ -377,7 +385,7 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
     loss_t = _visible_mean(permutation_cross_entropy(p_student, p_teacher0),
                            weight)  # [B, R]
     if config.symmetric:
-      # Our extension (B15): student frame 0 (hard) vs teacher frame t (soft).
+      # Our extension: student frame 0 (hard) vs teacher frame t (soft).
       if teacher_all is None:
         raise ValueError('symmetric loss needs teacher embeddings of all frames')
       sims_s0 = jnp.einsum('bqc,bkmc->bkqm', z_student[:, 0], refs)
@@ -392,7 +400,7 @@ def ordering_loss(z_student: jax.Array, z_teacher: jax.Array,
 
 
 # ---------------------------------------------------------------------------
-# a.13 The whole objective from backbone outputs.
+# The whole objective from backbone outputs.
 # ---------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 Re-derivation of Petersen et al., "Differentiable Sorting Networks" (ICML 2021)
 and "Monotonic Differentiable Sorting Networks" (ICLR 2022) as the PyPI package
-`diffsort` 0.2.0 computes them (spec: shared/spec/dpov.md, part (b)).
+`diffsort` 0.2.0 (PyTorch) computes them.
 
     sorted_x, perm = diff_sort(x, network='bitonic', steepness=10.0,
                                art_lambda=0.25, distribution='cauchy')

@@ -7,7 +7,7 @@ Usage:
   python -m tapkit.evaluate_tapvid3d --tapvid3d_dir=synthetic --predictions_dir=preds \
       --glob='*/*.npz'
 
-Same semantics as the official script (spec tapvid3d_metrics.md section 3):
+Same semantics as the official tapnet script:
 * Per data source (in `--data_sources` order; default drivetrack, adt, pstudio), the
   split's file list; ground truth `<tapvid3d_dir>/<source>/<file>`, prediction
   `<predictions_dir>/<source>/<file>` with `tracks_XYZ` [T, N, 3], `visibility` [T, N].

@@ -1,4 +1,4 @@
-"""Frame-window / point sampling and normalisation of TracksTo4D clips (spec 1.2-1.5).
+"""Frame-window / point sampling and normalisation of TracksTo4D clips (official reader).
 
 Pure numpy functions of the arrays of one official clip file (`pred_tracks`
 [1, T, P, 2] pixels, `pred_visibility` [1, T, P] bool, `started_at` [1, 1, P] query
@@ -59,7 +59,7 @@ def validate_clip_arrays(arrays: Mapping[str, Any], source: str = '<clip>') -> t
 
 def select_window(num_frames: int, max_cameras: int, sample_cameras: bool,
                   rng: np.random.Generator | None = None) -> tuple[int, int]:
-  """Frame window (start, F) (spec 1.2).
+  """Frame window (start, F) as the official reader picks it.
 
   Fixed: (0, min(max_cameras, T)). Random: F ~ U{20..max_cameras-1}, then
   start ~ U{0..T-F-1}.
@@ -83,7 +83,10 @@ def select_window(num_frames: int, max_cameras: int, sample_cameras: bool,
 
 def eligible_tracks(started_at: np.ndarray, visibility: np.ndarray, start: int,
                     num_cameras: int, sample_cameras: bool) -> np.ndarray:
-  """Indices (ascending) of tracks usable in the window (spec 1.3).
+  """Indices (ascending) of tracks usable in the window.
+
+  Usable: queried inside the window (fixed: started_at < F; random: within F frames of the
+  window centre) and visible in more than 10 of its frames.
 
   Args:
     started_at: [P] query frame of every track.
@@ -123,7 +126,7 @@ def select_points(eligible: np.ndarray, max_points: int,
 
 def generic_intrinsics(pred_tracks: np.ndarray, pred_visibility: np.ndarray,
                        num_cameras: int) -> np.ndarray:
-  """Generic K when no (or no trusted) calibration is given (spec 1.4).
+  """Generic K when no (or no trusted) calibration is given (official reader).
 
   The per-axis maxima (mx, my) of all visible track positions of the whole file stand
   in for the image size: focal (mx + my)/2 for both axes, principal point (mx/2, my/2).
@@ -151,7 +154,7 @@ def generic_intrinsics(pred_tracks: np.ndarray, pred_visibility: np.ndarray,
 
 
 def normalise_tracks(tracks_px: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
-  """Pixels -> normalised image coordinates with the inverse intrinsics (spec 1.4).
+  """Pixels -> normalised image coordinates with the inverse intrinsics (official reader).
 
   x_n = x (K^-1)_00 + (K^-1)_02, y_n = y (K^-1)_11 + (K^-1)_12 in float32 (two
   roundings, like the official in-place ops); the skew entry (K^-1)_01 is ignored.
@@ -184,7 +187,7 @@ def sample_clip(arrays: Mapping[str, Any], max_cameras: int = INFERENCE_MAX_CAME
                 use_visible_input: bool = True, predict_focal_length: bool = False,
                 rng: np.random.Generator | None = None,
                 source: str = '<clip>') -> dict[str, Any]:
-  """One sample as the official reader builds it (spec 1.2-1.5).
+  """One sample as the official reader (`CustomDataset.__getitem__`) builds it.
 
   Args:
     arrays: the clip's fields (see the module docstring).

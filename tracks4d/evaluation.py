@@ -1,6 +1,7 @@
-"""Per-video TracksTo4D evaluation (official `evaluate_model`, spec 4.1-4.3).
+"""Per-video TracksTo4D evaluation, as the official inference.py `evaluate_model`.
 
-Numpy in, numpy out; uses the dynamic branch's outputs of the final forward pass.
+Pixel reprojection error, depth metrics and ATE / RPE. Numpy in, numpy out; uses the dynamic
+branch's outputs of the final forward pass.
 """
 
 from __future__ import annotations

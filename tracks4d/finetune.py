@@ -1,4 +1,4 @@
-"""Test-time fine-tuning of TracksTo4D on one video (official inference.py, spec 3.3).
+"""Test-time fine-tuning of TracksTo4D on one video (official inference.py fine-tuning).
 
 n Adam steps (lr 1e-4, betas (0.9, 0.999), eps 1e-8; optax.adam has torch Adam's update
 rule) of the total loss, unclamped, on the video's own tracks. The official keeps, for

@@ -17,10 +17,11 @@ CKPT is one of
 
 Input: TracksTo4D `.npz` files or TAPVid-3D clip files (converted with
 `tapkit.data.tracks4d_format.clip_to_tracks4d`), one file or every `*.npz` of a folder.
-Each video is read as the official inference does (spec 1.2-1.4): fixed window of the
+Each video is read as the official inference does: fixed window of the
 first min(max_frames, T) frames, up to max_points eligible tracks (shuffled with a
 seeded generator), normalised by the inverse intrinsics (the file's `Ks_all`, else the
-generic K of spec 1.4).
+generic K: focal (mx + my) / 2 and principal point (mx / 2, my / 2) from the per-axis
+maxima mx, my of the visible track positions).
 
 Outputs in --out, per video `<name>`:
   <name>.npz   points_world [F, N, 3]   dynamic 3D points per frame (predicted world frame)
@@ -303,7 +304,7 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Seeds the track shuffle.')
 _PFL = flags.DEFINE_bool('predict_focal_length', False, 'Official checkpoints only: the '
                          'network variant predicting a focal correction.')
 _GENERIC_K = flags.DEFINE_bool('generic_intrinsics', False, 'Ignore Ks_all and use the '
-                               'generic K from the track extent (spec 1.4).')
+                               'generic K from the track extent (max visible x, y as image size).')
 _NO_HTML = flags.DEFINE_bool('no_html', False, 'Skip the HTML views.')
 
 

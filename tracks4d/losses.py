@@ -1,4 +1,4 @@
-"""TracksTo4D training losses (spec section 3), pure functions of arrays.
+"""TracksTo4D training losses (official train.py / `get_losses`), pure functions of arrays.
 
 Conventions: `tracks` is the network input [b, N, 3, F] (normalised x, y rows first),
 `visible` the visibility mask [b, F, N] (frame-major, as the official `tracks_vis`).
@@ -157,7 +157,7 @@ def clamp_training_loss(loss: Array, max_value: float = TRAIN_LOSS_CLAMP) -> Arr
 
 def camera_init_loss(translations: Array, rotations: Array,
                      frame_mask: Array | None = None) -> Array:
-  """Camera-initialisation warm-up loss of train.py (spec 3.1).
+  """Camera-initialisation warm-up loss of train.py (used while epoch < 100).
 
   L_init = [mean over (b, c) of sum_f (t_f,c - tau_c)^2 + 100 mean((R - I)^2)] / 100,
   tau = (0, 0, -15).

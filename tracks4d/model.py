@@ -3,7 +3,8 @@
 From 2D point tracks of a video the network predicts, in one forward pass, per-frame
 cameras (camera-to-world rotation R_f and centre t_f), a per-point basis of 3D
 positions B (static point + K-1 motion bases), per-frame basis coefficients and a
-per-point uncertainty NR ("motion level"). See `shared/spec/tracks4d.md` section 2.
+per-point uncertainty NR ("motion level"), as the official TracksTo4DNet built for the
+released checkpoints.
 
 Array layouts follow the official implementation so that checkpoints, losses and
 metrics line up one to one:

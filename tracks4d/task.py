@@ -2,10 +2,10 @@
 
     python -m tracks4d.train --config configs/tracks4d.py:smoke --workdir /tmp/t4d
 
-Pieces (spec: shared/spec/tracks4d.md sections 1.2-1.5, 3, 4):
+Pieces (the official reader's sampling, train.py's losses and schedule, inference.py's metrics):
   * `Tracks4DFileSource`: grain source over clip files, each either an official
     TracksTo4D `.npz` or a TAPVid-3D clip (converted with `clip_to_tracks4d`).
-  * `SampleWindows`: per-record window / point sampling (spec 1.2-1.3) producing
+  * `SampleWindows`: per-record window / point sampling (see `tracks4d.data`) producing
     fixed, padded shapes so that records stack into batches:
       fixed/tracks [N, 3, F1] f32   fixed window from frame 0, F1 = first_phase_frames
       fixed/visible [F1, N] bool    (False on padded frames and points)
@@ -18,9 +18,9 @@ Pieces (spec: shared/spec/tracks4d.md sections 1.2-1.5, 3, 4):
     frame's positions with visibility 0 and are masked out of the losses (they still
     take part in the frame attention and the circular camera convolution: the model
     has no frame mask).
-  * `loss_fn`: the camera-initialisation loss (spec 3.1) while
+  * `loss_fn`: the camera-initialisation loss (`losses.camera_init_loss`) while
     step < camera_init_until_epoch * steps_per_epoch and until it first falls below
-    1e-4 (a flag in `state.extra`); afterwards the total loss (spec 3), clamped at 100
+    1e-4 (a flag in `state.extra`); afterwards the total loss (`losses.loss_terms`), clamped at 100
     from clamp_from_epoch on; fixed windows before random_window_from_epoch, random
     windows after (selected with `lax.cond`, so only one branch runs). Epochs are
     passes over the training files (steps_per_epoch = ceil(files / batch_size)).
@@ -192,7 +192,8 @@ def pad_sample(sample: Mapping[str, Any], num_frames: int) -> dict[str, np.ndarr
 class SampleWindows(grain.RandomMapTransform):
   """Record {'arrays', 'path'} -> fixed-window (and random-window) padded samples.
 
-  Window and point selection follow spec 1.2-1.3 with grain's per-record rng in place
+  Window and point selection follow the official reader (`tracks4d.data`) with grain's
+  per-record rng in place
   of the official unseeded torch randomness. A random window whose sample has fewer
   than `min_points` real tracks is redrawn (up to `max_tries` times), then the
   fixed-window sample stands in.
@@ -251,7 +252,12 @@ class HasEnoughPoints(grain.FilterTransform):
 
 @dataclasses.dataclass(frozen=True)
 class PhaseSteps:
-  """Step boundaries of the official epoch schedule (spec 3.2)."""
+  """Step boundaries of the official train.py epoch schedule.
+
+  The official schedule: camera-initialisation loss while epoch < 100 (until it first falls
+  below 1e-4), random windows from epoch 50, total loss clamped at 100 from epoch 4; the
+  epochs are config values here.
+  """
 
   steps_per_epoch: int
   camera_init_until: int  # camera-initialisation loss while step < this (and not done)
@@ -330,7 +336,7 @@ def _jitted_apply(net: model_lib.TracksTo4D):
 
 def evaluate_output(out: model_lib.TracksTo4DOutput, sample: Mapping[str, Any]
                     ) -> dict[str, float]:
-  """Official per-video metrics of one forward pass (spec 4), flat names.
+  """Official per-video metrics (inference.py `evaluate_model`) of one forward pass, flat names.
 
   Returns:
     ate, rpe_trans (GT units), rpe_rot (deg), pixel_error (px), abs_rel, delta_1

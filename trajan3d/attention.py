@@ -1,4 +1,4 @@
-"""Building blocks shared by TRAJAN and 3DSPA (spec trajan3d.md, section 1).
+"""Building blocks shared by TRAJAN and 3DSPA (released `ImprovedTransformer` family).
 
 Every module here keeps the submodule names of the released checkpoints
 (`self_att`, `cross_att`, `dense_query`, `norm_q`, `MLP_in`, `layer_3`,

@@ -1,4 +1,4 @@
-"""Training losses of TRAJAN / 3DSPA (spec trajan3d.md section 5).
+"""Training losses of TRAJAN / 3DSPA (as the 3DSPA release's training code).
 
 Pure functions of arrays. Shapes: B batch, Q query tracks, T frames, D = 2
 (TRAJAN, normalised [0, 1]) or 3 (3DSPA, metres).

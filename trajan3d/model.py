@@ -1,7 +1,8 @@
 """TRAJAN (`TrackAutoEncoder`, 2D) and 3DSPA (`TrackAutoEncoder3D`) in Flax linen.
 
-Re-implemented from the description in `shared/spec/trajan3d.md` (sections
-2, 3 and 9). The parameter trees equal the released checkpoints'
+Re-implemented after the released TRAJAN / 3DSPA code, with the fixes 3DSPA needs
+to run (see `TrackAutoEncoder3D`), matching its jitted float32 outputs. The
+parameter trees equal the released checkpoints'
 (`shared/data/param_trees/{trajan,3dspa,3dspa_nofeat}.json`) by construction:
 top-level submodules are `initializer`, `track_token_projection`,
 `input_track_transformer`, `tracks_to_latents`, `compressor`, `decompressor`,
@@ -93,7 +94,8 @@ class TrackAutoEncoderResults:
     """[B, Q, T_out, 1] TRAJAN colab rule `(1-sig(v)) * (1-sig(c)) > 0.5`.
 
     This is TAPIR's `postprocess_occlusions`; it is NOT the complement of
-    `visible_and_certain` (spec section 7).
+    `visible_and_certain`: at sigmoid(v) = sigmoid(c) = 0.6 a point is neither
+    visible-and-certain nor occluded.
     """
     occ = (1.0 - jax.nn.sigmoid(self.visible_logits)) * (
         1.0 - jax.nn.sigmoid(self.certain_logits))
@@ -478,9 +480,9 @@ class TrackAutoEncoder3D(_TrackAutoEncoderBase):
   Differences to TRAJAN: (x, y, z) coordinates (metres, not normalised), a
   learned readout token per track instead of the masked mean, optional
   `dino_features` / `depth_features` projected to `track_token_dim` and added
-  to the frame tokens (the run fix of spec 3.4 used by the goldens: the
-  released code projects them to 768 / 256 and cannot run), and no certainty
-  head: `certain_logits` are zeros, so use `results.visible`.
+  to the frame tokens (the fix used by the goldens: the released code projects
+  them to 768 / 256, which cannot be added to the 384-wide tokens, so it cannot
+  run), and no certainty head: `certain_logits` are zeros, so use `results.visible`.
 
   The projections are created lazily: a model initialised without feature
   inputs (or with `use_dino` / `use_depth` False) has no such parameters.

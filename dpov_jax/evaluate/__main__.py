@@ -1,4 +1,4 @@
-"""One-command Probe3D evaluation of one or more backbones (spec d.2-d.5, d.7).
+"""One-command Probe3D evaluation of one or more backbones.
 
     python -m dpov_jax.evaluate --task all --backbones smoke,/tmp/ft.safetensors \
         --names base,finetuned --out /tmp/eval --preset smoke

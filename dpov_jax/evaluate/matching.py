@@ -1,13 +1,13 @@
-"""Keypoint / correspondence matching of the Probe3D protocols (spec d.2, d.3).
+"""Keypoint / correspondence matching of the Probe3D protocols (SPair, NAVI).
 
 Backbone-agnostic: everything takes feature maps [h, w, D] (channels last) or a
 `features_fn(images [B, H, W, 3] float32 normalised) -> [B, h, w, D]` (or a
 list of such maps, concatenated on channels, for multi-layer backbones).
 
-SPair (d.2): source keypoint features are sampled bilinearly from the patch
+SPair: source keypoint features are sampled bilinearly from the patch
 map (grid_sample, align_corners=True), the prediction is the argmax of the
 dot-product heatmap over target patches, (col, row) / feature width, with no
-upsampling. NAVI (d.3): feature maps are upsampled bicubically (torch
+upsampling. NAVI: feature maps are upsampled bicubically (torch
 semantics: a = -0.75, align_corners=False) to the 128x128 XYZ grid, and each
 valid source pixel is matched to its nearest valid target pixel by cosine
 distance with a ratio-test weight; the `num_corr` most distinctive matches are
@@ -93,7 +93,7 @@ class KeypointPair:
     src_kps, trg_kps: [K, 2] keypoints (x, y) in pixels of the S x S image
       (SPair: integers after truncation).
     src_valid, trg_valid: [K] bool annotated flags.
-    threshold_scale: tau (max target bbox side / max target image side, d.2).
+    threshold_scale: tau (max target bbox side / max target image side).
     category: class / scene name (recall is averaged over categories).
     bin: difficulty bin label (SPair viewpoint level, NAVI rotation bin).
   """

@@ -1,7 +1,8 @@
-"""Probe3D evaluation metrics (spec dpov.md section d), as pure numpy functions.
+"""Probe3D evaluation metrics, as pure numpy functions.
 
-Keypoint transfer (SPair, d.2), correspondence recall binned by relative
-rotation (NAVI, d.3), depth (d.4) and surface normals (d.5). Every function
+Keypoint transfer (SPair-71k), correspondence recall binned by relative
+rotation (NAVI), depth and surface normals, as Probe3D's released scripts
+compute them. Every function
 works on arrays; the I/O lives in `readers.py`.
 """
 
@@ -16,7 +17,8 @@ SPAIR_PCK_ALPHA = 0.10
 # SPair `viewpoint_variation` levels: 0 small, 1 medium, 2 large.
 SPAIR_VIEWPOINT_BINS = (0, 1, 2)
 SPAIR_BIN_NAMES = ('0', '1', '2', 'all')
-# Probe3D's released NAVI bin edges and the edges 3DPoV reports (d.3, d.7).
+# Probe3D's released NAVI bin edges (degrees) and the edges of 3DPoV's tables (the
+# default; they appear in no released code).
 NAVI_BIN_EDGES_PROBE3D = (0.0, 30.0, 60.0, 90.0, 120.0)
 NAVI_BIN_EDGES_3DPOV = (0.0, 15.0, 30.0, 60.0, 120.0)
 NAVI_RECALL_METRES = (0.01, 0.02, 0.05)
@@ -39,7 +41,7 @@ def spair_threshold_scale(trg_bndbox: Sequence[float],
     trg_imsize: [w, h, ...] target image size, original pixels.
 
   Returns:
-    The dimensionless normaliser of d.2 (keypoints are in units of the padded
+    The dimensionless PCK normaliser of Probe3D's SPair script (keypoints are in units of the padded
     square side, so pixel error / max bbox side = error / tau).
   """
   x0, y0, x1, y1 = (float(v) for v in trg_bndbox[:4])
@@ -85,7 +87,7 @@ def recall_percent(errors: np.ndarray, alpha: float = SPAIR_PCK_ALPHA) -> float:
 def class_averaged_recall(
     per_class: Mapping[str, Mapping[str, float]],
     bin_names: Sequence[str] = SPAIR_BIN_NAMES) -> dict[str, float]:
-  """Per bin, mean over the classes that have pairs in that bin (d.2).
+  """Per bin, mean over the classes that have pairs in that bin (Probe3D SPair).
 
   Args:
     per_class: class -> bin name -> recall (%); a missing bin or NaN means
@@ -147,7 +149,7 @@ def binned_mean(y: np.ndarray, x: np.ndarray,
 def navi_correspondence_metrics(
     err_3d: np.ndarray, err_2d: np.ndarray, rel_angle_deg: np.ndarray,
     bin_edges: Sequence[float] = NAVI_BIN_EDGES_3DPOV) -> dict[str, float]:
-  """NAVI correspondence summary of d.3.
+  """NAVI correspondence summary of Probe3D's `evaluate_navi_correspondence.py`.
 
   Args:
     err_3d: [P, M] (or P arrays [M_p]) 3D errors (metres) of each pair's
@@ -182,7 +184,7 @@ def navi_correspondence_metrics(
 
 
 # ----------------------------------------------------------------------------
-# Depth (d.4).
+# Depth (Probe3D depth probe: RMSE and delta_k, scale-aware and scale-invariant).
 
 
 def match_scale_and_shift(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -262,7 +264,7 @@ def depth_metrics(pred: np.ndarray, gt: np.ndarray, *,
 
 
 # ----------------------------------------------------------------------------
-# Surface normals (d.5).
+# Surface normals (Probe3D normal probe: angular error and recalls).
 
 
 def angular_error_deg(pred: np.ndarray, gt: np.ndarray,

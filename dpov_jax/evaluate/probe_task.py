@@ -1,4 +1,4 @@
-"""Probe3D depth / surface-normal probes on a frozen backbone (spec d.1, d.4, d.5).
+"""Probe3D depth / surface-normal probes on a frozen backbone (Probe3D protocols).
 
 The probe trains through the shared engine (`tapkit.train.loop.train`):
 
@@ -7,14 +7,13 @@ The probe trains through the shared engine (`tapkit.train.loop.train`):
   result = train_and_evaluate(config, workdir, backbone, train, test)
   result['metrics']  # depth: 'sa/rmse', 'si/d1', ...; normals: 'mean', 'd1', ...
 
-Backbone wrapper (d.1): images are zero-padded to a patch multiple, the raw outputs
-(no final LayerNorm) of blocks L/4-1, L/2-1, 3L/4-1, L-1 (`probe_layers`) are taken
-as [B, h, w, D] maps, with the CLS token broadcast and concatenated for
-'dense-cls' ([B, h, w, 2D]). The backbone is frozen either way the features are
-made: 'precompute' runs it once per image before training (no augmentation is
-used, so this equals recomputing them every step), 'online' keeps its parameters
-in the train state under `backbone/` (frozen by the optimiser group lr_mult 0)
-and runs it inside the loss under stop_gradient.
+Backbone wrapper (Probe3D `evals/models/dino.py`): images are zero-padded to a patch multiple, the
+raw outputs (no final LayerNorm) of blocks L/4-1, L/2-1, 3L/4-1, L-1 (`probe_layers`) are taken as
+[B, h, w, D] maps, with the CLS token broadcast and concatenated for 'dense-cls' ([B, h, w, 2D]).
+The backbone is frozen either way the features are made: 'precompute' runs it once per image before
+training (no augmentation is used, so this equals recomputing them every step), 'online' keeps its
+parameters in the train state under `backbone/` (frozen by the optimiser group lr_mult 0) and runs
+it inside the loss under stop_gradient.
 
 Records (one image): 'image' [S, S', 3] float32 ImageNet-normalised, 'depth'
 [S, S'] metres (0 = invalid), 'normals' [S, S', 3] unit vectors in the camera
@@ -145,7 +144,7 @@ def probe_layers(num_layers: int, multilayer: bool = True) -> tuple[int, ...]:
 
 def backbone_features(module: bb.VisionTransformer, params: Any, images: jax.Array,
                       layers: Sequence[int], output: str = 'dense-cls') -> list[jax.Array]:
-  """Probe3D features (d.1): raw block outputs as maps, no final LayerNorm.
+  """Probe3D features: raw block outputs as maps, no final LayerNorm.
 
   Args:
     images: [B, H, W, 3] normalised; zero-padded to a patch multiple here.
@@ -170,7 +169,7 @@ def backbone_features(module: bb.VisionTransformer, params: Any, images: jax.Arr
 
 
 def dense_features_fn(backbone: Backbone) -> Callable[[np.ndarray], np.ndarray]:
-  """Correspondence features (d.2, d.3): block L-1, 'dense', [B, h, w, D]."""
+  """Correspondence features (SPair, NAVI): block L-1, 'dense', [B, h, w, D]."""
   layer = backbone.config.num_layers - 1
 
   @jax.jit
@@ -281,7 +280,7 @@ def synthetic_records(config: ml_collections.ConfigDict, split: str
                       ) -> list[dict[str, np.ndarray]]:
   """Frames of static synthetic clips; train and test use disjoint seeds.
 
-  The sky (beyond max_depth) is invalid, as depth targets > max_depth in d.4.
+  The sky (beyond max_depth) is invalid, as Probe3D treats depth targets > max_depth.
   """
   from tapkit.data import synthetic  # pylint: disable=g-import-not-at-top
   s = config.data.synthetic

@@ -1,4 +1,4 @@
-"""Probe3D depth / surface-normal probe heads and losses (spec d.4, d.5).
+"""Probe3D depth / surface-normal probe heads and losses (as Probe3D).
 
 Flax linen modules on channels-last maps and pure loss functions; training
 goes through the shared engine (not here). Feature maps are [B, h, w, C]
@@ -152,7 +152,7 @@ def sig_loss(pred: jnp.ndarray, gt: jnp.ndarray, sigma: float = 0.85,
 
 def gradient_loss(pred: jnp.ndarray, gt: jnp.ndarray,
                   eps: float = 1e-3) -> jnp.ndarray:
-  """Multi-scale gradient loss over strides 1, 2, 4, 6 (d.4).
+  """Multi-scale gradient loss over strides 1, 2, 4, 6 (Probe3D depth probe).
 
   At each scale, with r = (log(pred+eps) - log(gt+eps)) * valid:
   (sum |r[:, i] - r[:, i+2]| + sum |r[i, :] - r[i+2, :]|) / #valid, counting
@@ -187,7 +187,7 @@ def depth_loss(pred: jnp.ndarray, gt: jnp.ndarray, max_depth: float = 10.0,
 def uncertainty_normal_loss(pred: jnp.ndarray, gt: jnp.ndarray,
                             valid: jnp.ndarray,
                             eps: float = 1e-4) -> jnp.ndarray:
-  """Bae et al. angular loss with concentration kappa (d.5).
+  """Bae et al. angular loss with concentration kappa (Probe3D normal probe).
 
   Args:
     pred: [B, H, W, 4] (normal xyz, kappa logit).

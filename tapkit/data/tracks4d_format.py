@@ -1,6 +1,6 @@
 """The TracksTo4D clip file (`.npz`): one validating reader, a writer, and a converter.
 
-Layout (spec: shared/spec/tracks4d.md section 1.1; P tracks, T frames):
+Layout (as the official CoTracker2 preprocessing writes it; P tracks, T frames):
 
   pred_tracks          [1, T, P, 2] float32  (x, y) pixels, also where occluded
   pred_visibility      [1, T, P]    bool

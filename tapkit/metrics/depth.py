@@ -1,4 +1,4 @@
-"""Track-depth and reprojection metrics of TracksTo4D's evaluation (spec tracks4d.md 4).
+"""Track-depth and reprojection metrics of TracksTo4D's evaluation (inference.py).
 
 * `depth_metrics`: per-frame median scaling, then AbsRel and delta < 1.25^k (k = 1..3)
   over all valid track points and over dynamic points, averaged over frames

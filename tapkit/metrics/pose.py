@@ -1,7 +1,7 @@
 """Camera-trajectory metrics: ATE, RPE-translation, RPE-rotation after Sim(3) alignment.
 
-Equivalent to the official TracksTo4D `pose_eval.eval_one_seq_ret` (spec
-tracks4d.md 4.3): the predicted camera centres are aligned onto the ground-truth ones
+Equivalent to the official TracksTo4D `pose_eval.eval_one_seq_ret`:
+the predicted camera centres are aligned onto the ground-truth ones
 with Umeyama's method *with scale*, then
 
   ATE       = sqrt(mean_f |c'_f - g_f|^2)                          (GT units)

@@ -4,7 +4,7 @@
 (commit c2cbab8) value for value: same keyword arguments, dict keys, output
 shapes, float64 outputs, NaN behaviour and floating-point operation order for
 every distance test (so float32 inputs are judged in float32, as in the
-original). See `shared/spec/tapvid3d_metrics.md` for the semantics.
+original).
 
 Deliberate differences, all on calls where the official code crashes:
 

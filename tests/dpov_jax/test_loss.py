@@ -74,7 +74,7 @@ def test_matches_explicit_formula():
   vis = vis.at[:, 0].set(True)
   cfg = pov_loss.LossConfig()
   got = pov_loss.ordering_loss(z_s, z_t, refs, vis, (2, 3), cfg)
-  # Loop form of a.9 in numpy (sorters batched over t and k).
+  # Loop form of the released ordering loss in numpy (sorters batched over t and k).
   sims_s = jnp.einsum('btqc,bkmc->btkqm', z_s, refs)
   sims_t = jnp.einsum('bqc,bkmc->bkqm', z_t, refs)
   p_s = np.asarray(sorting.diff_sort(sims_s, steepness=20.0)[1], np.float64)

@@ -127,7 +127,10 @@ def parse_navi(root: str) -> dict[str, dict[str, dict[str, Any]]]:
 
 def navi_instances(data: Mapping[str, Any],
                    split: str) -> list[tuple[str, str, str]]:
-  """(object, collection, image id) for a split (d.3), before the [::4]."""
+  """(object, collection, image id) for a split, before the [::4].
+
+  train: first 90% of each object's multiview scenes; valid: the rest; trainval: all
+  multiview; test: all wild_set images (as Probe3D)."""
   if split not in ('train', 'valid', 'trainval', 'test'):
     raise ValueError(f'unknown NAVI split {split!r}')
   out = []
@@ -213,7 +216,7 @@ def _resize_short_center_crop(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def depth_to_normals(depth: np.ndarray, focal: float) -> np.ndarray:
-  """Probe3D `compute_normal` (d.5): [H, W] depth -> [H, W, 3] unit normals.
+  """Probe3D `compute_normal`: [H, W] depth -> [H, W, 3] unit normals.
 
   Missing depth (0) is set to 1e6 before differencing; border pixels and
   pixels without depth get zero normals.
@@ -261,7 +264,7 @@ def navi_bbox_crop(depth: np.ndarray) -> tuple[slice, slice]:
 def load_navi_view(root: str, obj: str, coll: str, img_id: str,
                    annotation: Mapping[str, Any], size: int = 512,
                    bbox_crop: bool = True) -> dict[str, np.ndarray]:
-  """One NAVI view prepared as Probe3D (d.3).
+  """One NAVI view prepared as Probe3D's NAVI dataset does.
 
   Returns:
     'image' [size, size, 3] normalised float32, 'depth' [size, size] metres,

@@ -101,7 +101,7 @@ GEONET_BAD_INDICES = (21181, 6919)
 
 
 def geonet_file_list(directory: str, split: str = 'trainval') -> list[str]:
-  """Sorted GeoNet `.mat` names minus entries 21181 then 6919 (d.6).
+  """Sorted GeoNet `.mat` names minus entries 21181 then 6919 (as Probe3D).
 
   Split 'train' drops every 20th remaining file, 'valid' keeps only them.
   """

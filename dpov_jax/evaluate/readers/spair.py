@@ -59,7 +59,7 @@ def read_spair_image_annotation(path: str) -> dict[str, Any]:
 
 
 def read_spair_pair_annotation(path: str) -> dict[str, Any]:
-  """Reads `PairAnnotation/<split>/*.json` (fields of d.2).
+  """Reads `PairAnnotation/<split>/*.json` (the fields Probe3D uses).
 
   Returns:
     {'filename', 'pair_id', 'src_name', 'trg_name', 'category',
@@ -119,7 +119,7 @@ def read_spair_pair_annotation(path: str) -> dict[str, Any]:
 
 
 class SPairDataset:
-  """SPair-71k with Probe3D's pair selection (d.2).
+  """SPair-71k with Probe3D's pair selection (seed-20 shuffle, 200 per class and bin).
 
   Pair files are read in sorted path order (Probe3D uses `glob` order, which
   depends on the file system; sorting makes the seed-20 shuffle
@@ -223,7 +223,7 @@ class SPairDataset:
       self, image_size: int = 224,
       counts: Mapping[int, int] | None = None,
   ) -> dict[tuple[str, str], list[matching.KeypointPair]]:
-    """3DPoV's in-training check (d.2): all classes pooled, per viewpoint
+    """3DPoV's in-training check (`KeypointMatchingModule`): all classes pooled, per viewpoint
     level the first 2200 / 1800 / 1000 pairs after the seed-20 shuffle.
 
     Use with `matching.run_keypoint_protocol(..., protocol='3dpov_val')`.

@@ -1,7 +1,8 @@
 """Backbone configurations: one frozen dataclass for DINO, DINOv2 (± registers) and DINOv3 ViTs.
 
-Presets (spec c.2-c.4) come in two flavours that differ only in how the learned position embedding
-is resized to other input sizes (and, for DINO v1, in the LayerNorm eps):
+Presets (DINO S/B-16, DINOv2 S/B/L-14 ± registers, DINOv3 S/B/L-16) come in two flavours that differ
+only in how the learned position embedding is resized to other input sizes (and, for DINO v1, in the
+LayerNorm eps):
 
 - `source='hub'` (default): the official torch.hub code (`facebookresearch/dino`, `dinov2`,
   `dinov3`), i.e. what 3DPoV uses (paper default `dinov2_vitb14_reg`).
@@ -26,7 +27,7 @@ Family = Literal['dino', 'dinov2', 'dinov3']
 
 @dataclasses.dataclass(frozen=True)
 class BackboneConfig:
-  """Hyper-parameters of a pre-norm ViT backbone (spec c.1).
+  """Hyper-parameters of a pre-norm ViT backbone (the block shared by all three families).
 
   Attributes:
     name: preset name (informative).

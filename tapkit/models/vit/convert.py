@@ -408,7 +408,7 @@ def transformers_to_hub(sd: Mapping[str, np.ndarray], cfg: BackboneConfig) -> St
 
 
 def export_hub_state_dict(params: Mapping[str, Any], config: BackboneConfig) -> StateDict:
-  """{official torch.hub state_dict name: float32 numpy array} (spec c.6), for the hub models'
+  """{official torch.hub state_dict name: float32 numpy array}, for the hub models'
   `load_state_dict(strict=True)`."""
   if config.mlp_type == 'gated':
     raise ValueError('export_hub_state_dict: gated MLPs have no hub layout here')

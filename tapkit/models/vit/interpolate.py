@@ -1,7 +1,7 @@
 """Bicubic resampling that reproduces torch's `F.interpolate(mode='bicubic', align_corners=False)`.
 
 Position embeddings of DINO / DINOv2 ViTs are resized from the training grid (14×14 or 37×37) to the
-patch grid of the input image, and each implementation calls torch differently (spec c.2, c.3):
+patch grid of the input image, and each implementation calls torch differently:
 
 | caller                              | argument                     | antialias |
 | ----------------------------------- | ---------------------------- | --------- |

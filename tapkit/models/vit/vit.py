@@ -1,4 +1,4 @@
-"""DINO / DINOv2 (± registers) / DINOv3 Vision Transformers in Flax linen (spec c.1-c.4).
+"""DINO / DINOv2 (± registers) / DINOv3 Vision Transformers in Flax linen.
 
 `VisionTransformer(config).apply({'params': params}, images)` maps images [B, H, W, C] (already
 normalised) to the final-LayerNorm tokens [B, 1 + R + h·w, D] in transformers' order
@@ -85,9 +85,9 @@ def extract_feature_map(module: 'VisionTransformer', params: Any, images: Array,
                         layer: int | None = None, norm: bool = True) -> Array:
   """Patch features [B, h, w, D] of images [B, H, W, C] (CLS and registers dropped).
 
-  layer None: final-LayerNorm patch tokens (3DPoV's features, spec a.4). layer i: output of block i
+  layer None: final-LayerNorm patch tokens (3DPoV's features). layer i: output of block i
   (0-based, negative from the end), through the final LayerNorm when `norm` (DINOv2
-  `get_intermediate_layers(norm=True)`), raw otherwise (Probe3D, spec d.1).
+  `get_intermediate_layers(norm=True)`), raw otherwise (Probe3D's features).
   """
   if layer is None:
     tokens = module.apply({'params': params}, images)
@@ -100,7 +100,7 @@ def extract_feature_map(module: 'VisionTransformer', params: Any, images: Array,
 
 
 def pad_to_patch_multiple(images: Array, patch_size: int, value: float = 0.0) -> Array:
-  """Zero-pad images [B, H, W, C] to multiples of p, top/left get ⌊pad/2⌋ (Probe3D, spec d.1)."""
+  """Zero-pad images [B, H, W, C] to multiples of p, top/left get ⌊pad/2⌋ (as Probe3D)."""
   _, h, w, _ = images.shape
   ph, pw = (-h) % patch_size, (-w) % patch_size
   return jnp.pad(images, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)),
@@ -109,7 +109,8 @@ def pad_to_patch_multiple(images: Array, patch_size: int, value: float = 0.0) ->
 
 def rope_tables(grid: tuple[int, int], head_dim: int,
                 theta: float) -> tuple[np.ndarray, np.ndarray]:
-  """DINOv3 RoPE (cos, sin), each [h·w, head_dim] float32 (spec c.4, inference mode).
+  """DINOv3 RoPE (cos, sin), each [h·w, head_dim] float32 (inference mode: no
+  coordinate augmentation).
 
   Patch centres normalised per axis to [-1, 1]; angles 2π·coord·θ^(-4k/d) for the y then the x
   coordinate (d/4 frequencies each), tiled twice to length d. Computed in float32 in transformers'
@@ -250,7 +251,7 @@ class VisionTransformer(nn.Module):
 
   def interpolated_pos_embed(self, pos_embed: Array, grid: tuple[int, int],
                              height: int, width: int) -> Array:
-    """Resize the learned position embedding [1, 1 + G², D] to [1, 1 + h·w, D] (spec c.2, c.3).
+    """Resize the learned position embedding [1, 1 + G², D] to [1, 1 + h·w, D].
 
     Skipped exactly when h·w = G² and height = width (pixels), as in every reference implementation;
     otherwise a torch-exact bicubic resize in float32 (size or offset scale-factor mode,
@@ -329,7 +330,8 @@ class VisionTransformer(nn.Module):
     if cfg.pos_embed == 'learned':
       g = cfg.pos_embed_grid
       pos_embed = self.param('pos_embed', init, (1, 1 + g * g, d))
-      # Position embedding on CLS + patches, before the registers are inserted (spec c.3).
+      # Position embedding on CLS + patches, before the registers are inserted (registers get none,
+      # as in DINOv2).
       x = x + self.interpolated_pos_embed(pos_embed, grid, height, width).astype(x.dtype)
     else:
       if rope_augment:

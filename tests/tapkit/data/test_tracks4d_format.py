@@ -41,7 +41,7 @@ def test_golden_files_load(golden, name, frames, points, full):
   assert data['pred_visibility'].shape == (1, frames, points)
   assert data['pred_visibility'].dtype == bool
   assert data['started_at'].shape == (1, 1, points)
-  # Grids queried at frames 0, 20, 40, ... and the last frame (spec 1.1).
+  # Grids queried at frames 0, 20, 40, ... and the last frame (official preprocessing).
   np.testing.assert_array_equal(np.unique(data['started_at']), [0, 20, 40, frames - 1])
   assert ('Ks_all' in data) == full and ('Ms_all' in data) == full
   if full:

@@ -165,7 +165,7 @@ def test_export_round_trip_into_transformers(family):
 
 
 def _hub_state_dict_by_hand(hf_sd, family, d):
-  """The official hub layout of a transformers state dict, written out in the test (spec c.6)."""
+  """The official hub layout of a transformers state dict, written out in the test."""
   layer = {'vit': 'layers.', 'dinov2': 'encoder.layer.', 'dinov3': 'model.layer.'}[family]
   out = {'cls_token': hf_sd['embeddings.cls_token']}
   if family == 'dinov3':
