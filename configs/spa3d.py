@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.update({
       'train_dir': '',
       'pattern': '*.npz',
-      'eval_dir': '',  # held-out clips for the eval hook ('' = synthetic eval clips)
+      'eval_dir': '',  # held-out clips for evals.eval ('' = synthetic eval clips)
       'coords': 'xyz',  # 3DSPA: camera-frame metres
       'num_frames': 150,  # = model.num_output_frames (episode length)
       'num_support': 2048,
