@@ -139,7 +139,7 @@ if not CHECKPOINT:
   config.total_steps = 3 if FAST else 300
   if FAST:
     config.data.synthetic.num_train = 4
-    config.eval.every_steps = 0
+    config.evals.eval.every_steps = 0
     config.optimizer.warmup_steps = 1
   launch.save_config(config, CHECKPOINT)
   loop.train(config, CHECKPOINT, task.build_method(config, workdir=CHECKPOINT))'''),
@@ -154,7 +154,7 @@ if not CLIPS_DIR:
                   '--num_frames', '24', '--height', '64', '--width', '64'])
 files = sorted(glob.glob(os.path.join(CLIPS_DIR, '*/*.npz')))
 config, recon = score.reconstructor_from_checkpoint(CHECKPOINT, CONFIG)
-num_support, num_query = int(config.eval.num_support), int(config.eval.num_query)
+num_support, num_query = int(config.evals.eval.num_support), int(config.evals.eval.num_query)
 print(f'model {config.model.kind}, {len(files)} clips, support {num_support} / query {num_query}')'''),
     ('md', '''## Realism score: clean vs corrupted
 

@@ -79,7 +79,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.update({
       'train_dir': '',
       'pattern': '*.npz',
-      'eval_dir': '',  # held-out clips for the eval hook ('' = synthetic eval clips)
+      'eval_dir': '',  # held-out clips for evals.eval ('' = synthetic eval clips)
       'coords': 'xyz',  # 3DSPA: camera-frame metres
       'num_frames': 150,  # = model.num_output_frames (episode length)
       'num_support': 2048,
@@ -91,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'normalize': 'none',
   })
   # Synthetic clips: num_train training clips and num_eval held-out clips (the
-  # eval hook reads the first eval.num_clips of them), seeds (seed, i).
+  # held-out evaluator reads the first evals.eval.num_clips of them), seeds (seed, i).
   config.data.synthetic = ml_collections.ConfigDict({
       'dir': '', 'num_train': 256, 'num_eval': 8, 'seed': 0, 'num_frames': 150,
       'height': 128, 'width': 128, 'num_tracks': 4200,
@@ -101,9 +101,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'dino': False,  # clips must hold extras['dino_features'] [T, h, w, 768]
       'depth': False,  # from clip depth maps, 256-d fixed encoder
   })
-  config.eval = ml_collections.ConfigDict({
-      'every_steps': 5000, 'num_clips': 8, 'num_support': 2048, 'num_query': 256,
-      'seed': 0,
+  # Held-out reconstruction (trajan3d/evaluators.py), also run offline by
+  # `python -m tapkit.evaluate --workdir W --eval eval`: the first num_clips eval clips, query
+  # tracks decoded from disjoint support tracks in folds; scalars eval/<metric>.
+  config.evals.eval = ml_collections.ConfigDict({
+      'type': 'trajan3d.held_out', 'every_steps': 5000, 'num_clips': 8, 'num_support': 2048,
+      'num_query': 256, 'seed': 0,
   })
 
   config.total_steps = 300 * 4200 // 64  # about 300 passes over the synthetic set
@@ -147,8 +150,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.synthetic.update({
         'num_train': 48, 'num_eval': 4, 'num_frames': 24, 'height': 64, 'width': 64,
         'num_tracks': 256})
-    config.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
-                        'num_query': 64})
+    config.evals.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
+                              'num_query': 64})
     config.total_steps = 400
     config.batch_size = 4
     config.log_every = 25

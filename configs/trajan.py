@@ -74,9 +74,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'height': 128, 'width': 128, 'num_tracks': 4200,
   })
   config.features = ml_collections.ConfigDict({'dino': False, 'depth': False})
-  config.eval = ml_collections.ConfigDict({
-      'every_steps': 5000, 'num_clips': 8, 'num_support': 2048, 'num_query': 256,
-      'seed': 0,
+  # Held-out reconstruction (trajan3d/evaluators.py), also run offline by
+  # `python -m tapkit.evaluate --workdir W --eval eval`: the first num_clips eval clips, query
+  # tracks decoded from disjoint support tracks in folds; scalars eval/<metric>.
+  config.evals.eval = ml_collections.ConfigDict({
+      'type': 'trajan3d.held_out', 'every_steps': 5000, 'num_clips': 8, 'num_support': 2048,
+      'num_query': 256, 'seed': 0,
   })
   config.total_steps = 300 * 4200 // 64
   config.batch_size = 64
@@ -115,8 +118,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.synthetic.update({
         'num_train': 48, 'num_eval': 4, 'num_frames': 24, 'height': 64, 'width': 64,
         'num_tracks': 256})
-    config.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
-                        'num_query': 64})
+    config.evals.eval.update({'every_steps': 200, 'num_clips': 4, 'num_support': 96,
+                              'num_query': 64})
     config.total_steps = 400
     config.batch_size = 4
     config.log_every = 25

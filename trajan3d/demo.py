@@ -58,7 +58,7 @@ def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   config = config_lib.demo_config('configs/spa3d.py:smoke', sizes.steps, fast)
   config.data.synthetic.num_train = sizes.train_clips
   if fast:
-    config.eval.num_clips = 1
+    config.evals.eval.num_clips = 1
     config.data.synthetic.num_eval = 1
   return config
 
@@ -100,7 +100,7 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
 
   log('realism scores of clean vs corrupted clips')
   _, recon = score.reconstructor_from_checkpoint(str(workdir))
-  num_support, num_query = int(config.eval.num_support), int(config.eval.num_query)
+  num_support, num_query = int(config.evals.eval.num_support), int(config.evals.eval.num_query)
   scores, per_frame = [], {}
   for i, rel in enumerate(heldout['files']):
     clip = tapvid3d.load_clip(os.path.join(heldout_dir, rel))

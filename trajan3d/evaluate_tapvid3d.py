@@ -145,8 +145,8 @@ def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'he
   if recon.coords != 'xyz':
     raise ValueError(f'{checkpoint}: TAPVid-3D evaluation needs a 3D model (3DSPA, '
                      f'config.model.kind 3dspa*); got kind {config.model.kind!r}.')
-  num_support = num_support or int(config.eval.num_support)
-  num_query = num_query or int(config.eval.num_query)
+  num_support = num_support or int(config.evals.eval.num_support)
+  num_query = num_query or int(config.evals.eval.num_query)
   gt_root = tapvid3d_dir
   if protocol == 'heldout':
     gt_root = heldout_gt_dir or out.rstrip('/') + '_heldout_gt'

@@ -1,6 +1,7 @@
 """Held-out reconstruction of point tracks with TRAJAN / 3DSPA, and its metrics.
 
-One evaluation for every caller: the training-time eval hook (`make_eval_fn`),
+One evaluation for every caller: the held-out evaluator `trajan3d.held_out`
+(`config.evals.eval`, run during training and by `python -m tapkit.evaluate`),
 the realism score (`trajan3d.score`) and the TAPVid-3D benchmark
 (`trajan3d.evaluate_tapvid3d`). Query tracks are decoded from support tracks
 (disjoint, `tapkit.data.pipeline.split_support_query`); the inputs are built by
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -32,7 +33,9 @@ from tapkit.data import clip as clip_lib
 from tapkit.data import pipeline
 from tapkit.data import tapvid3d
 from tapkit.metrics import tapvid3d as metrics_lib
+from tapkit.train import evaluators
 from trajan3d import input_pipeline
+from trajan3d import model as model_lib
 from trajan3d import preprocess
 
 EVAL_SHORT_SIDE = 256
@@ -244,22 +247,44 @@ def mean_scores(recon: Reconstructor, clips: list[clip_lib.Clip], num_support: i
   return {k: float(np.mean([r[k] for r in rows])) for k in EVAL_KEYS}
 
 
-def make_eval_fn(config: ml_collections.ConfigDict, model, eval_dir: str
-                 ) -> Callable[..., dict[str, float]]:
-  """Training-time evaluation: `mean_scores` on the clips of `eval_dir` (first
-  `config.eval.num_clips`) with the parameters of the engine's train state."""
-  paths = sorted(str(p) for p in pathlib.Path(eval_dir).rglob('*.npz'))
-  paths = paths[:config.eval.num_clips]
+@evaluators.register('trajan3d.held_out')
+def held_out(config: ml_collections.ConfigDict, workdir: str | None, num_clips: int,
+             num_support: int, num_query: int, seed: int) -> evaluators.Evaluator:
+  """Held-out reconstruction of the run's eval clips, for `config.evals`.
+
+  `mean_scores` (support / query folds of every clip, `EVAL_KEYS` averaged over
+  clips) of the parameters of `state` on the first `num_clips` clips (sorted
+  paths) of the run's eval directory: `config.data.eval_dir`, or the synthetic
+  held-out clips `input_pipeline.eval_dir` renders for the run.
+
+  Args:
+    config: the run's config (model, features, data.normalize, data.synthetic).
+    workdir: the run directory (where the synthetic eval clips are rendered).
+    num_clips: evaluate the first `num_clips` clips.
+    num_support, num_query, seed: as in `score_clip`.
+
+  Returns:
+    evaluator(state, step, writer=None) -> {metric: float} over `EVAL_KEYS`.
+
+  Raises:
+    FileNotFoundError: naming the directory when it holds no .npz clip.
+  """
+  eval_dir = input_pipeline.eval_dir(config, workdir)
+  paths = sorted(str(p) for p in pathlib.Path(eval_dir).rglob('*.npz')) if eval_dir else []
+  paths = paths[:int(num_clips)]
   if not paths:
-    raise FileNotFoundError(f'config.eval: no .npz clips in {eval_dir}.')
+    raise FileNotFoundError(
+        f"config.evals: trajan3d.held_out found no .npz clips in {eval_dir or '(no eval dir)'}; "
+        'set config.data.eval_dir or config.data.synthetic.num_eval > 0, and '
+        'num_clips > 0 (or the evaluator\'s every_steps to 0)')
   clips = [input_pipeline.track_clip(tapvid3d.load_clip(p)) for p in paths]
-  recon = Reconstructor(model, None, input_pipeline.coords_of(config), config.features,
+  recon = Reconstructor(model_lib.build_model_from_config(config), None,
+                        input_pipeline.coords_of(config), config.features,
                         config.data.normalize)
 
-  def evaluate(state, step, writer=None):
+  def evaluate(state: Any, step: int, writer: Any = None) -> dict[str, float]:
     del step, writer
     recon.params = jax.device_get(state.params)
-    return mean_scores(recon, clips, config.eval.num_support, config.eval.num_query,
-                       config.eval.seed)
+    return mean_scores(recon, clips, int(num_support), int(num_query), int(seed))
 
   return evaluate

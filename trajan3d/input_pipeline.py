@@ -262,26 +262,39 @@ def ensure_synthetic_clips(directory: str, num_clips: int, seed: int,
   return directory
 
 
+def _synthetic_root(config: ml_collections.ConfigDict, workdir: str | None) -> str:
+  """Where the synthetic clips live: data.synthetic.dir, else <workdir>/synthetic."""
+  if config.data.synthetic.dir:
+    return config.data.synthetic.dir
+  if not workdir:
+    raise ValueError('config.data.synthetic.dir is empty and no workdir was given: the '
+                     'synthetic clips are rendered into <workdir>/synthetic')
+  return os.path.join(workdir, 'synthetic')
+
+
+def eval_dir(config: ml_collections.ConfigDict, workdir: str | None) -> str:
+  """The held-out clips: data.eval_dir, else the synthetic held-out clips (rendered if needed;
+  data.synthetic.num_eval of them, from a seed stream disjoint from training's), else ''."""
+  if config.data.eval_dir:
+    return config.data.eval_dir
+  syn = config.data.synthetic
+  if syn.num_eval <= 0:
+    return ''
+  return ensure_synthetic_clips(os.path.join(_synthetic_root(config, workdir), 'eval'),
+                                syn.num_eval, synthetic.heldout_seed(syn.seed), syn,
+                                'synthetic eval clips')
+
+
 def data_dirs(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str, str]:
   """(train_dir, train_pattern, eval_dir); renders synthetic clips if needed."""
   syn = config.data.synthetic
-  root = syn.dir or os.path.join(workdir, 'synthetic')
   if config.data.train_dir:
     train_dir, pattern = config.data.train_dir, config.data.pattern
   else:
-    train_dir = ensure_synthetic_clips(os.path.join(root, 'train'), syn.num_train,
-                                       syn.seed, syn, 'synthetic train clips')
+    train_dir = ensure_synthetic_clips(os.path.join(_synthetic_root(config, workdir), 'train'),
+                                       syn.num_train, syn.seed, syn, 'synthetic train clips')
     pattern = 'clip_*.npz'
-  if config.data.eval_dir:
-    eval_dir = config.data.eval_dir
-  elif config.eval.num_clips > 0:
-    # Different seed stream from training: held-out scenes.
-    eval_dir = ensure_synthetic_clips(os.path.join(root, 'eval'), syn.num_eval,
-                                      synthetic.heldout_seed(syn.seed), syn,
-                                      'synthetic eval clips')
-  else:
-    eval_dir = ''
-  return train_dir, pattern, eval_dir
+  return train_dir, pattern, eval_dir(config, workdir)
 
 
 class ClipToExample(grain.MapTransform):

@@ -334,9 +334,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--out', required=True, help='CSV, one row per video')
   parser.add_argument('--plot', default=None, help='PNG of the per-frame scores')
   parser.add_argument('--num_support', type=int, default=None,
-                      help='support tracks per fold (default config.eval.num_support)')
+                      help='support tracks per fold (default config.evals.eval.num_support)')
   parser.add_argument('--num_query', type=int, default=None,
-                      help='tracks per fold (default config.eval.num_query)')
+                      help='tracks per fold (default config.evals.eval.num_query)')
   parser.add_argument('--max_tracks', type=int, default=2048,
                       help='score at most this many tracks per video (0 = all)')
   parser.add_argument('--seed', type=int, default=0)
@@ -347,8 +347,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
   paths = expand_paths(args.tracks)
   config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
-  num_support = args.num_support or int(config.eval.num_support)
-  num_query = args.num_query or int(config.eval.num_query)
+  num_support = args.num_support or int(config.evals.eval.num_support)
+  num_query = args.num_query or int(config.evals.eval.num_query)
   rows, frames = [], []
   for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
     clip = load_track_file(path)

@@ -2,11 +2,12 @@
 
 `build_method` assembles the parts: the model (`trajan3d.model`), the training
 data (`trajan3d.input_pipeline`: clip files or synthetic clips, then
-support / query sampling, normalisation and features per record), the loss
-(`trajan3d.losses.track_losses` with `config.loss`) and the eval hook
-(`trajan3d.evaluators.make_eval_fn`: held-out reconstruction on eval clips,
-support and query tracks disjoint; average Jaccard / occlusion accuracy / mean
-error as in `trajan3d.score`).
+support / query sampling, normalisation and features per record) and the loss
+(`trajan3d.losses.track_losses` with `config.loss`). The held-out evaluation is
+`config.evals.eval` of type `trajan3d.held_out` (`trajan3d.evaluators`:
+reconstruction of the eval clips' query tracks from disjoint support tracks;
+average Jaccard / occlusion accuracy / mean error as in `trajan3d.score`),
+built and run by the engine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import ml_collections
 
 from tapkit.train import config as config_lib
 from tapkit.train import loop
-from trajan3d import evaluators
 from trajan3d import input_pipeline
 from trajan3d import losses
 from trajan3d import model as model_lib
@@ -46,7 +46,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
   model = model_lib.build_model_from_config(config)
-  train_dir, pattern, eval_dir = input_pipeline.data_dirs(config, workdir)
+  train_dir, pattern, _ = input_pipeline.data_dirs(config, workdir)
   source = input_pipeline.TrackExampleSource(train_dir, pattern,
                                             input_pipeline.clip_to_example(config))
   logging.info('Training on %d clips from %s.', len(source), train_dir)
@@ -62,11 +62,6 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
                                batch['target_points'], batch['target_tracks_visible'],
                                config.loss)
 
-  hooks = []
-  if eval_dir and config.eval.every_steps > 0:
-    hooks.append(loop.EvalHook(every_steps=config.eval.every_steps,
-                               fn=evaluators.make_eval_fn(config, model, eval_dir)))
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn, train_source=source,
-                     train_transforms=input_pipeline.train_transforms(config),
-                     eval_hooks=hooks)
+                     train_transforms=input_pipeline.train_transforms(config))
 

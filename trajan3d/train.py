@@ -5,7 +5,8 @@ r"""Trains TRAJAN or 3DSPA with the shared engine.
 
 Re-running the same command resumes from the latest checkpoint in --workdir.
 TensorBoard scalars (train/*, eval/*) and metrics.jsonl go to --workdir. The
-task (data, transforms, loss, eval hook) is `trajan3d.task.build_method`.
+task (data, transforms, loss) is `trajan3d.task.build_method`; the held-out
+evaluation is `config.evals.eval` (`trajan3d.held_out`, trajan3d/evaluators.py).
 """
 
 from tapkit.train import launch

@@ -112,8 +112,6 @@ def demo_config(spec: str, total_steps: int, fast: bool = False) -> ml_collectio
   if fast:
     for section in config.evals.values():
       section.every_steps = 2
-    if 'eval' in config:  # trajan3d's own eval hook
-      config.eval.every_steps = 2
     config.log_every = 1
     config.checkpoint.every_steps = 2
     if config.optimizer.get('warmup_steps', 0) > 1:

@@ -132,7 +132,7 @@ def _fine_tune_config(steps: int):
   """_config with the 3DPoV groups of a 2-block backbone and no eval hook."""
   config = _config(steps)
   config.optimizer.groups = ((r'^backbone/block_(0|1)/', 0.1), (r'^backbone/', 0.0))
-  config.eval.every_steps = 0
+  config.evals.eval.every_steps = 0
   return config
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 import pathlib
 
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tapkit import evaluate
 from tapkit.data import tapvid3d
+from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import loop
 from trajan3d import evaluate_tapvid3d
 from trajan3d import features
@@ -34,7 +37,7 @@ def tiny_config(synthetic_dir: str, total_steps: int = 3):
   config.data.synthetic.update({'dir': synthetic_dir, 'num_train': 2, 'num_eval': 2,
                                 'num_frames': FRAMES,
                                 'height': SIZE, 'width': SIZE, 'num_tracks': TRACKS})
-  config.eval.update({'every_steps': 2, 'num_clips': 2, 'num_support': 8, 'num_query': 6})
+  config.evals.eval.update({'every_steps': 2, 'num_clips': 2, 'num_support': 8, 'num_query': 6})
   config.total_steps = total_steps
   config.batch_size = 2
   config.log_every = 1
@@ -112,6 +115,26 @@ def test_smoke_train_resumes_and_evaluates(trained):
   assert losses_by_step == [1, 2, 3, 4]  # The second run started at step 4 (resumed).
   evals = [r for r in rows if 'eval/average_jaccard' in r]
   assert evals and all(0.0 <= r['eval/average_jaccard'] <= 1.0 for r in evals)
+
+
+def test_offline_evaluation_repeats_the_last_training_time_eval(trained, capsys):
+  workdir, _, _ = trained
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'metrics.jsonl'))]
+  last = [r for r in rows if 'eval/average_jaccard' in r][-1]
+  assert last['step'] == 4  # the last step of the resumed run, its latest checkpoint
+  trained_metrics = {k[len('eval/'):]: v for k, v in last.items() if k.startswith('eval/')}
+  assert set(trained_metrics) == {'average_jaccard', 'occlusion_accuracy',
+                                  'average_pts_within_thresh', 'mean_error'}
+  out = evaluate.main(['--workdir', workdir, '--eval', 'eval'])
+  assert (out['eval'], out['type'], out['step']) == ('eval', 'trajan3d.held_out', 4)
+  assert 'eval (trajan3d.held_out) at step 4' in capsys.readouterr().out
+  assert set(out['metrics']) == set(trained_metrics)
+  for key, value in trained_metrics.items():
+    assert math.isfinite(value), key
+    assert out['metrics'][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+  assert 0.0 <= out['metrics']['average_jaccard'] <= 1.0 and out['metrics']['mean_error'] > 0
+  with open(os.path.join(workdir, 'eval_eval.json')) as f:
+    assert json.load(f)['metrics'] == out['metrics']
 
 
 def test_evaluate_writes_tapvid3d_layout(trained, tmp_path):
@@ -203,3 +226,20 @@ def test_build_method_rejects_unknown_keys_by_full_name(tmp_path):
   with pytest.raises(ValueError, match=r"config key 'data.dir' is not known; did you mean one "
                                        r"of 'data.eval_dir', 'data.train_dir'\?"):
     task.build_method(config, str(tmp_path))
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.eval = {'every_steps': 2}  # the section's name before config.evals
+  with pytest.raises(ValueError, match=r"config key 'eval' is not known; did you mean "
+                                       r"'evals'\?"):
+    task.build_method(config, str(tmp_path))
+
+
+def test_held_out_evaluator_names_bad_keys_and_missing_clips(tmp_path):
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.evals.eval.num_clip = 2
+  with pytest.raises(ValueError, match=r"config key 'evals.eval.num_clip' is not known; did "
+                                       r"you mean 'evals.eval.num_clips'\?"):
+    evaluators_lib.build(config, str(tmp_path), 'eval')
+  config = tiny_config(str(tmp_path / 'synthetic'))
+  config.data.synthetic.num_eval = 0  # no held-out clips rendered, no data.eval_dir
+  with pytest.raises(FileNotFoundError, match='trajan3d.held_out found no .npz clips'):
+    evaluators_lib.build(config, str(tmp_path), 'eval')
