@@ -47,9 +47,8 @@ FAST = Sizes(steps=2, train_clips=4, eval_clips=2, pretrain_steps=2)
 
 def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   """configs/dpov.py:smoke for `sizes` (fast: batch 2, frequent eval / log / save)."""
-  config = config_lib.demo_config('configs/dpov.py:smoke', sizes.steps, fast)
-  config.data.synthetic.num_train = sizes.train_clips
-  config.data.synthetic.num_eval = sizes.eval_clips
+  config = config_lib.demo_config('configs/dpov.py:smoke', sizes.steps, fast,
+                                  num_train=sizes.train_clips, num_eval=sizes.eval_clips)
   config.evals.eval.num_clips = sizes.eval_clips
   config.pretrain.steps = sizes.pretrain_steps
   if fast:

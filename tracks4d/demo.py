@@ -41,10 +41,8 @@ FAST = Sizes(steps=4, train_clips=2, eval_clips=1, finetune_steps=2)
 
 def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   """configs/tracks4d.py:smoke for `sizes` (fast: frequent eval / log / save)."""
-  config = config_lib.demo_config('configs/tracks4d.py:smoke', sizes.steps, fast)
-  config.data.synthetic.num_train = sizes.train_clips
-  config.data.synthetic.num_eval = sizes.eval_clips
-  return config
+  return config_lib.demo_config('configs/tracks4d.py:smoke', sizes.steps, fast,
+                                num_train=sizes.train_clips, num_eval=sizes.eval_clips)
 
 
 def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str], None],

@@ -55,11 +55,10 @@ FAST = Sizes(steps=4, train_clips=4)
 
 def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
   """configs/spa3d.py:smoke for `sizes` (fast: one eval clip, frequent eval / log / save)."""
-  config = config_lib.demo_config('configs/spa3d.py:smoke', sizes.steps, fast)
-  config.data.synthetic.num_train = sizes.train_clips
+  config = config_lib.demo_config('configs/spa3d.py:smoke', sizes.steps, fast,
+                                  num_train=sizes.train_clips, num_eval=1 if fast else None)
   if fast:
     config.evals.eval.num_clips = 1
-    config.data.synthetic.num_eval = 1
   return config
 
 

@@ -100,8 +100,12 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return module.get_config(arg or None)
 
 
-def demo_config(spec: str, total_steps: int, fast: bool = False) -> ml_collections.ConfigDict:
+def demo_config(spec: str, total_steps: int, fast: bool = False, *, num_train: int | None = None,
+                num_eval: int | None = None) -> ml_collections.ConfigDict:
   """A preset (`load_config(spec)`) shortened to `total_steps`, for demos (quickstart, notebooks).
+
+  `num_train` / `num_eval`, when given, set the number of synthetic training / held-out clips
+  (`data.synthetic.num_train` / `num_eval`, the same keys in every method).
 
   With `fast` (plumbing checks of a few steps) it also evaluates and saves every 2 steps, logs
   every step, and caps a learning-rate warm-up at 1 step (the cosine schedule needs more steps
@@ -109,6 +113,10 @@ def demo_config(spec: str, total_steps: int, fast: bool = False) -> ml_collectio
   """
   config = load_config(spec)
   config.total_steps = total_steps
+  if num_train is not None:
+    config.data.synthetic.num_train = num_train
+  if num_eval is not None:
+    config.data.synthetic.num_eval = num_eval
   if fast:
     for section in config.evals.values():
       section.every_steps = 2
