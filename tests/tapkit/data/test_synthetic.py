@@ -288,9 +288,7 @@ def test_write_video(tmp_path, sample):
 
 
 def test_cli_writes_clips_deterministically(tmp_path):
-  tapvid3d = pytest.importorskip('tapkit.data.tapvid3d')
-  if not hasattr(tapvid3d, 'save_clip') or not hasattr(tapvid3d, 'load_clip'):
-    pytest.skip('tapkit.data.tapvid3d.save_clip / load_clip not available yet')
+  from tapkit.data import tapvid3d  # pylint: disable=g-import-not-at-top
   common = ['--seed', '3', '--num_frames', '16', '--height', str(H), '--width', str(W),
             '--num_tracks', '32', '--frames_format', 'raw']
   synthetic.main(['--out', os.fspath(tmp_path / 'a'), '--num_clips', '2', '--tracks4d',
