@@ -42,9 +42,7 @@ def test_backward_from_a_middle_frame(texture):
   np.testing.assert_array_equal(forward_only.tracks[~before], result.tracks[~before])
 
 
-def test_occlusion_is_detected_and_recovered():
-  from tests.tapkit.tracking.conftest import moving_texture
-
+def test_occlusion_is_detected_and_recovered(moving_texture):
   frames = moving_texture(num_frames=10, step=(0, 0)).copy()
   frames[3:6, 10:50, 10:50] = 128  # a flat occluder over the centre for frames 3..5
   queries = np.array([[0, 30.0, 30.0], [0, 65.0, 55.0]], np.float32)

@@ -1,10 +1,11 @@
-"""A moving random texture with exactly known point tracks."""
+"""Fixtures of the tapkit tests: `moving_texture`, a translating random texture with exactly
+known point tracks (trackers, video I/O, the tracking CLI)."""
 
 import numpy as np
 import pytest
 
 
-def moving_texture(num_frames=10, height=64, width=80, step=(2, 1), seed=0):
+def _moving_texture(num_frames=10, height=64, width=80, step=(2, 1), seed=0):
   """Frames [T, H, W, 3] uint8 of a smooth random texture translated by `step` (dx, dy)
   whole pixels per frame; a pixel at (x, y) in frame 0 is at (x + t dx, y + t dy) in t."""
   from scipy import ndimage
@@ -21,5 +22,12 @@ def moving_texture(num_frames=10, height=64, width=80, step=(2, 1), seed=0):
 
 
 @pytest.fixture(scope='session')
+def moving_texture():
+  """The frame generator `moving_texture(num_frames=10, height=64, width=80, step=(2, 1))`."""
+  return _moving_texture
+
+
+@pytest.fixture(scope='session')
 def texture():
-  return moving_texture()
+  """10 frames of 64 x 80 moving by (2, 1) px per frame."""
+  return _moving_texture()
