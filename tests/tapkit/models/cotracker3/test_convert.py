@@ -60,6 +60,9 @@ def test_pth_variants_load_and_reproduce_the_golden(tmp_path, official_state, ct
   from_bare = convert.load_checkpoint(bare)
   _assert_same_tree(from_bare, direct)
   _assert_same_tree(convert.load_checkpoint(wrapped), direct)
+  # The pure-Python reader (no torch) gives the same parameters.
+  no_torch = tio.read_torch_state(wrapped, use_torch=False)
+  _assert_same_tree(convert.params_from_state_dict(no_torch, source=str(wrapped)), direct)
   np.savez(tmp_path / 'state.npz', **official_state)
   _assert_same_tree(convert.load_checkpoint(tmp_path / 'state.npz'), direct)
 
