@@ -87,9 +87,11 @@ def init_params(rng: Array) -> Params:
   return MODEL.init(rng, frames, tokens, corr)['params']
 
 
-def check_video(video: Array, queries: Array) -> None:
-  """Raises ValueError unless video is [B, T, 3, H, W] (H, W multiples of 4, ≥ 32) and queries
-  [B, N, 3]."""
+def check_video(video: Array, queries: Array, iters: int = 1) -> None:
+  """Raises ValueError unless video is [B, T, 3, H, W] (H, W multiples of 4, ≥ 32), queries
+  [B, N, 3] and iters ≥ 1."""
+  if iters < 1:
+    raise ValueError(f'iters must be at least 1, got {iters}')
   if video.ndim != 5 or video.shape[2] != 3:
     raise ValueError(f'video must be [B, T, 3, H, W], got shape {video.shape}')
   h, w = video.shape[3:]
@@ -258,7 +260,7 @@ def offline_forward(params: Params, video: Array, queries: Array, *, iters: int 
   """
   video = jnp.asarray(video, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
-  check_video(video, queries)
+  check_video(video, queries, iters)
   b, t = video.shape[:2]
   n = queries.shape[1]
   pyramid, raw = encode_frames(params, video, fmaps_chunk_size, return_raw=True)

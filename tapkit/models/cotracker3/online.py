@@ -98,7 +98,7 @@ def online_forward(params: Params, video: Array, queries: Array, *, iters: int =
   """
   video = jnp.asarray(video, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
-  model_lib.check_video(video, queries)
+  model_lib.check_video(video, queries, iters)
   b, t = video.shape[:2]
   n = queries.shape[1]
   window = window_len
@@ -219,7 +219,7 @@ class OnlineSession:
     if is_first_step:
       self.reset()
     chunk = jnp.asarray(video_chunk, jnp.float32)
-    model_lib.check_video(chunk, self.queries)
+    model_lib.check_video(chunk, self.queries, self.iters)
     window, step = self.window_len, self.window_len // 2
     t = chunk.shape[1]
     if not 1 <= t <= window:

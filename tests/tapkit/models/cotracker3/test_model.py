@@ -80,3 +80,6 @@ def test_offline_rejects_bad_shapes(params):
   with pytest.raises(ValueError, match='queries'):
     model_lib.offline_forward(params, np.zeros((1, 2, 3, 32, 32), np.float32),
                               np.zeros((2, 1, 3), np.float32))
+  with pytest.raises(ValueError, match='iters'):
+    model_lib.offline_forward(params, np.zeros((1, 2, 3, 32, 32), np.float32),
+                              np.zeros((1, 1, 3), np.float32), iters=0)
