@@ -1,0 +1,1 @@
+"""CoTracker3 point tracker (Flax) and its offline / online predictors."""
