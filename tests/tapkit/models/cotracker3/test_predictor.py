@@ -180,3 +180,141 @@ def test_online_grid(golden, require_reference):
     (24, [(0, 16), (8, 24)]), (25, [(0, 16), (8, 24), (16, 25)])])
 def test_online_chunks(num_frames, want):
   assert pred.online_chunks(num_frames) == want
+
+
+# ---------------------------------------------------------------------------------------------
+# Options that do not change results, checked with a network whose output for a query depends
+# on that query (and the video) alone.
+
+
+class IndependentModel:
+  """coords/vis of each query depend only on that query and the video; counts the calls."""
+
+  def __init__(self):
+    self.shapes = []
+
+  def __call__(self, video, queries):
+    self.shapes.append(queries.shape)
+    q = queries[0]  # [N, 3]
+    num_frames = video.shape[1]
+    means = video[0].mean(axis=(1, 2, 3))  # [T]
+    dt = np.arange(num_frames, dtype=np.float32)[:, None] - q[None, :, 0]  # [T, N]
+    coords = q[None, :, 1:] + (dt * means[:, None] / 255)[..., None] * np.float32([1.0, -0.5])
+    vis = 0.5 + 0.5 * np.sin(3 * q[None, :, 1] + q[None, :, 2] + means[:, None])
+    return coords[None].astype(np.float32), vis[None].astype(np.float32), vis[None] * 0
+
+
+def _random_video(num_frames, height, width, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (num_frames, height, width, 3), dtype=np.uint8)
+
+
+def test_query_chunk_equals_one_pass():
+  video = _random_video(5, 20, 30)
+  rng = np.random.default_rng(1)
+  queries = np.stack([rng.integers(0, 5, 11), rng.uniform(0, 29, 11), rng.uniform(0, 19, 11)],
+                     axis=1).astype(np.float32)
+  one, chunked = IndependentModel(), IndependentModel()
+  kw = dict(queries=queries, backward_tracking=True, interp_shape=(32, 48))
+  t1, v1 = pred.predict_offline(one, video, **kw)
+  t4, v4 = pred.predict_offline(chunked, video, query_chunk=4, **kw)
+  np.testing.assert_array_equal(t1, t4)
+  np.testing.assert_array_equal(v1, v4)
+  # Forward + backward per chunk, each with the 36 support queries.
+  assert one.shapes == [(1, 47, 3)] * 2
+  assert chunked.shapes == [(1, 40, 3)] * 4 + [(1, 39, 3)] * 2
+  assert 0 < v1.sum() < v1.size
+
+
+def test_query_frame_overwrite_and_fractional_backward():
+  """Frames before an unrounded query frame come from the backward pass, then the query frame
+  itself (truncated) is the query position, visible."""
+  num_frames = 6
+  video = _random_video(num_frames, 32, 48)
+  queries = np.float32([[2.5, 10.0, 7.0], [0.0, 3.0, 4.0]])
+  calls = []
+
+  def model(v, q):
+    calls.append(q[0].copy())
+    sign = 1.0 if len(calls) == 1 else -1.0  # Forward tracks move right, backward ones left.
+    t = np.arange(num_frames, dtype=np.float32)[:, None, None]
+    coords = np.broadcast_to(q[0, None, :, 1:] + sign * t, (num_frames, len(q[0]), 2))
+    vis = np.full((1, num_frames, len(q[0])), 0.95 if sign > 0 else 0.5, np.float32)
+    return coords[None].astype(np.float32), vis, vis
+
+  tracks, visible = pred.predict_offline(model, video, queries=queries, backward_tracking=True,
+                                         add_support_grid=False, interp_shape=(32, 48))
+  np.testing.assert_allclose(calls[1][:, 0], [num_frames - 3.5, num_frames - 1.0])
+  x = tracks[0, :, 0, 0]
+  # Backward pass: the track at frame t' came from reversed frame T − 1 − t'.
+  np.testing.assert_allclose(x[:2], 10.0 - (num_frames - 1 - np.arange(2)), atol=1e-5)
+  np.testing.assert_allclose(x[2], 10.0, atol=1e-5)  # Query frame int(2.5) = 2.
+  np.testing.assert_allclose(x[3:], 10.0 + np.arange(3, num_frames), atol=1e-5)
+  assert visible[0, :, 0].tolist() == [False, False, True, True, True, True]
+  assert visible[0, :, 1].all()
+
+
+def test_dense_tracking_passes():
+  video = _random_video(3, 10, 170)
+  model = IndependentModel()
+  tracks, visible = pred.predict_offline(model, video, grid_query_frame=1, interp_shape=(32, 48))
+  passes = query_lib.dense_query_passes(10, 170, 1)
+  assert model.shapes == [(1, 425, 3)] * 4  # grid step 2: 4 passes of 85 × 5, no support grid.
+  assert tracks.shape == (1, 3, 1700, 2) and visible.shape == (1, 3, 1700)
+  # Same as tracking the concatenated passes in one call (the network is per-query here).
+  t1, v1 = pred.predict_offline(IndependentModel(), video, queries=np.concatenate(passes),
+                                add_support_grid=False, interp_shape=(32, 48))
+  np.testing.assert_array_equal(tracks, t1)
+  np.testing.assert_array_equal(visible, v1)
+  # At the query frame each track is its query point (up to the two float32 rescalings).
+  np.testing.assert_allclose(tracks[0, 1], np.concatenate(passes)[:, 1:], atol=1e-4)
+  assert visible[0, 1].all()
+
+
+def test_offline_input_errors():
+  video = _random_video(4, 32, 48)
+  model = IndependentModel()
+  with pytest.raises(ValueError, match='query frames'):
+    pred.predict_offline(model, video, queries=np.float32([[4, 1, 1]]), interp_shape=(32, 48))
+  with pytest.raises(ValueError, match='queries'):
+    pred.predict_offline(model, video, queries=np.zeros((2, 2), np.float32))
+  with pytest.raises(ValueError, match='video'):
+    pred.predict_offline(model, video[..., :2], grid_size=2)
+  with pytest.raises(ValueError, match='segm_mask keeps none'):
+    pred.predict_offline(model, video, grid_size=3, segm_mask=np.zeros((32, 48)),
+                         interp_shape=(32, 48))
+  with pytest.raises(ValueError, match='query_chunk'):
+    pred.predict_offline(model, video, grid_size=2, query_chunk=-1, interp_shape=(32, 48))
+
+
+def test_online_support_grid_and_errors():
+  video = _random_video(12, 32, 48)
+  seen = {}
+
+  def session_factory(queries):
+    seen['queries'] = queries
+    def session(chunk, is_first_step):
+      n, t = queries.shape[1], chunk.shape[1]
+      coords = np.broadcast_to(queries[:, None, :, 1:], (1, t, n, 2)).astype(np.float32)
+      vis = np.full((1, t, n), 0.8, np.float32)
+      return {'coords': coords, 'vis': vis, 'conf': vis}
+    return session
+
+  queries = np.float32([[0, 47, 31], [3, 0, 0]])
+  tracks, visible = pred.predict_online(session_factory, video, queries=queries,
+                                        add_support_grid=True, interp_shape=(64, 96))
+  assert seen['queries'].shape == (1, 38, 3)
+  np.testing.assert_allclose(seen['queries'][0, :2, 1:], [[95, 63], [0, 0]])
+  np.testing.assert_allclose(tracks[0, 5], queries[:, 1:], atol=1e-4)
+  assert tracks.shape == (1, 12, 2, 2) and visible.all()  # 0.8 · 0.8 > 0.6.
+
+  predictor = pred.OnlinePredictor(session_factory, interp_shape=(64, 96))
+  with pytest.raises(ValueError, match='register'):
+    predictor.step(video[:8])
+  predictor.register(32, 48, grid_size=2)
+  with pytest.raises(ValueError, match='chunk'):
+    predictor.step(video[:0])
+  with pytest.raises(ValueError, match='num_frames'):
+    pred.predict_online(session_factory, iter(video), grid_size=2)
+  with pytest.raises(ValueError, match='expected num_frames'):
+    pred.predict_online(session_factory, iter(video), grid_size=2, num_frames=13)
