@@ -38,10 +38,12 @@ Coordinates are pixels (x, y) with pixel centres at integers throughout.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tapkit.models.cotracker3 import model as model_lib
 from tapkit.models.cotracker3 import queries as query_lib
 from tapkit.ops import sampling
 
@@ -55,6 +57,47 @@ OFFLINE_VISIBILITY_THRESHOLD = 0.9
 ONLINE_VISIBILITY_THRESHOLD = 0.6
 DENSE_GRID_SIZE = 80
 RESIZE_FRAME_CHUNK = 16
+
+
+# ----------------------------------------------------------------------------------------------
+# The network as the predictors call it.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class OfflineModel:
+  """`model_fn` of the offline network (`model.offline_forward`), jit-compiled per (T, N).
+
+  Attributes:
+    params: the parameter tree (`load_checkpoint`).
+    iters: refinement iterations (the official predictor uses 6).
+    window_len: time-embedding length the checkpoint was trained with (60).
+    model_resolution: (h, w) the network was trained at; the predictors resize frames to it
+      (it also normalises the network's relative motions).
+  """
+  params: Any
+  iters: int = 6
+  window_len: int = 60
+  model_resolution: tuple[int, int] = DEFAULT_INTERP_SHAPE
+
+  def __call__(self, video: np.ndarray, queries: np.ndarray) -> tuple[Array, Array, Array]:
+    out = model_lib.offline_forward(self.params, video, queries, iters=self.iters,
+                                    window_len=self.window_len,
+                                    model_resolution=tuple(self.model_resolution))
+    return out['coords'], out['vis'], out['conf']
+
+
+def make_model_fn(params: Any, *, iters: int = 6, window_len: int = 60,
+                  model_resolution: Sequence[int] = DEFAULT_INTERP_SHAPE) -> OfflineModel:
+  """The offline CoTracker3 network as a `model_fn` for `predict_offline`."""
+  resolution = (int(model_resolution[0]), int(model_resolution[1]))
+  return OfflineModel(params, iters, window_len, resolution)
+
+
+def _interp_shape(fn: Any, interp_shape: Sequence[int] | None) -> tuple[int, int]:
+  """interp_shape if given, else the network's model_resolution, else 384 × 512."""
+  if interp_shape is None:
+    interp_shape = getattr(fn, 'model_resolution', DEFAULT_INTERP_SHAPE)
+  return int(interp_shape[0]), int(interp_shape[1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +260,7 @@ def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarra
 def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = None,
                     grid_size: int = 0, grid_query_frame: int = 0,
                     segm_mask: Array | None = None, backward_tracking: bool = False,
-                    interp_shape: Sequence[int] = DEFAULT_INTERP_SHAPE,
+                    interp_shape: Sequence[int] | None = None,
                     add_support_grid: bool | None = None, query_chunk: int | None = None,
                     dense_grid_size: int = DENSE_GRID_SIZE) -> tuple[np.ndarray, np.ndarray]:
   """Offline CoTracker3 prediction on a whole video (the official `CoTrackerPredictor`).
@@ -230,7 +273,8 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
     grid_query_frame: frame of the grid (and dense) queries.
     segm_mask: [H, W] or [1, 1, H, W] mask (non-zero = object) limiting the grid points.
     backward_tracking: estimate frames before each query frame by tracking backwards.
-    interp_shape: (h, w) model resolution the frames are resized to.
+    interp_shape: (h, w) the frames are resized to; None = `model_fn.model_resolution` if it has
+      one (`make_model_fn`), else 384 × 512.
     add_support_grid: append the 6×6 support grid; None = the official choice (explicit
       queries or a masked grid: yes; a plain grid or dense tracking: no).
     query_chunk: at most this many queries per network call (see `track_model_queries`).
@@ -241,7 +285,7 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
   """
   frames = video_frames(video)
   num_frames, height, width = frames.shape[:3]
-  interp_shape = (int(interp_shape[0]), int(interp_shape[1]))
+  interp_shape = _interp_shape(model_fn, interp_shape)
   back = _scale_factors(interp_shape, (height, width))
   mvideo = model_video(frames, interp_shape)
 
@@ -285,9 +329,11 @@ class OnlinePredictor:
   """
 
   def __init__(self, session_factory: SessionFactory, *,
-               interp_shape: Sequence[int] = DEFAULT_INTERP_SHAPE, window_len: int = 16):
+               interp_shape: Sequence[int] | None = None, window_len: int | None = None):
     self.session_factory = session_factory
-    self.interp_shape = (int(interp_shape[0]), int(interp_shape[1]))
+    self.interp_shape = _interp_shape(session_factory, interp_shape)
+    if window_len is None:
+      window_len = getattr(session_factory, 'window_len', 16)
     self.window_len = int(window_len)
     self.queries: np.ndarray | None = None  # [N', 3] model pixels (incl. support grid).
     self.num_tracks = 0
@@ -363,7 +409,7 @@ def online_chunks(num_frames: int, window_len: int = 16) -> list[tuple[int, int]
 def predict_online(session_factory: SessionFactory, video: Array | Iterable[np.ndarray], *,
                    queries: Array | None = None, grid_size: int = 5, grid_query_frame: int = 0,
                    add_support_grid: bool = False,
-                   interp_shape: Sequence[int] = DEFAULT_INTERP_SHAPE, window_len: int = 16,
+                   interp_shape: Sequence[int] | None = None, window_len: int | None = None,
                    num_frames: int | None = None,
                    on_step: Callable[[np.ndarray, np.ndarray], None] | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -377,8 +423,9 @@ def predict_online(session_factory: SessionFactory, video: Array | Iterable[np.n
     video: [T, H, W, 3] / [1, T, 3, H, W] array, or an iterable of [H, W, 3] frames.
     queries: [N, 3] (t, x, y) input pixels; None = a grid_size² grid at grid_query_frame.
     grid_size, grid_query_frame, add_support_grid: see `OnlinePredictor.register`.
-    interp_shape: (h, w) model resolution.
-    window_len: the network's window (16).
+    interp_shape: (h, w) model resolution; None = `session_factory.model_resolution` if it has
+      one (`make_session_factory`), else 384 × 512.
+    window_len: the network's window; None = `session_factory.window_len` if it has one, else 16.
     num_frames: number of frames of an iterable `video` (read from arrays).
     on_step: called with (tracks, visibility) after every chunk.
 
@@ -392,9 +439,9 @@ def predict_online(session_factory: SessionFactory, video: Array | Iterable[np.n
     raise ValueError('num_frames is required when video is an iterable of frames')
   else:
     frames_iter = video
-  chunks = collections.deque(online_chunks(num_frames, window_len))
   predictor = OnlinePredictor(session_factory, interp_shape=interp_shape, window_len=window_len)
-  window: collections.deque[np.ndarray] = collections.deque(maxlen=window_len)
+  chunks = collections.deque(online_chunks(num_frames, predictor.window_len))
+  window: collections.deque[np.ndarray] = collections.deque(maxlen=predictor.window_len)
   result = None
   seen = 0
   for frame in frames_iter:

@@ -5,9 +5,12 @@ predictor sent to its network, and answers with the official network's outputs; 
 predictor's tracks / visibility must then equal the official predictor's.
 """
 
+import importlib.util
+
 import numpy as np
 import pytest
 
+from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import predictor as pred
 from tapkit.models.cotracker3 import queries as query_lib
 
@@ -318,3 +321,37 @@ def test_online_support_grid_and_errors():
     pred.predict_online(session_factory, iter(video), grid_size=2)
   with pytest.raises(ValueError, match='expected num_frames'):
     pred.predict_online(session_factory, iter(video), grid_size=2, num_frames=13)
+
+
+# ---------------------------------------------------------------------------------------------
+# With the real network (synthetic parameters of the reference set).
+
+
+@pytest.fixture(scope='module')
+def offline_model(shared, require_reference):
+  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
+  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  state = module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_offline.json', 0,
+                             folder / 'param_overrides.json')
+  return pred.make_model_fn(convert.params_from_state_dict(state), model_resolution=SMALL)
+
+
+def test_offline_with_network(golden, require_reference, offline_model):
+  """Explicit queries, support grid, backward tracking: the official predictor's outputs."""
+  g = _load(golden, require_reference, 'predictor_offline_queries_backward')
+  tracks, visible = pred.predict_offline(offline_model, g['video'], queries=g['queries'],
+                                         backward_tracking=True)
+  np.testing.assert_allclose(tracks, g['tracks'], atol=TRACK_ATOL, rtol=0)
+  np.testing.assert_array_equal(visible, g['visibility'])
+  # Query chunks: each chunk of 5 queries is tracked with its own support grid, so two copies of
+  # the reference queries in chunks of 5 give twice what the predictor makes of the reference
+  # network outputs (forward only here, to keep the test short).
+  want_tracks, want_visible = pred.predict_offline(
+      FakeModel([_model_call(g, 'model_fwd')]), g['video'], queries=g['queries'],
+      interp_shape=SMALL)
+  queries = np.concatenate([g['queries'], g['queries']], axis=1)
+  tracks, visible = pred.predict_offline(offline_model, g['video'], queries=queries, query_chunk=5)
+  np.testing.assert_allclose(tracks, np.tile(want_tracks, (1, 1, 2, 1)), atol=TRACK_ATOL, rtol=0)
+  np.testing.assert_array_equal(visible, np.tile(want_visible, (1, 1, 2)))
