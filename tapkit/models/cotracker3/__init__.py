@@ -12,6 +12,7 @@ windows: `online_forward`. See README.md in this folder.
 
 from tapkit.models.cotracker3.convert import load_checkpoint, params_from_state_dict
 from tapkit.models.cotracker3.model import CoTrackerThree, init_params, offline_forward, param_shapes
+from tapkit.models.cotracker3.online import OnlineSession, online_forward
 
-__all__ = ['CoTrackerThree', 'init_params', 'load_checkpoint', 'offline_forward',
-           'param_shapes', 'params_from_state_dict']
+__all__ = ['CoTrackerThree', 'OnlineSession', 'init_params', 'load_checkpoint', 'offline_forward',
+           'online_forward', 'param_shapes', 'params_from_state_dict']

@@ -20,6 +20,7 @@ with or without the `module.` prefix of DistributedDataParallel.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -60,12 +61,17 @@ def _official_shape(leaf: str, shape: tuple[int, ...]) -> tuple[int, ...]:
 def official_table() -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
   """{official state_dict name: (our parameter path, official shape)} for every parameter
   (the `time_emb` buffer excluded)."""
+  return dict(_official_table())
+
+
+@functools.lru_cache(maxsize=1)
+def _official_table() -> tuple[tuple[str, tuple[tuple[str, ...], tuple[int, ...]]], ...]:
   table = {}
   flat = jax.tree_util.tree_flatten_with_path(model_lib.param_shapes())[0]
   for key_path, leaf in flat:
     path = tuple(k.key for k in key_path)
     table[_official_name(path)] = (path, _official_shape(path[-1], tuple(leaf.shape)))
-  return table
+  return tuple(table.items())
 
 
 def _to_ours(value: np.ndarray, leaf: str) -> np.ndarray:
