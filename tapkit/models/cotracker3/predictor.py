@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from tapkit.models.cotracker3 import model as model_lib
+from tapkit.models.cotracker3 import online as online_lib
 from tapkit.models.cotracker3 import queries as query_lib
 from tapkit.ops import sampling
 
@@ -86,11 +87,33 @@ class OfflineModel:
     return out['coords'], out['vis'], out['conf']
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class OnlineModel:
+  """`session_factory` of the streaming network (`online.OnlineSession`); fields as in
+  OfflineModel (window_len: the streaming window, 16)."""
+  params: Any
+  iters: int = 6
+  window_len: int = 16
+  model_resolution: tuple[int, int] = DEFAULT_INTERP_SHAPE
+
+  def __call__(self, queries: np.ndarray) -> Session:
+    return online_lib.OnlineSession(self.params, queries, iters=self.iters,
+                                    window_len=self.window_len,
+                                    model_resolution=tuple(self.model_resolution))
+
+
 def make_model_fn(params: Any, *, iters: int = 6, window_len: int = 60,
                   model_resolution: Sequence[int] = DEFAULT_INTERP_SHAPE) -> OfflineModel:
   """The offline CoTracker3 network as a `model_fn` for `predict_offline`."""
   resolution = (int(model_resolution[0]), int(model_resolution[1]))
   return OfflineModel(params, iters, window_len, resolution)
+
+
+def make_session_factory(params: Any, *, iters: int = 6, window_len: int = 16,
+                         model_resolution: Sequence[int] = DEFAULT_INTERP_SHAPE) -> OnlineModel:
+  """The streaming CoTracker3 network as a `session_factory` for `predict_online`."""
+  resolution = (int(model_resolution[0]), int(model_resolution[1]))
+  return OnlineModel(params, iters, window_len, resolution)
 
 
 def _interp_shape(fn: Any, interp_shape: Sequence[int] | None) -> tuple[int, int]:

@@ -327,15 +327,19 @@ def test_online_support_grid_and_errors():
 # With the real network (synthetic parameters of the reference set).
 
 
-@pytest.fixture(scope='module')
-def offline_model(shared, require_reference):
+def _params(shared, require_reference, kind):
   folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
   spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  state = module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_offline.json', 0,
+  state = module.make_params(shared / 'data' / 'param_trees' / f'cotracker3_{kind}.json', 0,
                              folder / 'param_overrides.json')
-  return pred.make_model_fn(convert.params_from_state_dict(state), model_resolution=SMALL)
+  return convert.params_from_state_dict(state)
+
+
+@pytest.fixture(scope='module')
+def offline_model(shared, require_reference):
+  return pred.make_model_fn(_params(shared, require_reference, 'offline'), model_resolution=SMALL)
 
 
 def test_offline_with_network(golden, require_reference, offline_model):
@@ -355,3 +359,19 @@ def test_offline_with_network(golden, require_reference, offline_model):
   tracks, visible = pred.predict_offline(offline_model, g['video'], queries=queries, query_chunk=5)
   np.testing.assert_allclose(tracks, np.tile(want_tracks, (1, 1, 2, 1)), atol=TRACK_ATOL, rtol=0)
   np.testing.assert_array_equal(visible, np.tile(want_visible, (1, 1, 2)))
+
+
+def test_online_with_network(shared, golden, require_reference):
+  """The official online demo's driving of the streaming predictor, with the network."""
+  g = _load(golden, require_reference, 'predictor_online_grid')
+  factory = pred.make_session_factory(_params(shared, require_reference, 'online'),
+                                      model_resolution=SMALL)
+  steps = []
+  tracks, visible = pred.predict_online(factory, g['video'], grid_size=int(g['grid_size']),
+                                        on_step=lambda t, v: steps.append((t, v)))
+  assert len(steps) == 2
+  for k, (t, v) in enumerate(steps):
+    np.testing.assert_allclose(t, g[f'call{k}_tracks'], atol=TRACK_ATOL, rtol=0)
+    deciding = g[f'call{k}_model/vis'] * g[f'call{k}_model/conf']
+    _check_visibility(v, g[f'call{k}_visibility'], deciding, 0.6)
+  np.testing.assert_array_equal(visible, steps[-1][1])
