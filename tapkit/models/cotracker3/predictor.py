@@ -32,6 +32,17 @@ most 16 frames starting every 8 frames are resized and passed to the streaming s
 visibility = vis·conf > 0.6; no query-frame overwrite. Memory is bounded by the window: the
 driver keeps only the last 16 frames.
 
+`make_model_fn(params)` / `make_session_factory(params)` wrap the Flax network
+(`model.offline_forward`, `online.OnlineSession`) with the official predictors' 6 iterations.
+
+Compilation and memory. The offline network attends over all T frames (with its time
+embedding resampled to T) and lets the N queries of a call exchange information through its
+virtual tracks, so it is compiled once per (T, N), and padding frames or queries to a common
+size would change every estimate (it is not a masked computation); `query_chunk` bounds the
+queries per call. The streaming network always sees windows of `window_len` frames (a short
+chunk is padded by repeating its last frame, which the original does too), so it compiles
+once per N for videos of any length, and `predict_online` holds only the last window of frames.
+
 Coordinates are pixels (x, y) with pixel centres at integers throughout.
 """
 
