@@ -342,6 +342,7 @@ def offline_model(shared, require_reference):
   return pred.make_model_fn(_params(shared, require_reference, 'offline'), model_resolution=SMALL)
 
 
+@pytest.mark.slow
 def test_offline_with_network(golden, require_reference, offline_model):
   """Explicit queries, support grid, backward tracking: the official predictor's outputs."""
   g = _load(golden, require_reference, 'predictor_offline_queries_backward')
@@ -361,6 +362,7 @@ def test_offline_with_network(golden, require_reference, offline_model):
   np.testing.assert_array_equal(visible, np.tile(want_visible, (1, 1, 2)))
 
 
+@pytest.mark.slow
 def test_online_with_network(shared, golden, require_reference):
   """The official online demo's driving of the streaming predictor, with the network."""
   g = _load(golden, require_reference, 'predictor_online_grid')
