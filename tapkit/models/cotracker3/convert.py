@@ -168,6 +168,23 @@ def _check_time_emb(value: np.ndarray, source: str) -> None:
                            f'{err:.3g}; the model recomputes this buffer')
 
 
+def state_dict_from_params(params: Params, window_len: int = 60) -> dict[str, np.ndarray]:
+  """Our parameter tree -> the official state dict (numpy, official layouts), with the
+  `time_emb` buffer [1, window_len, 1110] (60 for the offline model, 16 for the online one)."""
+  state = {'time_emb': blocks.time_embedding_table(window_len)[None]}
+  for name, (path, _) in official_table().items():
+    value = params
+    for p in path:
+      value = value[p]
+    value = np.asarray(value, np.float32)
+    if path[-1] == 'kernel' and value.ndim == 4:
+      value = value.transpose(3, 2, 0, 1)
+    elif path[-1] == 'kernel' and value.ndim == 2:
+      value = value.T
+    state[name] = np.ascontiguousarray(value)
+  return state
+
+
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
   """The bare state dict of a `.pth` / `.pt` / `.npz` / `.safetensors` checkpoint (numpy)."""
   path = os.fspath(path)

@@ -1,14 +1,11 @@
 """CoTracker3 building blocks against the official code's block goldens (golden/cotracker3/block_*)."""
 
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tapkit.models.cotracker3 import blocks
-from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import model as model_lib
 from tapkit.ops import sampling
 
@@ -16,21 +13,9 @@ BLOCK_ATOL = 1e-5
 CNN_ATOL = 2e-4
 
 
-def _load(golden, require_reference, name):
-  path = require_reference(f'CoTracker3 reference {name}', golden / 'cotracker3' / f'{name}.npz')
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
-
-
 @pytest.fixture(scope='module')
-def offline_params(shared, require_reference):
-  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
-  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  state = module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_offline.json', 0,
-                             folder / 'param_overrides.json')
-  return convert.params_from_state_dict(state)
+def offline_params(ct3_params):
+  return ct3_params('offline')
 
 
 def _close(actual, expected, atol):
@@ -40,8 +25,8 @@ def _close(actual, expected, atol):
   return float(np.max(np.abs(actual - expected)))
 
 
-def test_bilinear_sampler(golden, require_reference):
-  g = _load(golden, require_reference, 'block_bilinear_sampler')
+def test_bilinear_sampler(ct3_golden):
+  g = ct3_golden('block_bilinear_sampler')
   _close(blocks.bilinear_sampler(g['input4d'], g['coords4d']), g['out4d'], BLOCK_ATOL)
   _close(blocks.bilinear_sampler(g['input5d'], g['coords5d']), g['out5d'], BLOCK_ATOL)
   # The other grid_sample conventions through the shared sampler: zero padding, and
@@ -55,13 +40,13 @@ def test_bilinear_sampler(golden, require_reference):
   _close(np.moveaxis(edge.reshape(2, 4, 6, 3), -1, 1), g['out4d_align_false'], BLOCK_ATOL)
 
 
-def test_sample_features5d(golden, require_reference):
-  g = _load(golden, require_reference, 'block_sample_features5d')
+def test_sample_features5d(ct3_golden):
+  g = ct3_golden('block_sample_features5d')
   _close(blocks.sample_features5d(g['input'], g['coords']), g['out'], BLOCK_ATOL)
 
 
-def test_support_and_correlation_features(golden, require_reference):
-  g = _load(golden, require_reference, 'block_support_corr')
+def test_support_and_correlation_features(ct3_golden):
+  g = ct3_golden('block_support_corr')
   fmaps = jnp.asarray(np.moveaxis(g['fmaps'], 2, -1))  # [B, T, h, w, C]
   b, t = fmaps.shape[:2]
   frames = jnp.asarray(g['queried_frames'], jnp.int32)
@@ -97,13 +82,13 @@ def test_neighbourhoods_equal_pointwise_sampling_far_outside():
     np.testing.assert_allclose(got[0, m].reshape(49, 3), want[0], atol=1e-6, rtol=0)
 
 
-def test_posenc(golden, require_reference):
-  g = _load(golden, require_reference, 'block_posenc')
+def test_posenc(ct3_golden):
+  g = ct3_golden('block_posenc')
   _close(blocks.posenc(jnp.asarray(g['x']), 0, 10), g['out'], BLOCK_ATOL)
 
 
-def test_time_embedding_and_interpolation(golden, require_reference):
-  g = _load(golden, require_reference, 'block_time_emb')
+def test_time_embedding_and_interpolation(ct3_golden):
+  g = ct3_golden('block_time_emb')
   table60 = blocks.time_embedding_table(60)
   np.testing.assert_array_equal(table60, g['time_emb_60'][0])
   np.testing.assert_array_equal(blocks.time_embedding_table(16), g['time_emb_16'][0])
@@ -115,8 +100,8 @@ def test_time_embedding_and_interpolation(golden, require_reference):
   assert blocks.interpolate_time_embedding(table60, 60) is table60
 
 
-def test_fnet(golden, require_reference, offline_params):
-  g = _load(golden, require_reference, 'block_fnet')
+def test_fnet(ct3_golden, offline_params):
+  g = ct3_golden('block_fnet')
   image = jnp.asarray(np.transpose(g['image_uint8'], (0, 2, 3, 1)).astype(np.float32))
   image = image / 255 * 2 - 1
   out, stages = model_lib.MODEL.apply({'params': offline_params}, image, True,
@@ -126,15 +111,15 @@ def test_fnet(golden, require_reference, offline_params):
   _close(np.transpose(out, (0, 3, 1, 2)), g['fnet_out'], CNN_ATOL)
 
 
-def test_corr_mlp(golden, require_reference, offline_params):
-  g = _load(golden, require_reference, 'block_corr_mlp')
+def test_corr_mlp(ct3_golden, offline_params):
+  g = ct3_golden('block_corr_mlp')
   out = model_lib.MODEL.apply({'params': offline_params}, jnp.asarray(g['x']),
                               method=model_lib.CoTrackerThree.embed_corr)
   _close(out, g['out'], BLOCK_ATOL)
 
 
-def test_updateformer_and_its_blocks(golden, require_reference, offline_params):
-  g = _load(golden, require_reference, 'block_updateformer')
+def test_updateformer_and_its_blocks(ct3_golden, offline_params):
+  g = ct3_golden('block_updateformer')
   uf = offline_params['updateformer']
   apply = lambda x, space: model_lib.MODEL.apply({'params': offline_params}, x, space,
                                                  method=model_lib.CoTrackerThree.update)

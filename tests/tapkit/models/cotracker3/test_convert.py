@@ -1,7 +1,5 @@
 """Official-format CoTracker3 checkpoints (.pth written with torch.save, .npz) -> our parameters."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -11,14 +9,9 @@ from tapkit.models.cotracker3 import model as model_lib
 
 
 @pytest.fixture(scope='module')
-def official_state(shared, require_reference):
+def official_state(ct3_state):
   """The golden parameters in the official state_dict layout (offline model, with time_emb)."""
-  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
-  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_offline.json', 0,
-                            folder / 'param_overrides.json')
+  return dict(ct3_state('offline'))
 
 
 def _flat(tree, prefix=()):
@@ -50,10 +43,13 @@ def test_layout_changes(official_state):
   np.testing.assert_array_equal(params['updateformer']['virual_tracks'],
                                 official_state['updateformer.virual_tracks'])
   assert len(list(_flat(params))) == len(official_state) - 1  # time_emb is recomputed.
+  back = convert.state_dict_from_params(params, window_len=60)
+  assert back.keys() == official_state.keys()
+  for name, value in official_state.items():
+    np.testing.assert_array_equal(back[name], value)
 
 
-def test_pth_variants_load_and_reproduce_the_golden(tmp_path, official_state, golden,
-                                                    require_reference):
+def test_pth_variants_load_and_reproduce_the_golden(tmp_path, official_state, ct3_golden):
   torch = pytest.importorskip('torch')
   tensors = {k: torch.from_numpy(np.array(v)) for k, v in official_state.items()}
   bare = tmp_path / 'scaled_offline.pth'
@@ -67,14 +63,12 @@ def test_pth_variants_load_and_reproduce_the_golden(tmp_path, official_state, go
   np.savez(tmp_path / 'state.npz', **official_state)
   _assert_same_tree(convert.load_checkpoint(tmp_path / 'state.npz'), direct)
 
-  path = require_reference('CoTracker3 reference', golden / 'cotracker3' /
-                           'offline_intermediates.npz')
-  with np.load(path) as g:
-    out = model_lib.offline_forward(from_bare, g['video'].astype(np.float32), g['queries'],
-                                    iters=int(g['iters']))
-    np.testing.assert_allclose(out['coords'], g['coords'], atol=2e-3, rtol=0)
-    np.testing.assert_allclose(out['vis'], g['vis'], atol=2e-4, rtol=0)
-    np.testing.assert_allclose(out['conf'], g['conf'], atol=2e-4, rtol=0)
+  g = ct3_golden('offline_intermediates')
+  out = model_lib.offline_forward(from_bare, g['video'].astype(np.float32), g['queries'],
+                                  iters=int(g['iters']))
+  np.testing.assert_allclose(out['coords'], g['coords'], atol=2e-3, rtol=0)
+  np.testing.assert_allclose(out['vis'], g['vis'], atol=2e-4, rtol=0)
+  np.testing.assert_allclose(out['conf'], g['conf'], atol=2e-4, rtol=0)
 
 
 def test_online_time_emb_and_absent_time_emb(official_state):

@@ -1,13 +1,9 @@
 """CoTracker3 offline model against the official model's goldens (golden/cotracker3/offline_*)."""
 
-import importlib.util
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import model as model_lib
 
 COORD_ATOL = 2e-3  # pixels
@@ -16,21 +12,9 @@ FEATURE_ATOL = 2e-4  # CNN outputs, correlation volumes / embeddings, transforme
 DELTA_ATOL = 1e-5  # transformer outputs
 
 
-def _load(golden, require_reference, name):
-  path = require_reference(f'CoTracker3 reference {name}', golden / 'cotracker3' / f'{name}.npz')
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
-
-
 @pytest.fixture(scope='module')
-def params(shared, require_reference):
-  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
-  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  state = module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_offline.json', 0,
-                             folder / 'param_overrides.json')
-  return jax.tree_util.tree_map(jnp.asarray, convert.params_from_state_dict(state))
+def params(ct3_params):
+  return ct3_params('offline')
 
 
 def _close(actual, expected, atol):
@@ -53,8 +37,8 @@ def _run(params, g, **kwargs):
                                    iters=int(g['iters']), return_iters=True, **kwargs)
 
 
-def test_offline_intermediates(golden, require_reference, params):
-  g = _load(golden, require_reference, 'offline_intermediates')
+def test_offline_intermediates(ct3_golden, params):
+  g = ct3_golden('offline_intermediates')
   out = _run(params, g, return_intermediates=True)
   _check_outputs(out, g)
   _close(np.transpose(out['fnet_out'], (0, 1, 4, 2, 3)), g['fnet_out'], FEATURE_ATOL)
@@ -64,24 +48,24 @@ def test_offline_intermediates(golden, require_reference, params):
   _close(out['updateformer_out'], g['updateformer_out'], DELTA_ATOL)
 
 
-def test_offline_t8_border_queries(golden, require_reference, params):
-  g = _load(golden, require_reference, 'offline_t8_64x96')
+def test_offline_t8_border_queries(ct3_golden, params):
+  g = ct3_golden('offline_t8_64x96')
   _check_outputs(_run(params, g), g)
 
 
-def test_offline_batch_elements_are_independent(golden, require_reference, params):
-  g = _load(golden, require_reference, 'offline_b2_t12_96x128')
+def test_offline_batch_elements_are_independent(ct3_golden, params):
+  g = ct3_golden('offline_b2_t12_96x128')
   _check_outputs(_run(params, g), g)
 
 
-def test_offline_t60_uses_the_time_embedding_as_is(golden, require_reference, params):
-  g = _load(golden, require_reference, 'offline_t60_32x32')
+def test_offline_t60_uses_the_time_embedding_as_is(ct3_golden, params):
+  g = ct3_golden('offline_t60_32x32')
   _check_outputs(_run(params, g), g)
 
 
-def test_feature_cnn_in_chunks_is_the_same(golden, require_reference, params):
+def test_feature_cnn_in_chunks_is_the_same(ct3_golden, params):
   """Frames go through the CNN in chunks (the last one padded): same features."""
-  video = _load(golden, require_reference, 'offline_intermediates')['video'].astype(np.float32)
+  video = ct3_golden('offline_intermediates')['video'].astype(np.float32)
   encode = jax.jit(model_lib.encode_frames, static_argnums=2)
   whole = encode(params, video, 8)
   chunked = encode(params, video, 3)

@@ -1,34 +1,17 @@
 """CoTracker3 online model (whole-video windows and streaming) against the official goldens."""
 
-import importlib.util
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import online
 
 COORD_ATOL = 2e-3  # pixels
 PROB_ATOL = 2e-4
 
 
-def _load(golden, require_reference, name):
-  path = require_reference(f'CoTracker3 reference {name}', golden / 'cotracker3' / f'{name}.npz')
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
-
-
 @pytest.fixture(scope='module')
-def params(shared, require_reference):
-  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
-  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  state = module.make_params(shared / 'data' / 'param_trees' / 'cotracker3_online.json', 0,
-                             folder / 'param_overrides.json')
-  return jax.tree_util.tree_map(jnp.asarray, convert.params_from_state_dict(state))
+def params(ct3_params):
+  return ct3_params('online')
 
 
 def _close(actual, expected, atol):
@@ -37,8 +20,8 @@ def _close(actual, expected, atol):
   np.testing.assert_allclose(actual, expected, atol=atol, rtol=0)
 
 
-def test_online_full_video_two_windows(golden, require_reference, params):
-  g = _load(golden, require_reference, 'online_full_t20')
+def test_online_full_video_two_windows(ct3_golden, params):
+  g = ct3_golden('online_full_t20')
   t = g['video'].shape[1]
   out = online.online_forward(params, g['video'].astype(np.float32), g['queries'],
                               iters=int(g['iters']), return_windows=True)
@@ -54,8 +37,8 @@ def test_online_full_video_two_windows(golden, require_reference, params):
     _close(out['windows_conf_iters'][w][:, :, :frames], g[f'window{w}_conf_iters'], PROB_ATOL)
 
 
-def test_online_full_video_too_short_for_a_window(golden, require_reference, params):
-  g = _load(golden, require_reference, 'online_full_t8_nowindow')
+def test_online_full_video_too_short_for_a_window(ct3_golden, params):
+  g = ct3_golden('online_full_t8_nowindow')
   out = online.online_forward(params, g['video'].astype(np.float32), g['queries'],
                               iters=int(g['iters']))
   np.testing.assert_array_equal(out['coords'], g['coords'])
@@ -64,8 +47,8 @@ def test_online_full_video_too_short_for_a_window(golden, require_reference, par
   assert np.all(g['vis'] == 0.5) and np.all(g['coords'] == 0)
 
 
-def test_online_streaming_chunks(golden, require_reference, params):
-  g = _load(golden, require_reference, 'online_chunks_l21')
+def test_online_streaming_chunks(ct3_golden, params):
+  g = ct3_golden('online_chunks_l21')
   video = g['video'].astype(np.float32)
   session = online.OnlineSession(params, g['queries'], iters=int(g['iters']))
   for k, (start, end) in enumerate(g['chunks']):
