@@ -52,6 +52,8 @@ import collections
 import dataclasses
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from tapkit.models.cotracker3 import model as model_lib
@@ -113,18 +115,29 @@ class OnlineModel:
                                     model_resolution=tuple(self.model_resolution))
 
 
+def _on_device(params: Any) -> Any:
+  """The parameter tree as jax arrays."""
+  return jax.tree_util.tree_map(jnp.asarray, params)
+
+
 def make_model_fn(params: Any, *, iters: int = 6, window_len: int = 60,
                   model_resolution: Sequence[int] = DEFAULT_INTERP_SHAPE) -> OfflineModel:
-  """The offline CoTracker3 network as a `model_fn` for `predict_offline`."""
+  """The offline CoTracker3 network as a `model_fn` for `predict_offline`.
+
+  The parameters are placed on the default device once (not at every call).
+  """
   resolution = (int(model_resolution[0]), int(model_resolution[1]))
-  return OfflineModel(params, iters, window_len, resolution)
+  return OfflineModel(_on_device(params), iters, window_len, resolution)
 
 
 def make_session_factory(params: Any, *, iters: int = 6, window_len: int = 16,
                          model_resolution: Sequence[int] = DEFAULT_INTERP_SHAPE) -> OnlineModel:
-  """The streaming CoTracker3 network as a `session_factory` for `predict_online`."""
+  """The streaming CoTracker3 network as a `session_factory` for `predict_online`.
+
+  The parameters are placed on the default device once (not at every call).
+  """
   resolution = (int(model_resolution[0]), int(model_resolution[1]))
-  return OnlineModel(params, iters, window_len, resolution)
+  return OnlineModel(_on_device(params), iters, window_len, resolution)
 
 
 def _interp_shape(fn: Any, interp_shape: Sequence[int] | None) -> tuple[int, int]:

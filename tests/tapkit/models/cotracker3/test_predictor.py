@@ -5,24 +5,15 @@ predictor sent to its network, and answers with the official network's outputs; 
 predictor's tracks / visibility must then equal the official predictor's.
 """
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import predictor as pred
 from tapkit.models.cotracker3 import queries as query_lib
 
 SMALL = (64, 96)
 TRACK_ATOL = 2e-3
 VIDEO_ATOL = 2e-3
-
-
-def _load(golden, require_reference, name):
-  path = require_reference(f'CoTracker3 reference {name}', golden / 'cotracker3' / f'{name}.npz')
-  with np.load(path) as z:
-    return {k: z[k] for k in z.files}
 
 
 class FakeModel:
@@ -58,15 +49,15 @@ def _check_visibility(got, want, deciding, threshold):
 # Building blocks.
 
 
-def test_grid_points(golden, require_reference):
-  g = _load(golden, require_reference, 'block_grid_points')
+def test_grid_points(ct3_golden):
+  g = ct3_golden('block_grid_points')
   cases = [(1, (384, 512)), (2, (64, 96)), (5, (384, 512)), (6, (64, 96)), (10, (50, 70))]
   for i, (size, extent) in enumerate(cases):
     np.testing.assert_array_equal(query_lib.grid_points(size, extent), g[f'grid_{i}'][0])
 
 
-def test_resize_and_mask(golden, require_reference):
-  g = _load(golden, require_reference, 'block_resize')
+def test_resize_and_mask(ct3_golden):
+  g = ct3_golden('block_resize')
   for i in range(3):
     for b in range(2):
       frames = g[f'video_{i}'][b].transpose(1, 2, 0)[None]  # One frame [1, H, W, 3].
@@ -76,8 +67,8 @@ def test_resize_and_mask(golden, require_reference):
                                 g['mask_nearest'][0, 0])
 
 
-def test_dense_query_passes(golden, require_reference):
-  g = _load(golden, require_reference, 'block_dense_queries')
+def test_dense_query_passes(ct3_golden):
+  g = ct3_golden('block_dense_queries')
   for i, (h, w, frame) in enumerate([(20, 170, 0), (13, 240, 2)]):
     passes = query_lib.dense_query_passes(h, w, frame)
     np.testing.assert_array_equal(np.stack(passes)[:, None], g[f'queries_{i}'])
@@ -106,14 +97,14 @@ def _offline(g, calls, **kw):
   return visible
 
 
-def test_offline_grid(golden, require_reference):
-  g = _load(golden, require_reference, 'predictor_offline_grid')
+def test_offline_grid(ct3_golden):
+  g = ct3_golden('predictor_offline_grid')
   visible = _offline(g, [_model_call(g, 'model_fwd')], interp_shape=SMALL)
   _check_visibility(visible, g['visibility'], g['model_fwd/vis'], 0.9)
 
 
-def test_offline_queries_backward(golden, require_reference):
-  g = _load(golden, require_reference, 'predictor_offline_queries_backward')
+def test_offline_queries_backward(ct3_golden):
+  g = ct3_golden('predictor_offline_queries_backward')
   visible = _offline(g, [_model_call(g, 'model_fwd'), _model_call(g, 'model_bwd')],
                      queries=g['queries'], interp_shape=SMALL)
   num_frames, n = g['visibility'].shape[1:]
@@ -124,16 +115,16 @@ def test_offline_queries_backward(golden, require_reference):
   assert g['queries'][0, 1, 1] == 69.0
 
 
-def test_offline_segm(golden, require_reference):
-  g = _load(golden, require_reference, 'predictor_offline_segm')
+def test_offline_segm(ct3_golden):
+  g = ct3_golden('predictor_offline_segm')
   visible = _offline(g, [_model_call(g, 'model_fwd')], segm_mask=g['segm_mask'],
                      interp_shape=SMALL)
   assert visible.shape == (1, 6, 6)
   _check_visibility(visible, g['visibility'], g['model_fwd/vis'][..., :6], 0.9)
 
 
-def test_offline_default_resolution(golden, require_reference):
-  g = _load(golden, require_reference, 'predictor_offline_default_res')
+def test_offline_default_resolution(ct3_golden):
+  g = ct3_golden('predictor_offline_default_res')
   video = g['video'][0].transpose(0, 2, 3, 1)  # Also the [T, H, W, 3] layout.
   model = FakeModel([_model_call(g, 'model_fwd')])
   tracks, visible = pred.predict_offline(model, video, grid_size=2)
@@ -145,8 +136,8 @@ def test_offline_default_resolution(golden, require_reference):
 # Online predictor.
 
 
-def test_online_grid(golden, require_reference):
-  g = _load(golden, require_reference, 'predictor_online_grid')
+def test_online_grid(ct3_golden):
+  g = ct3_golden('predictor_online_grid')
   video = g['video']
   num_frames = video.shape[1]
   processing = [tuple(c[1:]) for c in g['calls'] if not c[0]]
@@ -327,25 +318,15 @@ def test_online_support_grid_and_errors():
 # With the real network (synthetic parameters of the reference set).
 
 
-def _params(shared, require_reference, kind):
-  folder = require_reference('CoTracker3 goldens', shared / 'golden' / 'cotracker3')
-  spec = importlib.util.spec_from_file_location('ct3_make_params', folder / 'make_params.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  state = module.make_params(shared / 'data' / 'param_trees' / f'cotracker3_{kind}.json', 0,
-                             folder / 'param_overrides.json')
-  return convert.params_from_state_dict(state)
-
-
 @pytest.fixture(scope='module')
-def offline_model(shared, require_reference):
-  return pred.make_model_fn(_params(shared, require_reference, 'offline'), model_resolution=SMALL)
+def offline_model(ct3_params):
+  return pred.make_model_fn(ct3_params('offline'), model_resolution=SMALL)
 
 
 @pytest.mark.slow
-def test_offline_with_network(golden, require_reference, offline_model):
+def test_offline_with_network(ct3_golden, offline_model):
   """Explicit queries, support grid, backward tracking: the official predictor's outputs."""
-  g = _load(golden, require_reference, 'predictor_offline_queries_backward')
+  g = ct3_golden('predictor_offline_queries_backward')
   tracks, visible = pred.predict_offline(offline_model, g['video'], queries=g['queries'],
                                          backward_tracking=True)
   np.testing.assert_allclose(tracks, g['tracks'], atol=TRACK_ATOL, rtol=0)
@@ -363,11 +344,10 @@ def test_offline_with_network(golden, require_reference, offline_model):
 
 
 @pytest.mark.slow
-def test_online_with_network(shared, golden, require_reference):
+def test_online_with_network(ct3_golden, ct3_params):
   """The official online demo's driving of the streaming predictor, with the network."""
-  g = _load(golden, require_reference, 'predictor_online_grid')
-  factory = pred.make_session_factory(_params(shared, require_reference, 'online'),
-                                      model_resolution=SMALL)
+  g = ct3_golden('predictor_online_grid')
+  factory = pred.make_session_factory(ct3_params('online'), model_resolution=SMALL)
   steps = []
   tracks, visible = pred.predict_online(factory, g['video'], grid_size=int(g['grid_size']),
                                         on_step=lambda t, v: steps.append((t, v)))
