@@ -201,7 +201,8 @@ def _scale_factors(src_hw: Sequence[int], dst_hw: Sequence[int]) -> np.ndarray:
   """[2] float32 (x, y) factors mapping align-corners pixels of src_hw to dst_hw."""
   (sh, sw), (dh, dw) = src_hw, dst_hw
   if min(sh, sw, dh, dw) < 2:
-    raise ValueError(f'image sizes must be at least 2x2 pixels, got {tuple(src_hw)} and {tuple(dst_hw)}')
+    raise ValueError(f'image sizes must be at least 2x2 pixels, got {tuple(src_hw)} and '
+                     f'{tuple(dst_hw)}')
   return np.array([(dw - 1) / (sw - 1), (dh - 1) / (sh - 1)], np.float32)
 
 

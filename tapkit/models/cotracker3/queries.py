@@ -1,4 +1,4 @@
-"""Query generation of the CoTracker3 predictors: grids, support grid, segmentation masks, dense passes.
+"""Queries of the CoTracker3 predictors: grids, support grid, segmentation masks, dense passes.
 
 All functions are numpy and reproduce the official predictors' float32 arithmetic:
 
@@ -91,7 +91,8 @@ def resize_mask_nearest(mask: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
   return mask[rows[:, None], cols[None, :]]
 
 
-def mask_grid_points(points: np.ndarray, mask: np.ndarray, interp_shape: Sequence[int]) -> np.ndarray:
+def mask_grid_points(points: np.ndarray, mask: np.ndarray,
+                     interp_shape: Sequence[int]) -> np.ndarray:
   """Boolean [n]: which (x, y) points (model pixels) fall on non-zero pixels of `mask`.
 
   Args:

@@ -20,13 +20,15 @@ class FakeModel:
   """A scripted network: each call checks its inputs against `expected` and returns outputs."""
 
   def __init__(self, calls):
-    self.calls = list(calls)  # (queries [1,N,3], video [1,T,3,h,w] | None, means [1,T] | None, outputs)
+    # (queries [1,N,3], video [1,T,3,h,w] | None, frame means [1,T] | None, outputs)
+    self.calls = list(calls)
 
   def __call__(self, video, queries):
     assert self.calls, 'unexpected extra network call'
     want_q, want_video, want_means, outputs = self.calls.pop(0)
     np.testing.assert_allclose(queries, want_q, atol=1e-5, rtol=0)
-    assert video.dtype == np.float32 and video.ndim == 5 and video.shape[0] == 1 and video.shape[2] == 3
+    assert video.dtype == np.float32 and video.ndim == 5
+    assert video.shape[0] == 1 and video.shape[2] == 3
     if want_video is not None:
       np.testing.assert_allclose(video, want_video, atol=VIDEO_ATOL, rtol=0)
     if want_means is not None:
