@@ -122,3 +122,25 @@ def test_synthetic_videos_end_to_end(tmp_path):
   both = gt_visible[:, start] & data['visibility']
   error = np.linalg.norm(data['tracks'] - gt_tracks[:, start], axis=-1)[both]
   assert both.sum() > 150 and np.median(error) < 1.5  # 0.74 px measured
+
+
+def test_processes_split_the_videos(videos, tmp_path):
+  names = ['a/x.mp4', 'b/x.mp4', 'c/y.mp4', 'd/z', 'e/x.gif']
+  assert [track.process_videos(names, i, 2) for i in (0, 1)] == [
+      [('a/x.mp4', 'x'), ('c/y.mp4', 'y'), ('e/x.gif', 'x_gif')],
+      [('b/x.mp4', 'x_mp4'), ('d/z', 'z')]]
+  with pytest.raises(ValueError, match='process index'):
+    track.process_videos(names, 2, 2)
+  # Two "processes" over the folder (texture.mp4, broken.mp4, frames/) write disjoint files
+  # that together are the one-process output.
+  outs = []
+  for index in range(3):
+    out = tmp_path / f'p{index}'
+    status = track.main(['--video', os.fspath(videos), '--grid_size', '2', '--out',
+                         os.fspath(out), '--process_index', str(index), '--process_count', '3'])
+    outs.append(sorted(os.listdir(out)))
+    assert status == (2 if outs[-1] == [] else 0)  # the process holding broken.mp4 only
+  assert sorted(sum(outs, [])) == ['frames.npz', 'texture.npz']
+  status = track.main(['--video', os.fspath(videos), '--grid_size', '2', '--out',
+                       os.fspath(tmp_path / 'p'), '--process_index', '3', '--process_count', '4'])
+  assert status == 0 and os.listdir(tmp_path / 'p') == []
