@@ -266,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: {message}', file=sys.stderr)
     return 2
 
+  # Before anything else touches JAX (jax.distributed must initialise first).
+  index, count = process_slot(args)
   try:
     queries = read_queries(args.queries) if args.queries else None
     videos: list[str] = []
@@ -274,7 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracker = tracking.make_tracker(args.tracker, args.checkpoint)
   except ValueError as e:
     return fail(str(e))
-  index, count = process_slot(args)
   mine = process_videos(videos, index, count)
   os.makedirs(args.out, exist_ok=True)
   if not mine:

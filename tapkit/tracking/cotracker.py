@@ -137,7 +137,13 @@ class CoTrackerTracker:
 
   def _model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
     """The offline network as the predictor calls it (jit-compiled, queries sharded over
-    the local devices when `shard_queries`)."""
+    the local devices when `shard_queries`); built once per tracker, so videos of one
+    shape compile once."""
+    if getattr(self, '_offline_fn', None) is None:
+      self._offline_fn = self._build_model_fn()
+    return self._offline_fn
+
+  def _build_model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
     import jax  # pylint: disable=g-import-not-at-top
 
     ct3, window = self._ct3, self._window()
