@@ -25,6 +25,13 @@ Outputs in `--out`, per video `<name>` (the file or folder name without suffix):
   <name>_tracks.mp4   with `--viz`: the video with the tracks painted (occluded = rings)
 Videos that cannot be read or tracked are listed with the reason at the end; the run goes
 on. Exit status 2 with one `error:` line on bad arguments or when no video was processed.
+
+Several processes split the videos: process i of n tracks videos i, i + n, i + 2n, ... of
+the sorted list (output names are made unique over the whole list, so the processes never
+write the same file). i and n come from `--process_index` / `--process_count` (e.g. a job
+array), or from `jax.distributed` when TAPKIT_DISTRIBUTED=1 (the engine's convention; the
+usual coordinator variables apply). Within a process, CoTracker3 splits each video's
+queries over the local devices (`tapkit.tracking.cotracker`).
 """
 
 from __future__ import annotations
@@ -126,6 +133,28 @@ def output_name(video_path: str, taken: set[str]) -> str:
   return name
 
 
+def process_videos(videos: Sequence[str], index: int, count: int) -> list[tuple[str, str]]:
+  """(video, output name) pairs process `index` of `count` handles: every count-th video
+  from the index-th; names are unique over all `videos` (`output_name`)."""
+  if not 0 <= index < count:
+    raise ValueError(f'process index must lie in [0, {count}), got {index}')
+  taken: set[str] = set()
+  named = [(path, output_name(path, taken)) for path in videos]
+  return named[index::count]
+
+
+def process_slot(args: argparse.Namespace) -> tuple[int, int]:
+  """(index, count) of this process among those splitting the videos (module docstring)."""
+  if args.process_count is not None:
+    return args.process_index or 0, args.process_count
+  if os.environ.get('TAPKIT_DISTRIBUTED') == '1':
+    import jax  # pylint: disable=g-import-not-at-top
+
+    jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
+  return 0, 1
+
+
 def track_video(tracker: tracking.Tracker, video: video_io.Video, queries: np.ndarray | None,
                 args: argparse.Namespace) -> tracking.TrackResult:
   """Runs the tracker on one video with the command line's point options."""
@@ -181,7 +210,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--stride', type=int, default=1, help='keep every stride-th frame')
   parser.add_argument('--max_frames', type=int, help='keep at most this many frames')
   parser.add_argument('--resize', help='H,W: resize frames to this size (pixels)')
+  parser.add_argument('--process_index', type=int,
+                      help='this process tracks videos process_index::process_count')
+  parser.add_argument('--process_count', type=int,
+                      help='number of processes splitting the videos (default: 1, or '
+                           'jax.distributed with TAPKIT_DISTRIBUTED=1)')
   args = parser.parse_args(argv)
+  if (args.process_index is None) != (args.process_count is None):
+    parser.error('--process_index and --process_count go together')
+  if args.process_count is not None and not 0 <= args.process_index < args.process_count:
+    parser.error(f'--process_index must lie in [0, --process_count), got '
+                 f'{args.process_index} of {args.process_count}')
   if args.online:
     if args.tracker not in ('cotracker3', 'cotracker3_online'):
       parser.error(f'--online needs --tracker cotracker3, got --tracker {args.tracker}')
@@ -227,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: {message}', file=sys.stderr)
     return 2
 
+  # Before anything else touches JAX (jax.distributed must initialise first).
+  index, count = process_slot(args)
   try:
     queries = read_queries(args.queries) if args.queries else None
     videos: list[str] = []
@@ -235,13 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracker = tracking.make_tracker(args.tracker, args.checkpoint)
   except ValueError as e:
     return fail(str(e))
+  mine = process_videos(videos, index, count)
   os.makedirs(args.out, exist_ok=True)
-  taken: set[str] = set()
+  if not mine:
+    print(f'process {index} of {count}: no video left for it ({len(videos)} videos)')
+    return 0
   failures: list[tuple[str, str]] = []
   done = 0
-  progress, say = _progress(videos)
-  for path in progress:
-    name = output_name(path, taken)
+  progress, say = _progress([path for path, _ in mine])
+  for path, name in zip(progress, [name for _, name in mine]):
     start = time.perf_counter()
     try:
       video = video_io.read_video(path, fps=args.fps, stride=args.stride,
@@ -256,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f'{result.visible.mean():.0%} visible, {time.perf_counter() - start:.1f} s -> '
         f'{", ".join(written)}')
   if failures:
-    print(f'{len(failures)} of {len(videos)} videos failed:', file=sys.stderr)
+    print(f'{len(failures)} of {len(mine)} videos failed:', file=sys.stderr)
     for path, reason in failures:
       print(f'  {reason}' if reason.startswith(path) else f'  {path}: {reason}', file=sys.stderr)
   if not done:

@@ -91,12 +91,12 @@ class Tracker(Protocol):
 def grid_queries(height: int, width: int, grid_size: int, query_frame: int = 0) -> np.ndarray:
   """[grid_size^2, 3] float32 (t, x, y) queries on CoTracker's evenly spaced grid.
 
-  grid_size 1 gives the single point (W / 2, H / 2). Otherwise the grid keeps a margin
-  m = W / 64 from the image border on both axes (the width-based margin is used for y
-  too, as CoTracker does): x_j = linspace(m, W - m, grid_size),
-  y_i = linspace(m, H - m, grid_size), evaluated in float32 the way torch.linspace does
-  (the first half counted up from the start, the second half down from the end); points
-  in row-major order (index = grid_size * i + j, x fastest).
+  The one implementation of the rule: the CoTracker3 predictors
+  (`tapkit.models.cotracker3.queries`) use it too. grid_size 1 gives the single point
+  (W / 2, H / 2). Otherwise the grid keeps a margin m = W / 64 from the image border on
+  both axes (the width-based margin is used for y too, as CoTracker does):
+  x_j = linspace(m, W - m, grid_size), y_i = linspace(m, H - m, grid_size), evaluated with
+  `torch_linspace`; points in row-major order (index = grid_size * i + j, x fastest).
   """
   if int(grid_size) != grid_size or grid_size < 1:
     raise ValueError(f'grid_size must be an integer >= 1, got {grid_size}')
@@ -105,24 +105,34 @@ def grid_queries(height: int, width: int, grid_size: int, query_frame: int = 0) 
   if grid_size == 1:
     xy = np.array([[width / 2, height / 2]], np.float32)
   else:
-    margin = np.float32(width / 64)
-    ys = _torch_linspace(margin, np.float32(height) - margin, grid_size)
-    xs = _torch_linspace(margin, np.float32(width) - margin, grid_size)
+    # The range ends are exact in float64 and rounded once to float32 (as torch does with
+    # its Python-float arguments).
+    margin = width / 64
+    ys = torch_linspace(margin, height - margin, int(grid_size))
+    xs = torch_linspace(margin, width - margin, int(grid_size))
     gy, gx = np.meshgrid(ys, xs, indexing='ij')
     xy = np.stack([gx.reshape(-1), gy.reshape(-1)], -1)
   t = np.full((xy.shape[0], 1), query_frame, np.float32)
   return np.concatenate([t, xy.astype(np.float32)], -1)
 
 
-def _torch_linspace(start: np.float32, end: np.float32, steps: int) -> np.ndarray:
-  """[steps] float32 linspace as torch computes it on CPU."""
-  start, end = np.float32(start), np.float32(end)
-  step = np.float32((end - start) / np.float32(steps - 1))
-  k = np.arange(steps)
+def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
+  """[steps] float32, the values torch.linspace(start, end, steps) computes in float32 on CPU.
+
+  start and end are rounded to float32, step = (end - start) / (steps - 1) in float32; the
+  first half of the values is counted up from start (start + k * step), the second half
+  down from end (end - (steps - 1 - k) * step), which can differ from `np.linspace` in the
+  last bit.
+  """
+  start32, end32 = np.float32(start), np.float32(end)
+  if steps == 1:
+    return np.array([start32], np.float32)
+  step = np.float32((end32 - start32) / np.float32(steps - 1))
+  idx = np.arange(steps)
   half = steps // 2
-  low = start + k.astype(np.float32) * step
-  high = end - (steps - 1 - k).astype(np.float32) * step
-  return np.where(k < half, low, high).astype(np.float32)
+  low = start32 + step * idx.astype(np.float32)
+  high = end32 - step * (steps - 1 - idx).astype(np.float32)
+  return np.where(idx < half, low, high).astype(np.float32)
 
 
 def check_frames(frames: Any) -> np.ndarray:

@@ -10,6 +10,12 @@ video at once (visibility = visibility probability > 0.9; with `backward=True` f
 before each query frame come from a pass over the time-reversed video); the online
 tracker processes it window by window in bounded memory (visibility = visibility x
 confidence > 0.6) and does not track backwards.
+
+With several local devices (GPUs, or CPU devices from
+XLA_FLAGS=--xla_force_host_platform_device_count=8), the offline network's queries are
+split over them: each call runs jit-compiled with the query axis sharded over the largest
+number of local devices that divides the number of queries (the frames and weights
+replicated), so the result is the one-device result up to float rounding.
 """
 
 from __future__ import annotations
@@ -68,6 +74,32 @@ def _result(tracks: Any, visible: Any, queries: np.ndarray | None, grid_size: in
   return api.TrackResult(tracks=tracks, visible=visible, queries=queries)
 
 
+def query_shard_count(num_queries: int, num_devices: int) -> int:
+  """Devices the queries are split over: the largest count <= num_devices dividing
+  num_queries (every device gets the same number of queries)."""
+  return max(k for k in range(1, max(num_devices, 1) + 1) if num_queries % k == 0)
+
+
+def _sharded_forward(forward: Callable[..., Any], params: Any,
+                     devices: Sequence[Any]) -> tuple[Callable[..., Any], Any]:
+  """(jitted forward(params, video [B, T, 3, h, w], queries [B, N, 3]), params placed for it).
+
+  On one device a plain jit; on several, a 1D mesh ('queries',) with the query axis N of
+  `queries` split over it and the weights and frames replicated (XLA partitions the rest).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.sharding import Mesh, NamedSharding  # pylint: disable=g-import-not-at-top
+  from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top
+
+  if len(devices) == 1:
+    return jax.jit(forward), jax.device_put(params, devices[0])
+  mesh = Mesh(np.asarray(devices), ('queries',))
+  replicated = NamedSharding(mesh, P())
+  split = NamedSharding(mesh, P(None, 'queries', None))
+  fn = jax.jit(forward, in_shardings=(replicated, replicated, split))
+  return fn, jax.device_put(params, replicated)
+
+
 @dataclasses.dataclass
 class CoTrackerTracker:
   """CoTracker3, offline (whole video) or online (streaming windows).
@@ -80,6 +112,9 @@ class CoTrackerTracker:
       16 online).
     query_chunk: track at most this many queries per model call (bounded memory; None
       = all at once). Offline only.
+    shard_queries: split the offline network's queries over the local devices (module
+      docstring); False runs on the default device only.
+    iters: refinement iterations per window (the official predictors' 6).
   """
 
   params: Any
@@ -87,6 +122,8 @@ class CoTrackerTracker:
   interp_shape: Sequence[int] = (384, 512)
   window_len: int | None = None
   query_chunk: int | None = None
+  shard_queries: bool = True
+  iters: int = PREDICTOR_ITERS
   name: str = 'cotracker3'
 
   def __post_init__(self):
@@ -99,16 +136,30 @@ class CoTrackerTracker:
     return {} if self.window_len is None else {'window_len': int(self.window_len)}
 
   def _model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
-    """The offline network as the predictor calls it (jit-compiled)."""
+    """The offline network as the predictor calls it (jit-compiled, queries sharded over
+    the local devices when `shard_queries`); built once per tracker, so videos of one
+    shape compile once."""
+    if getattr(self, '_offline_fn', None) is None:
+      self._offline_fn = self._build_model_fn()
+    return self._offline_fn
+
+  def _build_model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
     import jax  # pylint: disable=g-import-not-at-top
 
-    ct3, params, window = self._ct3, self.params, self._window()
-    forward = jax.jit(lambda p, video, queries: ct3.offline_forward(
-        p, video, queries, iters=PREDICTOR_ITERS, model_resolution=self.interp_shape,
-        **window))
+    ct3, window = self._ct3, self._window()
+    devices = jax.local_devices() if self.shard_queries else jax.local_devices()[:1]
+    compiled: dict[int, tuple[Any, Any]] = {}  # devices used -> (jitted forward, params)
+
+    def forward(p, video, queries):
+      return ct3.offline_forward(p, video, queries, iters=self.iters,
+                                 model_resolution=self.interp_shape, **window)
 
     def model_fn(video, queries):
-      out = forward(params, video, queries)
+      count = query_shard_count(queries.shape[1], len(devices))
+      if count not in compiled:
+        compiled[count] = _sharded_forward(forward, self.params, devices[:count])
+      fn, params = compiled[count]
+      out = fn(params, video, queries)
       return out['coords'], out['vis'], out['conf']
 
     model_fn.model_resolution = self.interp_shape
@@ -120,7 +171,7 @@ class CoTrackerTracker:
     params, window = self.params, self._window()
 
     def factory(queries):
-      return session_class(params, queries, iters=PREDICTOR_ITERS,
+      return session_class(params, queries, iters=self.iters,
                            model_resolution=self.interp_shape, **window)
 
     factory.model_resolution = self.interp_shape

@@ -86,3 +86,61 @@ def test_errors_exit_2_with_one_line(videos, tmp_path):
   assert code == 2 and lines[0].startswith('error: --online needs --tracker cotracker3')
   assert track.main(['--video', os.fspath(tmp_path / 'absent'), '--out',
                      os.fspath(tmp_path)]) == 2
+
+
+def test_synthetic_videos_end_to_end(tmp_path):
+  """`python -m tapkit.data.synthetic --video`, then `python -m tapkit.track` on its videos."""
+  from tapkit.data import synthetic  # pylint: disable=g-import-not-at-top
+  from tapkit.data import tapvid3d  # pylint: disable=g-import-not-at-top
+  from tapkit.tracking import evaluate  # pylint: disable=g-import-not-at-top
+
+  data_dir, out = tmp_path / 'synthetic', tmp_path / 'tracks'
+  synthetic.main(['--out', os.fspath(data_dir), '--num_clips', '2', '--num_frames', '8',
+                  '--height', '48', '--width', '64', '--num_tracks', '32', '--video'])
+  status = track.main(['--tracker', 'lk', '--video', os.fspath(data_dir / 'video'), '--grid_size',
+                       '4', '--format', 'tracks4d', '--out', os.fspath(out)])
+  assert status == 0
+  assert sorted(os.listdir(out)) == ['clip_0000.npz', 'clip_0001.npz']
+  for name in ('clip_0000', 'clip_0001'):
+    data = tracks4d_format.load_tracks4d_npz(out / f'{name}.npz')
+    assert data['pred_tracks'].shape == (1, 8, 16, 2)
+    np.testing.assert_array_equal(data['started_at'], 0)
+    np.testing.assert_allclose(data['pred_tracks'][0, 0],
+                               track.tracking.grid_queries(48, 64, 4)[:, 1:], atol=1e-5)
+  # Points of the clip's exact tracks, tracked on the video, follow those tracks.
+  clip = tapvid3d.load_clip(os.fspath(data_dir / 'synthetic' / 'clip_0000.npz'))
+  gt_tracks, gt_visible = evaluate.clip_ground_truth(clip)
+  start = np.flatnonzero(gt_visible[0])
+  queries = tmp_path / 'queries.npy'
+  np.save(queries, np.concatenate([np.zeros((len(start), 1)), gt_tracks[0, start]], 1))
+  status = track.main(['--tracker', 'lk', '--video',
+                       os.fspath(data_dir / 'video' / 'clip_0000.mp4'), '--queries',
+                       os.fspath(queries), '--out', os.fspath(out / 'queried')])
+  assert status == 0
+  data = npz_io.read_npz(os.fspath(out / 'queried' / 'clip_0000.npz'))
+  np.testing.assert_array_equal(data['frame_size'], [48, 64])
+  both = gt_visible[:, start] & data['visibility']
+  error = np.linalg.norm(data['tracks'] - gt_tracks[:, start], axis=-1)[both]
+  assert both.sum() > 150 and np.median(error) < 1.5  # 0.74 px measured
+
+
+def test_processes_split_the_videos(videos, tmp_path):
+  names = ['a/x.mp4', 'b/x.mp4', 'c/y.mp4', 'd/z', 'e/x.gif']
+  assert [track.process_videos(names, i, 2) for i in (0, 1)] == [
+      [('a/x.mp4', 'x'), ('c/y.mp4', 'y'), ('e/x.gif', 'x_gif')],
+      [('b/x.mp4', 'x_mp4'), ('d/z', 'z')]]
+  with pytest.raises(ValueError, match='process index'):
+    track.process_videos(names, 2, 2)
+  # Two "processes" over the folder (texture.mp4, broken.mp4, frames/) write disjoint files
+  # that together are the one-process output.
+  outs = []
+  for index in range(3):
+    out = tmp_path / f'p{index}'
+    status = track.main(['--video', os.fspath(videos), '--grid_size', '2', '--out',
+                         os.fspath(out), '--process_index', str(index), '--process_count', '3'])
+    outs.append(sorted(os.listdir(out)))
+    assert status == (2 if outs[-1] == [] else 0)  # the process holding broken.mp4 only
+  assert sorted(sum(outs, [])) == ['frames.npz', 'texture.npz']
+  status = track.main(['--video', os.fspath(videos), '--grid_size', '2', '--out',
+                       os.fspath(tmp_path / 'p'), '--process_index', '3', '--process_count', '4'])
+  assert status == 0 and os.listdir(tmp_path / 'p') == []

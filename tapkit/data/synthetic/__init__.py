@@ -29,7 +29,7 @@ The public names of these modules are re-exported here.
 from tapkit.data.synthetic.cache import ensure_clips, heldout_seed
 from tapkit.data.synthetic.camera import (CameraPath, look_at_w2c, make_camera_path,
                                           make_intrinsics)
-from tapkit.data.synthetic.cli import main, write_video
+from tapkit.data.synthetic.cli import main, write_clip_videos
 from tapkit.data.synthetic.render import SyntheticClip, generate_clip, synthesize_clip
 from tapkit.data.synthetic.scene import (BOX, QUAD, SPHERE, Motion, Primitive, Scene,
                                          SceneConfig, make_scene)
@@ -39,5 +39,5 @@ __all__ = [
     'BOX', 'QUAD', 'SPHERE', 'CameraPath', 'Motion', 'Primitive', 'Scene', 'SceneConfig',
     'SyntheticClip', 'ensure_clips', 'generate_clip', 'heldout_seed', 'look_at_w2c', 'main',
     'make_camera_path', 'make_intrinsics', 'make_scene', 'render_view_pair', 'synthesize_clip',
-    'write_video',
+    'write_clip_videos',
 ]

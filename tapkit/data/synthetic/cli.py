@@ -1,13 +1,23 @@
 """Command line of the synthetic generator: writes clip files, TracksTo4D files, videos.
 
     python -m tapkit.data.synthetic --out runs/synthetic --num_clips 8 --seed 0 --tracks4d --video
+
+Per clip `clip_<i>` (4 digits) in `--out`:
+  <source>/clip_<i>.npz       the TAPVid-3D clip file (frames, exact 3D tracks, camera ...)
+  tracks4d/clip_<i>.npz       with `--tracks4d`: the TracksTo4D training file
+  video/clip_<i>.mp4          with `--video`: the rendered frames as they are (H.264,
+                              `VIDEO_FPS` frames per second), the input of
+                              `python -m tapkit.track --video OUT/video`; frame t of the video
+                              is frame t of the clip, so the clip's exact tracks are ground
+                              truth for tracks computed on it
+  viz/clip_<i>_tracks.mp4     with `--viz`: the frames with the visible exact tracks painted
+                              (moving objects' points red, static points green)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from typing import Sequence
 
 import numpy as np
@@ -16,6 +26,10 @@ from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.data.synthetic.render import generate_clip
 from tapkit.data.synthetic.scene import _NEAR
+from tapkit.io import video as video_io
+
+# Frame rate of the written videos (frames per second).
+VIDEO_FPS = 10.0
 
 
 def _draw_tracks(frames: np.ndarray, clip: Clip) -> np.ndarray:
@@ -35,19 +49,26 @@ def _draw_tracks(frames: np.ndarray, clip: Clip) -> np.ndarray:
   return out
 
 
-def write_video(path_stem: str, frames: np.ndarray, fps: int = 10) -> str:
-  """Writes frames [T, H, W, 3] uint8 as <stem>.mp4 (needs ffmpeg) or <stem>.gif."""
-  if shutil.which('ffmpeg'):
-    import mediapy  # Local import: mediapy shells out to ffmpeg.
+def write_clip_videos(out_dir: str, name: str, frames: np.ndarray, clip: Clip, *,
+                      video: bool = True, viz: bool = False) -> list[str]:
+  """Writes a clip's videos; returns the paths written.
 
-    path = path_stem + '.mp4'
-    mediapy.write_video(path, frames, fps=fps)
-  else:
-    import imageio.v3 as iio
-
-    path = path_stem + '.gif'
-    iio.imwrite(path, frames, duration=1000 / fps, loop=0)
-  return path
+  Args:
+    out_dir: the generator's output folder.
+    name: the clip's file stem.
+    frames: [T, H, W, 3] uint8 rendered frames.
+    clip: the clip (its exact tracks are painted with `viz`).
+    video: write `out_dir/video/<name>.mp4`, the frames unchanged.
+    viz: write `out_dir/viz/<name>_tracks.mp4`, the frames with the tracks painted.
+  """
+  written = []
+  if video:
+    written.append(video_io.write_video(os.path.join(out_dir, 'video', name + '.mp4'),
+                                        frames, VIDEO_FPS))
+  if viz:
+    written.append(video_io.write_video(os.path.join(out_dir, 'viz', name + '_tracks.mp4'),
+                                        _draw_tracks(frames, clip), VIDEO_FPS))
+  return written
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -70,7 +91,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--tracks4d', action='store_true',
                       help='also write TracksTo4D files to OUT/tracks4d/')
   parser.add_argument('--video', action='store_true',
-                      help='also write a video per clip to OUT/video/')
+                      help='also write the frames of each clip as OUT/video/<clip>.mp4 '
+                           '(input for python -m tapkit.track)')
+  parser.add_argument('--viz', action='store_true',
+                      help='also write OUT/viz/<clip>_tracks.mp4 with the exact tracks painted')
   parser.add_argument('--query_mode', default='random', choices=('random', 'grid'))
   parser.add_argument('--grid_size', type=int, default=16)
   parser.add_argument('--static_only', action='store_true', help='no object motion')
@@ -95,8 +119,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from tapkit.data import tracks4d_format
 
     os.makedirs(os.path.join(args.out, 'tracks4d'), exist_ok=True)
-  if args.video:
-    os.makedirs(os.path.join(args.out, 'video'), exist_ok=True)
   for i in tqdm(range(args.num_clips), desc='synthetic clips', unit='clip'):
     clip = generate_clip((args.seed, i), args.num_frames, args.height, args.width,
                          args.num_tracks, query_mode=args.query_mode,
@@ -107,6 +129,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.tracks4d:
       tracks4d_format.save_tracks4d_npz(os.path.join(args.out, 'tracks4d', name + '.npz'),
                                         tracks4d_format.clip_to_tracks4d(clip))
-    if args.video:
-      write_video(os.path.join(args.out, 'video', name), _draw_tracks(clip.frames, clip))
+    if args.video or args.viz:
+      write_clip_videos(args.out, name, clip.frames, clip, video=args.video, viz=args.viz)
 

@@ -6,7 +6,9 @@ All functions are numpy and reproduce the official predictors' float32 arithmeti
   every side (the width-based margin is used for the y axis too), rows ordered y-major
   (index = size·i + j for row i, column j); a single point (W/2, H/2) for size 1. The
   coordinates are torch's float32 `linspace` values (first half `start + k·step`, second half
-  `end − (size−1−k)·step`), which can differ from `np.linspace` in the last bit.
+  `end − (size−1−k)·step`), which can differ from `np.linspace` in the last bit. The rule
+  itself is `tapkit.tracking.api.grid_queries` (one implementation for the predictors and the
+  `tapkit.tracking` trackers).
 * `support_points(interp_shape)` — the 6×6 grid at frame 0 that the offline predictor appends
   to explicit queries (and to segmentation-masked grids) to give the tracker context.
 * `mask_grid_points` — keeps the grid points whose nearest pixel of the (nearest-neighbour
@@ -23,20 +25,12 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit.tracking import api as tracking_api
+
 SUPPORT_GRID_SIZE = 6
 
-
-def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
-  """[steps] float32, the values torch.linspace(start, end, steps) computes in float32."""
-  start32, end32 = np.float32(start), np.float32(end)
-  if steps == 1:
-    return np.array([start32], np.float32)
-  step = np.float32((end32 - start32) / np.float32(steps - 1))
-  idx = np.arange(steps)
-  half = steps // 2
-  low = start32 + step * idx.astype(np.float32)
-  high = end32 - step * (steps - 1 - idx).astype(np.float32)
-  return np.where(idx < half, low, high).astype(np.float32)
+# torch.linspace's float32 arithmetic (re-exported: the predictors' tests use it from here).
+torch_linspace = tracking_api.torch_linspace
 
 
 def grid_points(size: int, extent: Sequence[int]) -> np.ndarray:
@@ -49,24 +43,12 @@ def grid_points(size: int, extent: Sequence[int]) -> np.ndarray:
   Returns:
     [size², 2] points, y-major (index size·i + j is row i, column j).
   """
-  if size < 1:
-    raise ValueError(f'grid size must be >= 1, got {size}')
-  height, width = float(extent[0]), float(extent[1])
-  if size == 1:
-    return np.array([[width / 2, height / 2]], np.float32)
-  center_y, center_x = height / 2, width / 2
-  margin = width / 64
-  ys = torch_linspace(margin - height / 2 + center_y, height / 2 + center_y - margin, size)
-  xs = torch_linspace(margin - width / 2 + center_x, width / 2 + center_x - margin, size)
-  gy, gx = np.meshgrid(ys, xs, indexing='ij')
-  return np.stack([gx, gy], axis=-1).reshape(-1, 2).astype(np.float32)
+  return grid_queries(size, extent)[:, 1:]
 
 
 def grid_queries(size: int, extent: Sequence[int], query_frame: int = 0) -> np.ndarray:
   """[size², 3] float32 (t, x, y) queries: `grid_points(size, extent)` at frame `query_frame`."""
-  pts = grid_points(size, extent)
-  frame = np.full((len(pts), 1), query_frame, np.float32)
-  return np.concatenate([frame, pts], axis=1)
+  return tracking_api.grid_queries(extent[0], extent[1], size, query_frame)
 
 
 def support_points(interp_shape: Sequence[int]) -> np.ndarray:

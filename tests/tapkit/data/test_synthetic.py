@@ -277,14 +277,32 @@ def test_bad_inputs_raise():
     scene.render(np.eye(3), np.array([50.0, 50.0, 0.0, 0.0]), 0, H, W)
 
 
-def test_write_video(tmp_path, sample):
-  path = synthetic.write_video(os.fspath(tmp_path / 'clip'),
-                               synthetic.cli._draw_tracks(sample.clip.frames, sample.clip))
-  assert os.path.getsize(path) > 1000
-  import imageio.v3 as iio
+def test_clip_videos_line_up_with_the_exact_tracks(tmp_path, sample):
+  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+  from tapkit.tracking import evaluate  # pylint: disable=g-import-not-at-top
 
-  frames = iio.imread(path)
-  assert frames.shape[0] == T and frames.shape[1:3] == (H, W)
+  clip = sample.clip
+  paths = synthetic.write_clip_videos(os.fspath(tmp_path), 'clip', clip.raw_frames, clip,
+                                      viz=True)
+  assert paths == [os.fspath(tmp_path / 'video' / 'clip.mp4'),
+                   os.fspath(tmp_path / 'viz' / 'clip_tracks.mp4')]
+  video = video_io.read_video(paths[0])
+  assert video.frames.shape == (T, H, W, 3) and video.fps == synthetic.cli.VIDEO_FPS
+  # The raw frames, up to H.264 noise; frame t is closest to frame t (no shift in time).
+  error = np.abs(video.frames[:, None].astype(np.float32) -
+                 clip.raw_frames[None].astype(np.float32)).mean(axis=(2, 3, 4))  # [T, T]
+  assert error.diagonal().max() < 6.0
+  np.testing.assert_array_equal(error.argmin(axis=1), np.arange(T))
+  # The exact tracks are ground truth for the decoded video: the exact tracker scores 1.
+  tracks, visible = evaluate.clip_ground_truth(clip)
+  exact = evaluate.exact_tracker_for(tracks, visible, 'first')
+  metrics = evaluate.evaluate_clip(exact, video.frames, tracks, visible, 'first')
+  assert metrics == {'average_jaccard': 1.0, 'average_pts_within_thresh': 1.0,
+                     'occlusion_accuracy': 1.0}
+  # The painted video differs from the raw one where the tracks are.
+  painted = video_io.read_video(paths[1]).frames
+  assert painted.shape == video.frames.shape
+  assert np.abs(painted.astype(np.float32) - video.frames).mean() > 1.0
 
 
 def test_cli_writes_clips_deterministically(tmp_path):
@@ -292,7 +310,7 @@ def test_cli_writes_clips_deterministically(tmp_path):
   common = ['--seed', '3', '--num_frames', '16', '--height', str(H), '--width', str(W),
             '--num_tracks', '32', '--frames_format', 'raw']
   synthetic.main(['--out', os.fspath(tmp_path / 'a'), '--num_clips', '2', '--tracks4d',
-                  '--video'] + common)
+                  '--video', '--viz'] + common)
   synthetic.main(['--out', os.fspath(tmp_path / 'b'), '--num_clips', '1'] + common)
   a0 = tapvid3d.load_clip(os.fspath(tmp_path / 'a' / 'synthetic' / 'clip_0000.npz'))
   b0 = tapvid3d.load_clip(os.fspath(tmp_path / 'b' / 'synthetic' / 'clip_0000.npz'))
@@ -307,4 +325,12 @@ def test_cli_writes_clips_deterministically(tmp_path):
 
   t4d = tracks4d_format.load_tracks4d_npz(tmp_path / 'a' / 'tracks4d' / 'clip_0001.npz')
   assert t4d['pred_tracks'].shape == (1, 16, 32, 2)
-  assert len(os.listdir(tmp_path / 'a' / 'video')) == 2
+  assert sorted(os.listdir(tmp_path / 'a' / 'video')) == ['clip_0000.mp4', 'clip_0001.mp4']
+  assert sorted(os.listdir(tmp_path / 'a' / 'viz')) == ['clip_0000_tracks.mp4',
+                                                        'clip_0001_tracks.mp4']
+  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+
+  decoded = video_io.read_video(os.fspath(tmp_path / 'a' / 'video' / 'clip_0000.mp4')).frames
+  assert decoded.shape == a0.frames.shape
+  assert np.abs(decoded.astype(np.float32) - a0.frames).mean() < 6.0
+  assert not os.path.exists(tmp_path / 'b' / 'video')
