@@ -128,6 +128,10 @@ def load_backbone(spec: str, name: str | None = None, *, arch: str | None = None
     if arch is not None:
       cfg = bb.get_config(arch)
     return Backbone(label, bb.VisionTransformer(cfg), params, f'workdir {spec} step {step}')
+  if os.sep in spec or spec.lower().endswith(CHECKPOINT_EXTENSIONS):  # meant as a path
+    raise FileNotFoundError(f'backbone {spec!r}: no such checkpoint file or workdir; give an '
+                            f'existing {"/".join(CHECKPOINT_EXTENSIONS)} file, a '
+                            'dpov_jax.train workdir or a preset name')
   raise FileNotFoundError(f'backbone {spec!r}: not a preset ({sorted(bb.PRESETS)}), '
                           'nor an existing checkpoint file or workdir')
 

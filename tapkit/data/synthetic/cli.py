@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit import cli as tapkit_cli
 from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.data.synthetic.render import generate_clip
@@ -51,7 +52,7 @@ def write_video(path_stem: str, frames: np.ndarray, fps: int = 10) -> str:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = tapkit_cli.ArgumentParser(
       prog='python -m tapkit.data.synthetic',
       description='Render synthetic TAPVid-3D clips (and optionally TracksTo4D files).')
   parser.add_argument('--out', required=True, help='output directory')
