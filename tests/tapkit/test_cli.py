@@ -148,3 +148,16 @@ def test_known_library_noise_is_dropped_and_other_warnings_kept(capsys):
   assert 'a real warning' in proc.stderr
   for noise in ('read only', 'Metadata file', 'initialize backend'):
     assert noise not in proc.stderr
+
+
+def test_tiny_training_run_and_resume_print_no_library_noise(tmp_path):
+  base = ('--config', 'configs/toy.py:smoke', '--workdir', str(tmp_path))
+  first = _run('tapkit.train.toy', *base, '--config.total_steps=6')
+  resumed = _run('tapkit.train.toy', *base, '--config.total_steps=7')
+  for proc in (first, resumed):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for noise in ('read only', 'Metadata file does not exist', 'initialize backend',
+                  'tensorflow', 'TensorFlow', 'oneDNN'):
+      assert noise not in proc.stderr, (noise, proc.stderr[-3000:])
+  assert 'Resuming from checkpoint at step 6' in resumed.stderr
+  assert list(tmp_path.glob('events.out.tfevents.*'))
