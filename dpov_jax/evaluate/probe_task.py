@@ -453,8 +453,9 @@ def build_method(config: ml_collections.ConfigDict, backbone: Backbone,
     raw = head.apply({'params': params['head']}, features(params, batch))
     pred = predict(raw, config, batch['depth'].shape[1:3])
     loss = probe_loss(pred, batch, config)
-    # The engine logs `loss` itself; report the fraction of valid pixels.
-    return loss, {'valid_fraction': jnp.mean(batch['valid'].astype(jnp.float32))}
+    # The engine logs `loss` itself; report the fraction of pixels the loss scores.
+    scored = batch['depth'] > 0 if config.probe.task == 'depth' else batch['valid']
+    return loss, {'valid_fraction': jnp.mean(scored.astype(jnp.float32))}
 
   keep = ('image', 'depth', 'normals', 'valid') if online else (
       'depth', 'normals', 'valid') + tuple(f'feat_{i}' for i in range(len(layers)))
