@@ -23,12 +23,12 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from tapkit import cli
 from tapkit.models import vit as bb
 
 LAYOUTS = ('transformers', 'hub')
@@ -85,7 +85,7 @@ def export(params: Any, config: bb.BackboneConfig, out: str | os.PathLike,
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m dpov_jax.export',
+  p = cli.ArgumentParser(prog='python -m dpov_jax.export',
                               description='Fine-tuned 3DPoV backbone -> standard checkpoint.')
   p.add_argument('--workdir', required=True)
   p.add_argument('--out', required=True, help='.safetensors | .npz | .pth')
@@ -111,4 +111,4 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  cli.run(main)

@@ -29,16 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from dpov_jax import matcher as matcher_lib
 from dpov_jax import task
+from tapkit import cli
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m dpov_jax.match_eval', description=__doc__.split(
+  p = cli.ArgumentParser(prog='python -m dpov_jax.match_eval', description=__doc__.split(
       '\n')[0])
   p.add_argument('--workdir', required=True, help='a dpov_jax.train workdir')
   p.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
@@ -96,4 +96,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  cli.run(main)

@@ -16,8 +16,7 @@ Then:
     python -m dpov_jax.export --workdir /tmp/dpov --out /tmp/dpov/backbone.safetensors
 """
 
-from dpov_jax import task
 from tapkit.train import launch
 
 if __name__ == '__main__':
-  launch.run(task.build_method)
+  launch.run('dpov_jax.task')  # imported once the flags are parsed

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
 
+from tapkit import cli
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators
 
@@ -68,7 +68,7 @@ def run(workdir: str | os.PathLike, name: str, step: int | None = None) -> dict[
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m tapkit.evaluate',
+  p = cli.ArgumentParser(prog='python -m tapkit.evaluate',
                               description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True, help='the workdir of a training run')
   p.add_argument('--eval', required=True, dest='name',
@@ -89,4 +89,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  cli.run(main)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
+from tapkit import cli
 from tapkit.data import tapvid3d
 from tapkit.metrics import tapvid3d as metrics_lib
 
@@ -248,7 +249,7 @@ def _bool(text: str) -> bool:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog='python -m tapkit.evaluate_tapvid3d',
       description='TAPVid-3D metrics on a directory of predictions.')
   parser.add_argument('--tapvid3d_dir', default='tapvid3d_dataset/',
@@ -301,4 +302,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-  main()
+  cli.run(main, debug_flag=None)  # its --debug is upstream's one-video-per-source mode

@@ -44,6 +44,7 @@ import numpy as np
 
 from dpov_jax import demo as dpov_demo
 from tracks4d import demo as tracks4d_demo
+from tapkit import cli
 from trajan3d import demo as trajan3d_demo
 
 # The method stages, in the order they run and appear in the report.
@@ -229,7 +230,7 @@ def _summary(stage: str, result: Mapping[str, Any]) -> str:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog='python -m tapkit3d.quickstart', description=__doc__.split('\n\n')[0],
       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
   parser.add_argument('--workdir', default='runs/quickstart')
@@ -255,4 +256,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  cli.run(main)

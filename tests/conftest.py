@@ -9,6 +9,10 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Small public reference vectors kept in the repository (see tests/golden/README.md): the
+# TAP-Vid / TAPVid-3D metric cases, the diffsort cases, the TracksTo4D depth / pose metric
+# cases and the official parameter-tree layouts. Large parameter sets stay in $TAPKIT_SHARED_DIR.
+REPO_GOLDEN = REPO_ROOT / 'tests' / 'golden'
 
 
 def shared_dir() -> pathlib.Path:
@@ -24,11 +28,15 @@ def _in_ci() -> bool:
 def missing_reference(what: str, path: pathlib.Path) -> None:
   """Skips a parity test whose reference vectors are absent; fails instead under CI=true.
 
-  The parity tests compare against vectors computed with the original implementations (the
-  project's shared folder, `golden/`); CI always has them, so their absence there is an error.
+  The parity tests compare our models with the original implementations on reference vectors;
+  the small ones live in tests/golden, the large ones (official parameter sets and the outputs
+  computed with them) in `$TAPKIT_SHARED_DIR/golden`. CI always has them, so their absence
+  there is an error.
   """
-  message = (f'{what} not found at {path}: parity tests need the reference vectors; point '
-             f'TAPKIT_SHARED_DIR at the folder holding golden/ (default: ../shared beside the checkout)')
+  message = (f'{what} not found at {path}: this parity test compares against outputs of the '
+             'original implementation computed with its official parameters, which are too '
+             'large for the repository; set TAPKIT_SHARED_DIR to the folder holding golden/ '
+             '(default: ../shared beside the checkout)')
   if _in_ci():
     pytest.fail(message + ' [CI=true: missing reference data is an error]', pytrace=False)
   pytest.skip(message)
@@ -42,6 +50,12 @@ def require_reference():
       missing_reference(what, path)
     return path
   return check
+
+
+@pytest.fixture(scope='session')
+def repo_golden() -> pathlib.Path:
+  """tests/golden: the small reference vectors that ship with the repository."""
+  return REPO_GOLDEN
 
 
 @pytest.fixture(scope='session')

@@ -59,9 +59,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from tapkit import cli
 from tapkit.data import geometry
+from tapkit.train import launch
 from tapkit.train import workdir as workdir_lib
 from tracks4d import checkpoint as t4d_checkpoint
 from tracks4d import data as data_lib
@@ -310,9 +312,10 @@ _NO_HTML = flags.DEFINE_bool('no_html', False, 'Skip the HTML views.')
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise cli.UserError(f'unexpected arguments {argv[1:]}; flags are written --name=value '
+                        '(see --help)')
   if not (_CHECKPOINT.value and _INPUT.value and _OUT.value):
-    raise app.UsageError('--checkpoint, --input and --out are required.')
+    raise cli.UserError('--checkpoint, --input and --out are required (see --help).')
   inputs = task.list_clip_files(_INPUT.value)
   result = run(_CHECKPOINT.value, inputs, _OUT.value, finetune_steps=_FINETUNE_STEPS.value,
                step=_STEP.value, predict_focal_length=_PFL.value,
@@ -325,4 +328,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  launch.run_absl(main)

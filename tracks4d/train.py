@@ -10,7 +10,6 @@ metrics.jsonl and config.json land in --workdir; the model config that
 """
 
 from tapkit.train import launch
-from tracks4d import task
 
 if __name__ == '__main__':
-  launch.run(task.build_method)
+  launch.run('tracks4d.task')  # imported once the flags are parsed

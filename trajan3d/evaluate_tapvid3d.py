@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import tqdm
 
+from tapkit import cli
 from tapkit import evaluate_tapvid3d as tapkit_eval
 from tapkit.data import pipeline
 from tapkit.data import tapvid3d
@@ -178,7 +179,7 @@ def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'he
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog='python -m trajan3d.evaluate_tapvid3d',
       description='3DSPA reconstruction on TAPVid-3D clips, scored with the official metric.')
   parser.add_argument('--checkpoint', default=None,
@@ -223,4 +224,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-  main()
+  cli.run(main)

@@ -48,6 +48,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from tapkit import cli
 from tapkit.data import clip as clip_lib
 from tapkit.data import tapvid3d
 from tapkit.io import BadFileError
@@ -321,7 +322,7 @@ def plot_scores(path: str, rows: list[dict[str, Any]],
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog='python -m trajan3d.score',
       description='Per-video motion realism score from TRAJAN/3DSPA reconstruction.')
   parser.add_argument('--tracks', nargs='+', required=True,
@@ -368,4 +369,4 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == '__main__':
-  main()
+  cli.run(main)

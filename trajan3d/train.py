@@ -10,7 +10,6 @@ evaluation is `config.evals.eval` (`trajan3d.held_out`, trajan3d/evaluators.py).
 """
 
 from tapkit.train import launch
-from trajan3d import task
 
 if __name__ == '__main__':
-  launch.run(task.build_method)
+  launch.run('trajan3d.task')  # imported once the flags are parsed

@@ -40,6 +40,7 @@ from dpov_jax.evaluate import probe_task
 from dpov_jax.evaluate import readers
 from dpov_jax.evaluate import report
 from dpov_jax.evaluate import synthetic_pairs
+from tapkit import cli
 from tapkit.ops import numeric
 from tapkit.train import config as train_config
 from tapkit.viz import tables
@@ -48,7 +49,7 @@ TASKS = ('keypoints', 'depth', 'normals', 'all')
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog='python -m dpov_jax.evaluate', description=__doc__,
+  p = cli.ArgumentParser(prog='python -m dpov_jax.evaluate', description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--task', choices=TASKS, required=True)
   p.add_argument('--backbones', required=True,
@@ -344,4 +345,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.run(main))

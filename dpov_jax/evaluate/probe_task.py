@@ -16,8 +16,9 @@ parameters in the train state under `backbone/` (frozen by the optimiser group l
 it inside the loss under stop_gradient.
 
 Records (one image): 'image' [S, S', 3] float32 ImageNet-normalised, 'depth'
-[S, S'] metres (0 = invalid), 'normals' [S, S', 3] unit vectors in the camera
-frame, 'valid' [S, S'] bool; precomputed records add 'feat_<i>' [h, w, C].
+[S, S'] metres, the depth target (0 = not scored: missing or beyond 10 m, as Probe3D), 'normals'
+[S, S', 3] unit vectors in the camera frame, 'valid' [S, S'] bool, ground-truth depth > 0
+(where normals are scored); precomputed records add 'feat_<i>' [h, w, C].
 Sources: synthetic static clips (`tapkit.data.synthetic`, default), NYUv2
 (GeoNet .mat training files + the Probe3D test pickle) or NAVI.
 """
@@ -127,6 +128,10 @@ def load_backbone(spec: str, name: str | None = None, *, arch: str | None = None
     if arch is not None:
       cfg = bb.get_config(arch)
     return Backbone(label, bb.VisionTransformer(cfg), params, f'workdir {spec} step {step}')
+  if os.sep in spec or spec.lower().endswith(CHECKPOINT_EXTENSIONS):  # meant as a path
+    raise FileNotFoundError(f'backbone {spec!r}: no such checkpoint file or workdir; give an '
+                            f'existing {"/".join(CHECKPOINT_EXTENSIONS)} file, a '
+                            'dpov_jax.train workdir or a preset name')
   raise FileNotFoundError(f'backbone {spec!r}: not a preset ({sorted(bb.PRESETS)}), '
                           'nor an existing checkpoint file or workdir')
 
@@ -235,8 +240,9 @@ def probe_loss(pred: jax.Array, batch: Mapping[str, jax.Array],
   """10 SigLoss + 0.5 GradLoss (depth) or the uncertainty angular loss (normals)."""
   p = config.probe
   if p.task == 'depth':
-    gt = jnp.where(batch['valid'], batch['depth'], 0.0)
-    return probes.depth_loss(pred, gt, p.max_depth)
+    # Records hold depth targets in (0, DEPTH_TARGET_MAX], 0 elsewhere; not p.max_depth,
+    # which is the probe's output range only.
+    return probes.depth_loss(pred, batch['depth'])
   return probes.uncertainty_normal_loss(pred, batch['normals'], batch['valid'])
 
 
@@ -261,13 +267,24 @@ class ProbeSource(grain.RandomAccessDataSource):
     return f'ProbeSource(name={self._name!r}, len={self._num})'
 
 
-def _record(image: np.ndarray, depth: np.ndarray, normals: np.ndarray,
-            max_depth: float) -> dict[str, np.ndarray]:
-  """Validity as the protocol: depth in (0, max_depth] (larger targets are set to 0)."""
+def _record(image: np.ndarray, depth: np.ndarray, normals: np.ndarray
+            ) -> dict[str, np.ndarray]:
+  """One probe example with Probe3D's validity, the same for every dataset.
+
+  Args:
+    image: [H, W, 3] normalised image.
+    depth: [H, W] ground-truth depth in metres, 0 = missing.
+    normals: [H, W, 3] unit normals.
+
+  Returns:
+    'depth' [H, W]: the depth target, 0 outside (0, probes.DEPTH_TARGET_MAX] (the depth loss
+    and metrics use depth > 0; the dataset's `probe.max_depth` bounds the prediction only);
+    'valid' [H, W]: depth > 0, where the normals are scored.
+  """
   depth = np.asarray(depth, np.float32)
-  valid = (depth > 0) & (depth <= max_depth)
-  return {'image': np.asarray(image, np.float32), 'depth': np.where(valid, depth, 0.0
-                                                                    ).astype(np.float32),
+  valid = depth > 0
+  target = np.where(valid & (depth <= probes.DEPTH_TARGET_MAX), depth, 0.0)
+  return {'image': np.asarray(image, np.float32), 'depth': target.astype(np.float32),
           'normals': np.asarray(normals, np.float32), 'valid': valid}
 
 
@@ -280,7 +297,7 @@ def synthetic_records(config: ml_collections.ConfigDict, split: str
                       ) -> list[dict[str, np.ndarray]]:
   """Frames of static synthetic clips; train and test use disjoint seeds.
 
-  The sky (beyond max_depth) is invalid, as Probe3D treats depth targets > max_depth.
+  The sky (beyond probes.DEPTH_TARGET_MAX) is no depth target, as in Probe3D.
   """
   from tapkit.data import synthetic  # pylint: disable=g-import-not-at-top
   s = config.data.synthetic
@@ -294,7 +311,7 @@ def synthetic_records(config: ml_collections.ConfigDict, split: str
                                    dynamic=bool(s.dynamic))
     for t in range(clip.raw_frames.shape[0]):
       out.append(_record(readers.normalize_image(clip.raw_frames[t]), clip.depth[t],
-                         clip.normals[t], float(config.probe.max_depth)))
+                         clip.normals[t]))
   return out
 
 
@@ -307,7 +324,6 @@ def load_probe_data(config: ml_collections.ConfigDict, split: str) -> ProbeSourc
   if split not in ('train', 'test'):
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")
   d = config.data
-  max_depth = float(config.probe.max_depth)
   limit = int(d.max_train if split == 'train' else d.max_test)
   if d.source == 'synthetic':
     records = synthetic_records(config, split)
@@ -321,8 +337,9 @@ def load_probe_data(config: ml_collections.ConfigDict, split: str) -> ProbeSourc
       names = names[:limit] if limit else names
 
       def load(i):
-        m = readers.read_geonet_mat(os.path.join(d.nyu_train_dir, names[i]), max_depth)
-        return _record(readers.normalize_image(m['image']), m['depth'], m['snorm'], max_depth)
+        m = readers.read_geonet_mat(os.path.join(d.nyu_train_dir, names[i]),
+                                    probes.DEPTH_TARGET_MAX)
+        return _record(readers.normalize_image(m['image']), m['depth'], m['snorm'])
       source = ProbeSource(len(names), load, f'geonet-{len(names)}')
     else:
       if not d.nyu_test:
@@ -331,7 +348,7 @@ def load_probe_data(config: ml_collections.ConfigDict, split: str) -> ProbeSourc
       items = readers.nyu_test_items(readers.read_nyu_test(d.nyu_test), d.nyu_center_crop)
       items = items[:limit] if limit else items
       source = _stack_source([_record(it['image'], it['depth'],
-                                      np.transpose(it['snorm'], (1, 2, 0)), max_depth)
+                                      np.transpose(it['snorm'], (1, 2, 0)))
                               for it in items], 'nyu-test')
   elif d.source == 'navi':
     if not d.navi_dir:
@@ -347,7 +364,7 @@ def load_probe_data(config: ml_collections.ConfigDict, split: str) -> ProbeSourc
       obj, coll, img = inst[i]
       v = readers.load_navi_view(d.navi_dir, obj, coll, img,
                                  data[obj][coll]['annotations'][img], int(d.image_size))
-      return _record(v['image'], v['depth'], v['snorm'], max_depth)
+      return _record(v['image'], v['depth'], v['snorm'])
     source = ProbeSource(len(inst), load, f'navi-{split}-{len(inst)}')
   else:
     raise ValueError(f"configs/probe3d.py: data.source must be 'synthetic', 'nyu' or 'navi', "
@@ -436,8 +453,9 @@ def build_method(config: ml_collections.ConfigDict, backbone: Backbone,
     raw = head.apply({'params': params['head']}, features(params, batch))
     pred = predict(raw, config, batch['depth'].shape[1:3])
     loss = probe_loss(pred, batch, config)
-    # The engine logs `loss` itself; report the fraction of valid pixels.
-    return loss, {'valid_fraction': jnp.mean(batch['valid'].astype(jnp.float32))}
+    # The engine logs `loss` itself; report the fraction of pixels the loss scores.
+    scored = batch['depth'] > 0 if config.probe.task == 'depth' else batch['valid']
+    return loss, {'valid_fraction': jnp.mean(scored.astype(jnp.float32))}
 
   keep = ('image', 'depth', 'normals', 'valid') if online else (
       'depth', 'normals', 'valid') + tuple(f'feat_{i}' for i in range(len(layers)))
@@ -507,8 +525,7 @@ def evaluate_probe(config: ml_collections.ConfigDict, backbone: Backbone, head_p
       examples['pred'] = pred[:nviz]
   pred, gt, valid = (np.concatenate(x) for x in (preds, gts, valids))
   out = {}
-  if config.probe.task == 'depth':
-    gt = np.where(valid, gt, 0.0)
+  if config.probe.task == 'depth':  # targets are > 0 exactly where depth is scored
     for tag, si in (('sa', False), ('si', True)):
       for k, v in metrics.depth_metrics(pred, gt, scale_invariant=si).items():
         out[f'{tag}/{k}'] = float(v)

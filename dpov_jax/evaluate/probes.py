@@ -175,10 +175,16 @@ def gradient_loss(pred: jnp.ndarray, gt: jnp.ndarray,
   return total
 
 
-def depth_loss(pred: jnp.ndarray, gt: jnp.ndarray, max_depth: float = 10.0,
+# Depth targets above this many metres are invalid, for every dataset: the Probe3D depth loss
+# zeroes them (in place, so the metrics computed after it skip them too). A dataset's
+# `max_depth` (NAVI 1 m) only sets the range of the probe's depth bins.
+DEPTH_TARGET_MAX = 10.0
+
+
+def depth_loss(pred: jnp.ndarray, gt: jnp.ndarray, max_depth: float = DEPTH_TARGET_MAX,
                weight_sig: float = 10.0,
                weight_grad: float = 0.5) -> jnp.ndarray:
-  """10 SigLoss + 0.5 GradLoss with targets > max_depth treated as invalid."""
+  """10 SigLoss + 0.5 GradLoss with targets > max_depth (metres) treated as invalid."""
   gt = jnp.where(gt > max_depth, 0.0, gt)
   return weight_sig * sig_loss(pred, gt) + weight_grad * gradient_loss(pred,
                                                                        gt)

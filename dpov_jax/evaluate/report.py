@@ -97,7 +97,7 @@ def depth_figure(examples: Mapping[str, np.ndarray], max_depth: float, path: str
 
   Depth panels share one colour scale [0, max gt]; the error scale is [0, max gt / 4].
   """
-  valid = examples['valid']
+  valid = examples['depth'] > 0  # depth targets (examples['valid'] is the normals' mask)
   top = float(examples['depth'][valid].max()) if valid.any() else max_depth
   rows = []
   for i in range(examples['image'].shape[0]):

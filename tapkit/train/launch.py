@@ -6,6 +6,7 @@
 
     if __name__ == '__main__':
       launch.run(task.build_method)   # build_method(config, workdir) -> loop.Method
+      # or launch.run('mymethod.task'): imported after the flags are parsed (fast --help)
 
     $ python -m mymethod.train --config configs/mymethod.py:smoke --workdir /tmp/w \
         --config.optimizer.lr=3e-4
@@ -20,18 +21,26 @@ the same training from Python (notebooks, the quickstart).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
-from collections.abc import Callable
-from typing import Any
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import jax
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from tapkit.train import loop
-from tapkit.train.state import TrainState
+from tapkit import cli
+
+if TYPE_CHECKING:
+  from tapkit.train import loop
+  from tapkit.train.state import TrainState
+
+# JAX, the engine and the method's model are imported only once the flags are parsed, so
+# `--help` and command-line mistakes are answered in about a second.
 
 
 def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
@@ -40,6 +49,7 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> None:
   cfg = config.distributed
   if not (cfg.initialize or os.environ.get('TAPKIT_DISTRIBUTED') == '1'):
     return
+  import jax  # pylint: disable=g-import-not-at-top
   kwargs = {}
   if cfg.coordinator_address:
     kwargs['coordinator_address'] = cfg.coordinator_address
@@ -57,6 +67,7 @@ def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
 
   A resumed run whose config differs keeps the old files as `config.<k>.json`.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return
   workdir = os.fspath(workdir)
@@ -98,7 +109,7 @@ def quiet_library_info() -> None:
     handler.addFilter(quiet)
 
 
-BuildMethod = Callable[[ml_collections.ConfigDict, str], loop.Method]
+BuildMethod = Callable[[ml_collections.ConfigDict, str], 'loop.Method']
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -112,18 +123,110 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   Returns:
     the final TrainState.
   """
+  from tapkit.train import loop  # pylint: disable=g-import-not-at-top
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   save_config(config, workdir)
   return loop.train(config, workdir, build_method(config, workdir))
 
 
+_HELP_ARGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+
+
+def _usage(full: bool) -> str:
+  """The `--help` text: the main module's docstring and the flags of this command.
+
+  absl's own short help lists only flags defined in the `__main__` module; the trainers'
+  flags are defined here, so the flags of every module of this repository are listed.
+  """
+  doc = (getattr(sys.modules.get('__main__'), '__doc__', None) or '').strip()
+  if full:
+    body = flags.FLAGS.get_help()
+  else:
+    own = [m for m in flags.FLAGS.flags_by_module_dict()
+           if m == sys.argv[0] or m.split('.')[0] in cli.OWN_PACKAGES]
+    body = '\n\n'.join(flags.FLAGS.module_help(m) for m in own)
+  extra = ('  --debug: show the traceback of user errors too (also TAPKIT_DEBUG=1)\n'
+           '  --helpfull: list the flags of every library as well')
+  return '\n\n'.join(part for part in (doc, 'flags:', body, extra) if part) + '\n'
+
+
+def _argument(args: Sequence[str], name: str) -> str | None:
+  """The value of `--name=value` / `--name value` in `args` (the last one), else None."""
+  value = None
+  for i, arg in enumerate(args):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and i + 1 < len(args):
+      value = args[i + 1]
+  return value
+
+
+def _config_key_message(args: Sequence[str], exc: BaseException) -> str:
+  """One line for an override `--config.a.b=v` whose key is not in the config."""
+  text = str(exc.args[0]) if exc.args else str(exc)
+  key = re.search(r'instead of "(\w+)"', text) or re.search(r"'(\w+)", text)
+  suggestion = re.search(r'Did you mean "(\w+)"', text)
+  key = key.group(1) if key else text
+  for arg in args:
+    match = re.match(r'--(\w+)\.([\w.]+)', arg)
+    if match and key in match.group(2).split('.'):
+      flag, path = match.groups()
+      parent = path.split('.')[:path.split('.').index(key)]
+      message = f'unknown config key {path!r} in {arg.split("=", 1)[0]}'
+      if suggestion:
+        message += f"; did you mean {'.'.join(parent + [suggestion.group(1)])!r}?"
+      return message + f' (the keys are those of the --{flag} file)'
+  return f'unknown config key {key!r}' + (
+      f'; did you mean {suggestion.group(1)!r}?' if suggestion else '')
+
+
+def _parse_flags(args: list[str]) -> list[str]:
+  """absl flag parsing with command-line and config mistakes raised as `cli.UserError`."""
+  spec = _argument(args[1:], 'config') if 'config' in flags.FLAGS else None
+  if spec is not None and not os.path.isfile(spec.split(':', 1)[0]):
+    raise cli.UserError(f'--config: config file not found: {spec.split(":", 1)[0]} (give '
+                        'FILE[:preset] relative to the working directory, e.g. '
+                        'configs/toy.py:smoke)')
+  try:
+    return flags.FLAGS(args)
+  except (AttributeError, KeyError) as exc:
+    raise cli.UserError(_config_key_message(args, exc)) from exc
+  except flags.Error as exc:
+    text = str(exc)
+    if 'Error whilst parsing config file' in text:  # the config file's own error, last line
+      lines = [line.strip() for line in text.splitlines() if line.strip()]
+      text = f'--config {spec}: {lines[-1]}'
+    elif isinstance(exc, flags.UnrecognizedFlagError):
+      text += '; see --help for the flags'
+    raise cli.UserError(text) from exc
+
+
+def run_absl(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
+  """`absl.app.run(main)` with `tapkit.cli`'s rules for user mistakes.
+
+  `--help` (`-h`, `--helpshort`) prints the command's docstring and the flags of its modules
+  and exits 0 (`--helpfull`: every library's flags too); flag and config mistakes (an unknown
+  flag or config key, a missing config file, a bad preset or value) and user errors raised by
+  `main` print one `error:` line and exit 2. `--debug` / TAPKIT_DEBUG=1 keeps tracebacks.
+  """
+  argv = list(sys.argv if argv is None else argv)
+  rest, debug = cli.split_debug(argv[1:])
+  argv = [argv[0], *rest]
+  if any(a in _HELP_ARGS for a in rest):
+    print(_usage(full='--helpfull' in rest), end='')
+    sys.exit(0)
+  app.run(lambda args: cli.guard(main, args, debug=debug), argv=argv,
+          flags_parser=lambda args: cli.guard(_parse_flags, args, debug=debug))
+
+
 def run_main(fn: Callable[[ml_collections.ConfigDict, str], Any],
              workdir_help: str = 'Checkpoints, metrics and config go here.') -> None:
   """The command line `--config FILE[:arg] [--config.key=value ...] --workdir DIR`.
 
-  Defines the two flags (once per process), parses argv with absl, quiets orbax / grain INFO
-  logs, initialises jax.distributed when the config asks for it and calls `fn(config, workdir)`.
+  Defines the two flags (once per process), parses argv with absl (`run_absl`), quiets
+  orbax / grain INFO logs, initialises jax.distributed when the config asks for it and calls
+  `fn(config, workdir)`.
   """
   if 'config' not in flags.FLAGS:
     config_flags.DEFINE_config_file(
@@ -133,17 +236,30 @@ def run_main(fn: Callable[[ml_collections.ConfigDict, str], Any],
 
   def main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+      raise cli.UserError(f'unexpected arguments {argv[1:]}; flags are written --name=value '
+                          '(see --help)')
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
     if config is None or not workdir:
-      raise app.UsageError('--config and --workdir are required.')
+      raise cli.UserError('--config and --workdir are required, e.g. '
+                          '--config configs/toy.py:smoke --workdir /tmp/run')
     quiet_library_info()
     maybe_initialize_distributed(config)
     fn(config, workdir)
 
-  app.run(main)
+  run_absl(main)
 
 
-def run(build_method: BuildMethod) -> None:
-  """Parses --config / --workdir (absl + config_flags); trains build_method(config, workdir)."""
-  run_main(lambda config, workdir: train(config, workdir, build_method))
+def _resolve(build_method: BuildMethod | str) -> BuildMethod:
+  """`build_method` itself, or the `build_method` of the module it names."""
+  if callable(build_method):
+    return build_method
+  return importlib.import_module(build_method).build_method
+
+
+def run(build_method: BuildMethod | str) -> None:
+  """Parses --config / --workdir (absl + config_flags); trains build_method(config, workdir).
+
+  `build_method` may be given as a module name ('trajan3d.task'): its `build_method` is
+  imported after the flags are parsed, so `--help` does not load the model code.
+  """
+  run_main(lambda config, workdir: train(config, workdir, _resolve(build_method)))

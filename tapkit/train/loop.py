@@ -21,13 +21,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from clu import periodic_actions
 
 from tapkit.data import pipeline
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
+from tapkit.train import progress
 from tapkit.train import step as step_lib
 from tapkit.train import writers as writers_lib
 from tapkit.train.state import TrainState
@@ -200,14 +200,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   step = int(jax.device_get(state.step))
 
   writer = writers_lib.create_writer(workdir)
-  hooks = [periodic_actions.ReportProgress(
-      num_train_steps=total, writer=writer, every_steps=config.log_every,
-      every_secs=None)]
+  hooks = [progress.ReportProgress(
+      num_train_steps=total, writer=writer, every_steps=config.log_every)]
   if config.profile.first_step > 0 and jax.process_index() == 0:
-    hooks.append(periodic_actions.Profile(
-        logdir=workdir, num_profile_steps=config.profile.num_steps,
-        first_profile=config.profile.first_step, profile_duration_ms=None,
-        every_secs=None))
+    hooks.append(progress.Profile(
+        logdir=workdir, num_steps=config.profile.num_steps,
+        first_step=config.profile.first_step))
 
   max_bad = int(config.guard.max_consecutive_bad)
   metrics = new_metrics()

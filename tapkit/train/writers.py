@@ -1,76 +1,233 @@
-"""Metric writers: clu's default (TensorBoard + logging) plus a JSON-lines file."""
+"""Metric writers: TensorBoard event files, the INFO log and a JSON-lines file.
+
+The TensorBoard writer builds the event protos with the `tensorboard` package's own
+protobufs and file writer, so neither TensorFlow nor `clu.metric_writers` (which imports
+TensorFlow, ~7 s) is imported by training or by any command line. The writers keep clu's
+`MetricWriter` method names (`write_scalars`, `write_images`, `write_texts`, ...), so an
+evaluator written against clu's interface works unchanged.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
-from clu import metric_writers
 
 
-def hide_gpus_from_tf() -> None:
-  """Stops TensorFlow (used by the TensorBoard writer) from grabbing GPU memory."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except RuntimeError:
-    pass  # TF already initialised its devices; nothing to change any more.
+class MetricWriter:
+  """Base writer: every method accepts its values and records nothing.
+
+  Subclasses override what they record (scalars, images, texts, histograms); the rest
+  stay no-ops, so a writer never fails on a summary kind it does not store.
+  """
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    del step, scalars
+
+  def write_summaries(self, step: int, values: Mapping[str, Any],
+                      metadata: Mapping[str, Any] | None = None) -> None:
+    """Writes the scalar entries of `values` (clu's raw-summary call)."""
+    del metadata
+    scalars = {k: v for k, v in values.items() if np.ndim(v) == 0}
+    if scalars:
+      self.write_scalars(step, scalars)
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    del step, images
+
+  def write_videos(self, step: int, videos: Mapping[str, Any]) -> None:
+    del step, videos
+
+  def write_audios(self, step: int, audios: Mapping[str, Any], *, sample_rate: int) -> None:
+    del step, audios, sample_rate
+
+  def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
+    del step, texts
+
+  def write_histograms(self, step: int, arrays: Mapping[str, Any],
+                       num_buckets: Mapping[str, int] | None = None) -> None:
+    del step, arrays, num_buckets
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    del hparams
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
 
 
-class JsonlWriter(metric_writers.MetricWriter):
+class JsonlWriter(MetricWriter):
   """Appends `{"step": s, name: value, ...}` lines to a file (scalars only)."""
 
   def __init__(self, path: str | os.PathLike):
     self._path = os.fspath(path)
 
-  def write_scalars(self, step: int, scalars: Mapping[str, Any]):
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     row = {'step': int(step), **{k: float(np.asarray(v)) for k, v in scalars.items()}}
     with open(self._path, 'a') as f:
       f.write(json.dumps(row) + '\n')
 
+
+class LoggingWriter(MetricWriter):
+  """Logs scalars at INFO as `[step] name=value, ...` (clu's LoggingWriter format)."""
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    values = [f'{k}={float(np.asarray(v)):.6g}' for k, v in sorted(scalars.items())]
+    logging.info('[%d] %s', step, ', '.join(values))
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    logging.info('[Hyperparameters] %s', dict(hparams))
+
+
+def _png(image: np.ndarray) -> bytes:
+  """PNG bytes of an [H, W, C] (C in 1, 3, 4) image; floats are taken in [0, 1]."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  image = np.asarray(image)
+  if image.dtype != np.uint8:
+    image = (np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  if image.shape[-1] == 1:
+    image = image[..., 0]
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+class TensorBoardWriter(MetricWriter):
+  """Writes TensorBoard event files into `logdir` without TensorFlow.
+
+  Scalars are `simple_value` summaries, images ([H, W, C] or a batch [B, H, W, C], uint8 or
+  floats in [0, 1]) PNG-encoded image summaries (one tag per batch element), texts text-plugin
+  tensors, histograms `HistogramProto`s with `num_buckets` (default 30) equal-width buckets.
+  Videos and audio are not recorded.
+  """
+
+  def __init__(self, logdir: str | os.PathLike):
+    # tensorboard's file writer and protos are pure Python + protobuf (no TensorFlow).
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+    self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+    self._writer = event_file_writer.EventFileWriter(os.fspath(logdir))
+
+  def _add(self, step: int, values: Sequence[Any]) -> None:
+    event = self._event_pb2.Event(step=int(step), summary=self._summary_pb2.Summary(value=values))
+    self._writer.add_event(event)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    value = self._summary_pb2.Summary.Value
+    self._add(step, [value(tag=k, simple_value=float(np.asarray(v))) for k, v in scalars.items()])
+
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    summary = self._summary_pb2.Summary
+    values = []
+    for tag, batch in images.items():
+      batch = np.asarray(batch)
+      batch = batch[None] if batch.ndim == 3 else batch  # [B, H, W, C]
+      for i, image in enumerate(batch):
+        proto = summary.Image(height=image.shape[0], width=image.shape[1],
+                              colorspace=image.shape[2], encoded_image_string=_png(image))
+        values.append(summary.Value(tag=tag if len(batch) == 1 else f'{tag}/{i}', image=proto))
+    self._add(step, values)
+
+  def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
+    from tensorboard.compat.proto import tensor_pb2, tensor_shape_pb2, types_pb2  # pylint: disable=g-import-not-at-top
+    summary = self._summary_pb2
+    metadata = summary.SummaryMetadata(
+        plugin_data=summary.SummaryMetadata.PluginData(plugin_name='text'))
+    values = [summary.Summary.Value(
+        tag=tag, metadata=metadata,
+        tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING,
+                                      tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                                      string_val=[text.encode()]))
+              for tag, text in texts.items()]
+    self._add(step, values)
+
+  def write_histograms(self, step: int, arrays: Mapping[str, Any],
+                       num_buckets: Mapping[str, int] | None = None) -> None:
+    values = []
+    for tag, array in arrays.items():
+      array = np.asarray(array, np.float64).ravel()
+      array = array[np.isfinite(array)]
+      if not array.size:
+        continue
+      counts, edges = np.histogram(array, bins=(num_buckets or {}).get(tag, 30))
+      proto = self._summary_pb2.HistogramProto(
+          min=float(array.min()), max=float(array.max()), num=float(array.size),
+          sum=float(array.sum()), sum_squares=float(np.sum(array * array)),
+          bucket_limit=edges[1:].tolist(), bucket=counts.astype(np.float64).tolist())
+      values.append(self._summary_pb2.Summary.Value(tag=tag, histo=proto))
+    if values:
+      self._add(step, values)
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+class MultiWriter(MetricWriter):
+  """Forwards every call to each of `writers`."""
+
+  def __init__(self, writers: Sequence[MetricWriter]):
+    self._writers = list(writers)
+
+  def write_scalars(self, step, scalars):
+    for w in self._writers:
+      w.write_scalars(step, scalars)
+
   def write_summaries(self, step, values, metadata=None):
-    scalars = {k: v for k, v in values.items() if np.ndim(v) == 0}
-    if scalars:
-      self.write_scalars(step, scalars)
+    for w in self._writers:
+      w.write_summaries(step, values, metadata)
 
   def write_images(self, step, images):
-    pass  # Images go to TensorBoard only.
+    for w in self._writers:
+      w.write_images(step, images)
 
   def write_videos(self, step, videos):
-    pass
+    for w in self._writers:
+      w.write_videos(step, videos)
 
   def write_audios(self, step, audios, *, sample_rate):
-    pass
+    for w in self._writers:
+      w.write_audios(step, audios, sample_rate=sample_rate)
 
   def write_texts(self, step, texts):
-    pass
+    for w in self._writers:
+      w.write_texts(step, texts)
 
   def write_histograms(self, step, arrays, num_buckets=None):
-    pass
+    for w in self._writers:
+      w.write_histograms(step, arrays, num_buckets)
 
   def write_hparams(self, hparams):
-    pass
+    for w in self._writers:
+      w.write_hparams(hparams)
 
   def flush(self):
-    pass
+    for w in self._writers:
+      w.flush()
 
   def close(self):
-    pass
+    for w in self._writers:
+      w.close()
 
 
-def create_writer(workdir: str | os.PathLike) -> metric_writers.MetricWriter:
-  """Process 0: TensorBoard + logging + `<workdir>/metrics.jsonl`; others: logging."""
+def create_writer(workdir: str | os.PathLike) -> MetricWriter:
+  """Process 0: TensorBoard (`<workdir>/events.out.tfevents.*`) + logging +
+  `<workdir>/metrics.jsonl`; other processes: logging only."""
   if jax.process_index() > 0:
-    return metric_writers.create_default_writer(just_logging=True)
-  hide_gpus_from_tf()
-  return metric_writers.MultiWriter([
-      metric_writers.create_default_writer(os.fspath(workdir), asynchronous=True),
-      JsonlWriter(os.path.join(os.fspath(workdir), 'metrics.jsonl')),
-  ])
+    return LoggingWriter()
+  workdir = os.fspath(workdir)
+  return MultiWriter([LoggingWriter(), TensorBoardWriter(workdir),
+                      JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))])
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Tests of dpov_jax.sorting against the diffsort goldens (shared/golden/diffsort)."""
+"""Tests of dpov_jax.sorting against the diffsort goldens (tests/golden/diffsort)."""
 
 import functools
 import json
@@ -10,6 +10,12 @@ import numpy as np
 import pytest
 
 from dpov_jax import sorting
+
+
+@pytest.fixture(name='golden', scope='session')
+def _repo_golden(repo_golden):
+  """This module's reference vectors are small and ship in tests/golden."""
+  return repo_golden
 
 
 def _cases(golden: pathlib.Path) -> list[dict]:

@@ -58,9 +58,9 @@ def _example_inputs(kind, b=1, n=3, t=5, q=2, features=True):
 
 @pytest.mark.parametrize('kind', ['trajan', '3dspa', '3dspa_nofeat'])
 @pytest.mark.parametrize('frames', [24, 150])
-def test_param_tree_equals_official_layout(shared, kind, frames):
+def test_param_tree_equals_official_layout(repo_golden, kind, frames):
   tree = json.loads(
-      (shared / 'data' / 'param_trees' / f'{kind}.json').read_text())
+      (repo_golden / 'param_trees' / f'{kind}.json').read_text())
   official = {name: tuple(shape) for name, shape, dtype in
               tree[f'params_T{frames}']}
   assert all(dtype == 'float32' for _, _, dtype in tree[f'params_T{frames}'])

@@ -1,8 +1,8 @@
 """`python -m tapkit.data.synthetic --help`: renders synthetic clip files (see `cli`)."""
 
-import sys
 
+from tapkit import cli as tapkit_cli
 from tapkit.data.synthetic import cli
 
 if __name__ == '__main__':
-  cli.main(sys.argv[1:])
+  tapkit_cli.run(cli.main)

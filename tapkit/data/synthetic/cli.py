@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tapkit import cli as tapkit_cli
 from tapkit.data import geometry
 from tapkit.data.clip import Clip
 from tapkit.data.synthetic.render import generate_clip
@@ -72,7 +73,7 @@ def write_clip_videos(out_dir: str, name: str, frames: np.ndarray, clip: Clip, *
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = tapkit_cli.ArgumentParser(
       prog='python -m tapkit.data.synthetic',
       description='Render synthetic TAPVid-3D clips (and optionally TracksTo4D files).')
   parser.add_argument('--out', required=True, help='output directory')

@@ -145,8 +145,10 @@ def test_probe_training_lowers_loss_and_gives_finite_metrics(tmp_path, task, hea
   with open(os.path.join(tmp_path, task, 'metrics.jsonl')) as f:
     fractions = [r['train/valid_fraction'] for r in map(json.loads, f)
                  if 'train/valid_fraction' in r]
-  # The sky (beyond max_depth) is masked out, the objects and ground are not.
-  assert len(fractions) == 4 and all(0.0 < v < 1.0 for v in fractions)
+  # Depth: the sky (beyond 10 m) is no target, the objects and ground are. Normals: every
+  # pixel with depth > 0 is scored, the sky sphere's too.
+  assert len(fractions) == 4
+  assert all(0.0 < v < 1.0 if task == 'depth' else v == 1.0 for v in fractions), fractions
 
 
 def test_data_errors_surface_as_clear_cli_errors(tmp_path, capsys):

@@ -5,6 +5,13 @@ import pytest
 
 from tapkit.metrics import depth
 
+
+@pytest.fixture(name='golden', scope='session')
+def _repo_golden(repo_golden):
+  """This module's reference vectors are small and ship in tests/golden."""
+  return repo_golden
+
+
 NAMES = (('abs_rel', 'abs_rel'), ('delta_1.25', 'delta_1'), ('delta_1.25^2', 'delta_2'),
          ('delta_1.25^3', 'delta_3'))
 

@@ -6,6 +6,13 @@ import pytest
 from tapkit.metrics import pose
 
 
+@pytest.fixture(name='golden', scope='session')
+def _repo_golden(repo_golden):
+  """This module's reference vectors are small and ship in tests/golden."""
+  return repo_golden
+
+
+
 @pytest.fixture(scope='module')
 def pose_golden(golden, require_reference):
   path = golden / 'tracks4d'

@@ -1,7 +1,6 @@
 """Parity and property tests for tapkit.metrics.tapvid (2D TAP-Vid metrics)."""
 
 import json
-import os
 import pathlib
 
 import numpy as np
@@ -9,15 +8,19 @@ import pytest
 
 from tapkit.metrics import tapvid
 
+
+@pytest.fixture(name='golden', scope='session')
+def _repo_golden(repo_golden):
+  """This module's reference vectors are small and ship in tests/golden."""
+  return repo_golden
+
+
 KEYS = tapvid.METRIC_KEYS
 
 
 def _golden_names():
-  # Names are needed at collection time; same location rule as conftest.
-  root = pathlib.Path(os.environ.get(
-      'TAPKIT_SHARED_DIR',
-      pathlib.Path(__file__).resolve().parents[3].parent / 'shared'))
-  path = root / 'golden' / 'tapvid_metrics' / 'index.json'
+  # Names are needed at collection time, before fixtures exist.
+  path = pathlib.Path(__file__).resolve().parents[2] / 'golden' / 'tapvid_metrics' / 'index.json'
   if not path.is_file():
     return []
   return [c['name'] for c in json.loads(path.read_text())['cases']

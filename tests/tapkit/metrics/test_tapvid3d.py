@@ -1,13 +1,19 @@
 """Parity and property tests for tapkit.metrics.tapvid3d."""
 
 import json
-import os
 import pathlib
 
 import numpy as np
 import pytest
 
 from tapkit.metrics import tapvid3d
+
+
+@pytest.fixture(name='golden', scope='session')
+def _repo_golden(repo_golden):
+  """This module's reference vectors are small and ship in tests/golden."""
+  return repo_golden
+
 
 KEYS = tapvid3d.METRIC_KEYS
 ORDERS = ('n t', 't n', 'b n t', 'b t n')
@@ -19,12 +25,8 @@ def _index(golden):
 
 
 def _golden_names(kind_prefix, section='cases'):
-  # Parametrisation needs the names at collection time, before fixtures exist:
-  # read them from where the `shared` fixture looks (same rule as conftest).
-  root = pathlib.Path(os.environ.get(
-      'TAPKIT_SHARED_DIR',
-      pathlib.Path(__file__).resolve().parents[3].parent / 'shared'))
-  path = root / 'golden' / 'tapvid_metrics' / 'index.json'
+  # Parametrisation needs the names at collection time, before fixtures exist.
+  path = pathlib.Path(__file__).resolve().parents[2] / 'golden' / 'tapvid_metrics' / 'index.json'
   if not path.is_file():
     return []
   return [c['name'] for c in json.loads(path.read_text())[section]

@@ -36,8 +36,8 @@ def _our_transformers_shapes(cfg):
 
 
 @pytest.mark.parametrize('json_name', sorted(JSONS))
-def test_full_size_presets_match_transformers_parameter_trees(shared, json_name):
-  data = json.loads((shared / 'data' / 'param_trees' / json_name).read_text())
+def test_full_size_presets_match_transformers_parameter_trees(repo_golden, json_name):
+  data = json.loads((repo_golden / 'param_trees' / json_name).read_text())
   for preset, entry in data['official_sizes'].items():
     cfg = bb.get_config(preset, source='transformers')
     expected = _expand_official(entry)
@@ -49,10 +49,10 @@ def test_full_size_presets_match_transformers_parameter_trees(shared, json_name)
     assert _our_transformers_shapes(bb.get_config(preset)) == expected
 
 
-def test_small_json_configs_match(shared):
+def test_small_json_configs_match(repo_golden):
   """The small random models recorded in the JSONs map name-for-name onto our small configs."""
   for json_name in JSONS:
-    data = json.loads((shared / 'data' / 'param_trees' / json_name).read_text())
+    data = json.loads((repo_golden / 'param_trees' / json_name).read_text())
     small = data['small_config']
     cfg = bb.config_from_transformers(_Namespace(small))
     expected = {e['name']: tuple(e['shape']) for e in data['state_dict']}

@@ -274,9 +274,9 @@ def test_legacy_hub_safetensors_names(tmp_path):
 @pytest.mark.parametrize('json_name,cls_name', [
     ('hf_vit.json', 'ViTModel'), ('hf_dinov2.json', 'Dinov2Model'),
     ('hf_dinov2_reg.json', 'Dinov2WithRegistersModel'), ('hf_dinov3.json', 'DINOv3ViTModel')])
-def test_full_size_meta_models_match_our_names(shared, json_name, cls_name):
+def test_full_size_meta_models_match_our_names(repo_golden, json_name, cls_name):
   """Full-size transformers models on the meta device (no memory, no download) vs our mapping."""
-  data = json.loads((shared / 'data' / 'param_trees' / json_name).read_text())
+  data = json.loads((repo_golden / 'param_trees' / json_name).read_text())
   cls = getattr(transformers, cls_name)
   for preset, entry in data['official_sizes'].items():
     config_cls = cls.config_class
