@@ -108,6 +108,9 @@ class DPTHead(nn.Module):
     mm_heads: motion-module attention heads.
     max_frames: motion-module position-table length (32).
     head_hidden: width of the last hidden conv (32).
+    sigmoid: last activation sigmoid (Depth Anything V2's metric models) instead of ReLU.
+    max_depth: factor applied after the last activation (transformers' `max_depth`; 1 for the
+      relative and the VDA models).
     precision: matmul precision.
   """
   features: int
@@ -116,6 +119,8 @@ class DPTHead(nn.Module):
   mm_heads: int = 8
   max_frames: int = 32
   head_hidden: int = 32
+  sigmoid: bool = False
+  max_depth: float = 1.0
   precision: PrecisionLike = None
 
   @nn.compact
@@ -173,4 +178,6 @@ class DPTHead(nn.Module):
     # The last two convolutions run in float32 whatever the compute dtype (as the original).
     out = out.astype(jnp.float32)
     out = nn.relu(_conv(self.head_hidden, 3, 'output_conv2_0', p)(out))
-    return nn.relu(_conv(1, 1, 'output_conv2_2', p)(out))
+    out = _conv(1, 1, 'output_conv2_2', p)(out)
+    out = jax.nn.sigmoid(out) if self.sigmoid else nn.relu(out)
+    return out * self.max_depth if self.max_depth != 1.0 else out
