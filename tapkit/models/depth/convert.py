@@ -201,7 +201,7 @@ def export_vda_state_dict(params: Mapping[str, Any], config: VDAConfig) -> State
     node = params['head']
     for k in path:
       node = node[k]
-    out[name] = np.ascontiguousarray(_TO_THEIRS[kind](np.asarray(node, np.float32)))
+    out[name] = np.array(_TO_THEIRS[kind](np.asarray(node, np.float32)), order='C')
   f = config.features
   for name in UNUSED_HEAD:
     out[name] = np.zeros((f, f, 3, 3) if name.endswith('weight') else (f,), np.float32)
