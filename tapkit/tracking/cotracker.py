@@ -1,0 +1,154 @@
+"""CoTracker3 (the Flax port in `tapkit.models.cotracker3`) behind the `Tracker` interface.
+
+    tracker = make_tracker('cotracker3', checkpoint='scaled_offline.pth')
+    tracker = make_tracker('cotracker3_online', checkpoint='scaled_online.pth')
+
+Both run the official predictors' steps (`tapkit.models.cotracker3.predictor`): the video
+is resized to the model resolution (`interp_shape`, default 384 x 512), queries are scaled
+to it, the results scaled back to the input pixels. The offline tracker sees the whole
+video at once (visibility = visibility probability > 0.9; with `backward=True` frames
+before each query frame come from a pass over the time-reversed video); the online
+tracker processes it window by window in bounded memory (visibility = visibility x
+confidence > 0.6) and does not track backwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tapkit.tracking import api
+
+# Iterative refinement steps the official predictors run.
+PREDICTOR_ITERS = 6
+
+
+def _cotracker_modules() -> tuple[Any, Any]:
+  """(tapkit.models.cotracker3, its predictor module), or a ValueError saying what is absent."""
+  try:
+    from tapkit.models import cotracker3  # pylint: disable=g-import-not-at-top
+    from tapkit.models.cotracker3 import predictor  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ValueError('the CoTracker3 trackers need tapkit.models.cotracker3 (model and '
+                     f'predictor), which this installation lacks: {e}') from None
+  needed = ['load_checkpoint', 'offline_forward', 'OnlineSession']
+  missing = [n for n in needed if not hasattr(cotracker3, n)]
+  missing += [f'predictor.{n}' for n in ('predict_offline', 'predict_online')
+              if not hasattr(predictor, n)]
+  if missing:
+    raise ValueError(f'tapkit.models.cotracker3 lacks {missing}; the CoTracker3 trackers '
+                     'cannot run')
+  return cotracker3, predictor
+
+
+def _result(tracks: Any, visible: Any, queries: np.ndarray | None,
+            grid_query_frame: int) -> api.TrackResult:
+  """TrackResult from predictor outputs tracks [1, T, N, 2], visibility [1, T, N]."""
+  tracks = np.asarray(tracks, np.float32)[0]
+  visible = np.asarray(visible, bool)[0]
+  if queries is None:  # a grid: its points are where the tracks sit at the grid frame
+    t = np.full((tracks.shape[1], 1), grid_query_frame, np.float32)
+    queries = np.concatenate([t, tracks[grid_query_frame]], -1)
+  return api.TrackResult(tracks=tracks, visible=visible, queries=queries)
+
+
+@dataclasses.dataclass
+class CoTrackerTracker:
+  """CoTracker3, offline (whole video) or online (streaming windows).
+
+  Attributes:
+    params: the converted parameter tree (`tapkit.models.cotracker3.load_checkpoint`).
+    online: streaming model and predictor instead of the offline ones.
+    interp_shape: (height, width) model resolution in pixels.
+    window_len: model window length (frames); None = the model's default (60 offline,
+      16 online).
+    query_chunk: track at most this many queries per model call (bounded memory; None
+      = all at once). Offline only.
+  """
+
+  params: Any
+  online: bool = False
+  interp_shape: Sequence[int] = (384, 512)
+  window_len: int | None = None
+  query_chunk: int | None = None
+  name: str = 'cotracker3'
+
+  def __post_init__(self):
+    self._ct3, self._predictor = _cotracker_modules()
+    self.interp_shape = tuple(int(s) for s in self.interp_shape)
+    if self.online:
+      self.name = 'cotracker3_online'
+
+  def _window(self) -> dict[str, int]:
+    return {} if self.window_len is None else {'window_len': int(self.window_len)}
+
+  def _model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
+    import jax  # pylint: disable=g-import-not-at-top
+
+    ct3, params, window = self._ct3, self.params, self._window()
+    forward = jax.jit(lambda p, video, queries: ct3.offline_forward(
+        p, video, queries, iters=PREDICTOR_ITERS, model_resolution=self.interp_shape,
+        **window))
+
+    def model_fn(video, queries):
+      out = forward(params, video, queries)
+      return out['coords'], out['vis'], out['conf']
+
+    return model_fn
+
+  def _session_factory(self) -> Callable[[Any], Any]:
+    ct3, params, window = self._ct3, self.params, self._window()
+
+    def factory(queries):
+      return ct3.OnlineSession(params, queries, iters=PREDICTOR_ITERS,
+                               model_resolution=self.interp_shape, **window)
+
+    return factory
+
+  def track(self, frames: np.ndarray, queries: np.ndarray | None = None, *,
+            grid_size: int = api.DEFAULT_GRID_SIZE, grid_query_frame: int = 0,
+            backward: bool = False) -> api.TrackResult:
+    """Tracks points through frames [T, H, W, 3] uint8; see `api.Tracker.track`."""
+    frames = api.check_frames(frames)
+    if queries is not None:
+      queries = api.resolve_queries(frames, queries, grid_size, grid_query_frame)
+    elif not 0 <= grid_query_frame < frames.shape[0]:
+      raise ValueError(f'grid_query_frame must lie in [0, {frames.shape[0]}), got '
+                       f'{grid_query_frame}')
+    batch_queries = None if queries is None else queries[None]
+    if self.online:
+      if backward:
+        raise ValueError('the online CoTracker3 tracker does not track backwards; use '
+                         "'cotracker3' for backward=True")
+      tracks, visible = self._predictor.predict_online(
+          self._session_factory(), frames, queries=batch_queries, grid_size=grid_size,
+          grid_query_frame=grid_query_frame, interp_shape=self.interp_shape)
+    else:
+      tracks, visible = self._predictor.predict_offline(
+          self._model_fn(), frames, queries=batch_queries, grid_size=grid_size,
+          grid_query_frame=grid_query_frame, backward_tracking=backward,
+          interp_shape=self.interp_shape, query_chunk=self.query_chunk)
+    return _result(tracks, visible, queries, grid_query_frame)
+
+
+def _make(checkpoint: str | None, online: bool, **options) -> CoTrackerTracker:
+  if checkpoint is None:
+    name = 'cotracker3_online' if online else 'cotracker3'
+    raise ValueError(f"the {name!r} tracker needs checkpoint= (the official "
+                     f"{'scaled_online' if online else 'scaled_offline'}.pth, or .npz / "
+                     '.safetensors of the same weights)')
+  ct3, _ = _cotracker_modules()
+  return CoTrackerTracker(params=ct3.load_checkpoint(checkpoint), online=online, **options)
+
+
+def make_offline(checkpoint: str | None = None, **options) -> CoTrackerTracker:
+  """`make_tracker('cotracker3', checkpoint, interp_shape=..., window_len=..., query_chunk=...)`."""
+  return _make(checkpoint, False, **options)
+
+
+def make_online(checkpoint: str | None = None, **options) -> CoTrackerTracker:
+  """`make_tracker('cotracker3_online', checkpoint, interp_shape=..., window_len=...)`."""
+  return _make(checkpoint, True, **options)
