@@ -24,7 +24,7 @@ file per window (a "tracks file", `tapkit.data.dpov_tracks`, which documents the
 
 `python -m dpov_jax.prepare` writes them from frame folders (`dpov_jax.prepare`); with
 `data.tracker = 'on_the_fly'` the sampled clips are tracked inside the input pipeline instead
-(`dpov_jax.prepare.TrackClip`), as the release does during training.
+(`dpov_jax.video_clips`), as the release does during training.
 
 Clip sampling within a window of L frames (the release's "regular" mode, with the start fixed at the
 query frame because the tracks are queried there): step s = `regular_step` if L >= (T - 1) * s + 1,
@@ -283,11 +283,12 @@ class RandomClipFlip(grain.RandomMapTransform):
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
     if rng.uniform() >= self._p:
       return element
-    w = element['frames'].shape[2]
-    tracks = element['tracks'].copy()
-    tracks[..., 0] = (w - 1) - tracks[..., 0]
-    return {**element, 'frames': np.ascontiguousarray(element['frames'][:, :, ::-1]),
-            'tracks': tracks}
+    out = {**element, 'frames': np.ascontiguousarray(element['frames'][:, :, ::-1])}
+    if 'tracks' in element:  # clips tracked on the fly get their tracks after the flip
+      tracks = element['tracks'].copy()
+      tracks[..., 0] = (element['frames'].shape[2] - 1) - tracks[..., 0]
+      out['tracks'] = tracks
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
