@@ -422,6 +422,39 @@ def save_predictions(path: str | os.PathLike[str], tracks_xyz: np.ndarray,
                             VISIBILITY: np.asarray(visibility)})
 
 
+def save_tracks2d(path: str | os.PathLike[str], tracks_uv: np.ndarray, visibility: np.ndarray,
+                  queries_xyt: np.ndarray, image_size: Sequence[int],
+                  fps: float | None = None) -> None:
+  """Writes 2D tracks (no depth, no camera) in the TAPVid-3D naming, atomically.
+
+  Fields: `tracks` [T, N, 2] float32 (x, y) pixels (centres at integers), `visibility`
+  [T, N] bool, `queries_xyt` [N, 3] float32 (x, y, t), `query_frames` [N] int64 (t
+  rounded down), `frame_size` [2] int64 (height, width) of the frames the pixels refer
+  to, and `fps` [] float32 when given. `trajan3d.score --tracks` reads these files.
+  """
+  tracks = np.asarray(tracks_uv, np.float32)
+  visibility = np.asarray(visibility, bool)
+  queries = np.asarray(queries_xyt, np.float32)
+  name = os.fspath(path)
+  if tracks.ndim != 3 or tracks.shape[-1] != 2 or min(tracks.shape[:2]) < 1:
+    raise ValueError(f'{name}: tracks_uv must be [T, N, 2] with T, N >= 1, got {tracks.shape}')
+  if visibility.shape != tracks.shape[:2]:
+    raise ValueError(f'{name}: visibility must be {list(tracks.shape[:2])}, got '
+                     f'{list(visibility.shape)}')
+  if queries.shape != (tracks.shape[1], 3):
+    raise ValueError(f'{name}: queries_xyt must be [{tracks.shape[1]}, 3], got '
+                     f'{list(queries.shape)}')
+  query_frames = np.floor(queries[:, 2]).astype(np.int64)
+  if np.any(query_frames < 0) or np.any(query_frames >= tracks.shape[0]):
+    raise ValueError(f'{name}: query frames must lie in [0, {tracks.shape[0]})')
+  arrays = {'tracks': tracks, VISIBILITY: visibility, QUERIES: queries,
+            'query_frames': query_frames,
+            'frame_size': np.asarray([int(s) for s in image_size], np.int64)}
+  if fps is not None:
+    arrays['fps'] = np.asarray(fps, np.float32)
+  safe_npz.write_npz(path, arrays)
+
+
 # ----------------------------------------------------------------------------
 # Resizing.
 

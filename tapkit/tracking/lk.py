@@ -13,7 +13,8 @@ predicted from appearance; a point counts as visible when
 
 A point that fails is marked occluded and keeps its last reliable observation as its
 anchor: every later frame is matched directly against that anchor frame, so a point that
-reappears near where it was lost (a short occlusion, a static camera) is picked up again.
+reappears near where it was lost (a short occlusion, a static camera) is picked up again,
+provided its whole matching window then lies inside the frame.
 While lost, its reported position is LK's estimate from the anchor when LK converged,
 else the previous frame's position.
 
@@ -105,6 +106,12 @@ class LucasKanadeTracker:
         inside = ((new[:, 0] >= -0.5) & (new[:, 0] <= width - 0.5) &
                   (new[:, 1] >= -0.5) & (new[:, 1] <= height - 0.5))
         good = ok & ok_back & (error < self.fb_threshold) & inside
+        if anchor != previous:
+          # Re-acquiring a lost point: its whole window must lie inside the frame (windows
+          # cut by the border lock onto replicated border pixels).
+          half = self.win_size // 2
+          good &= ((new[:, 0] >= half) & (new[:, 0] <= width - 1 - half) &
+                   (new[:, 1] >= half) & (new[:, 1] <= height - 1 - half))
         positions[frame, idx] = np.where(ok[:, None], new, positions[previous, idx])
         visible[frame, idx] = good
         anchor_frame[idx[good]] = frame
