@@ -77,3 +77,30 @@ def test_dpov_data_reexports_the_format():
   from dpov_jax import data  # pylint: disable=g-import-not-at-top
   assert data.read_tracks_file is dpov_tracks.read_tracks_file
   assert data.TracksFileError is dpov_tracks.TracksFileError
+
+
+def test_track_cli_writes_the_dpov_format(texture, tmp_path):
+  from tapkit import track  # pylint: disable=g-import-not-at-top
+  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+  frames_root = tmp_path / 'frames'
+  video_io.write_video(os.fspath(frames_root / 'texture'), texture, fps=10)  # a frame folder
+  out = tmp_path / 'tracks'
+  assert track.main(['--video', os.fspath(frames_root / 'texture'), '--tracker', 'lk',
+                     '--grid_size', '4', '--format', 'dpov', '--out', os.fspath(out)]) == 0
+  rec = dpov_tracks.read_tracks_file(out / 'texture' / 'window_000.npz', grid_size=4)
+  assert rec['frame_indices'].tolist() == list(range(10))
+  assert rec['image_size'].tolist() == [64, 80]
+  # The texture moves by (2, 1) px per frame: lk recovers it for the visible points.
+  vis = rec['visibility']
+  shift = rec['tracks'][9] - rec['tracks'][0]
+  np.testing.assert_allclose(shift[vis[9]], np.broadcast_to([18.0, 9.0], shift[vis[9]].shape),
+                             atol=0.5)
+  assert vis[9].sum() >= 8
+  # The tracks file pairs with the frame folder in 3DPoV's reader.
+  from dpov_jax import data  # pylint: disable=g-import-not-at-top
+  clip = data.FrameWindowSource(frames_root, out, input_size=32, num_clip_frames=3,
+                                regular_step=4, grid_size=4)[0]
+  assert clip['frames'].shape == (3, 32, 32, 3)
+  # Queries off frame 0 do not fit the format: the video is listed as failed.
+  assert track.main(['--video', os.fspath(frames_root / 'texture'), '--grid_query_frame', '2',
+                     '--format', 'dpov', '--out', os.fspath(tmp_path / 'bad')]) == 2
