@@ -115,7 +115,8 @@ def center_crop_box(src_hw: Sequence[int], dst_hw: Sequence[int]) -> tuple[int, 
   return top, left
 
 
-def _list_frames(directory: str) -> list[str]:
+def list_frames(directory: str) -> list[str]:
+  """The sorted image files (FRAME_EXTENSIONS) of a frame folder; TracksFileError if none."""
   try:
     names = sorted(n for n in os.listdir(directory)
                    if os.path.splitext(n)[1].lower() in FRAME_EXTENSIONS)
@@ -126,10 +127,54 @@ def _list_frames(directory: str) -> list[str]:
   return [os.path.join(directory, n) for n in names]
 
 
-def _read_rgb(path: str) -> np.ndarray:
+def read_rgb(path: str) -> np.ndarray:
+  """[H, W, 3] uint8 RGB pixels of an image file."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(path) as image:
     return np.asarray(image.convert('RGB'), np.uint8)
+
+
+def read_clip_frames(files: Sequence[str], indices: np.ndarray, input_size: int,
+                     transform: str = 'resize', where: str = ''
+                     ) -> tuple[np.ndarray, tuple[int, int]]:
+  """Frames `files[indices]` after a source transform, and their stored (H, W).
+
+  Args:
+    files: a video's sorted frame files.
+    indices: [L] the frames to read.
+    input_size: side S of the square output; 0 keeps the stored size (no transform).
+    transform: 'resize' (every frame to S x S, PIL bilinear, aspect ratio not kept) or
+      'center_crop' (central S x S crop, no resizing).
+    where: the frame folder, for error messages.
+
+  Returns:
+    ([L, S, S, 3] uint8 frames, stored (H, W)).
+
+  Raises:
+    TracksFileError: frames of different sizes, or smaller than a center_crop.
+  """
+  if transform not in TRANSFORMS:
+    raise ValueError(f'transform must be one of {TRANSFORMS}, got {transform!r}')
+  where = where or os.path.dirname(files[0])
+  raw = [read_rgb(files[int(k)]) for k in indices]
+  src_hw = tuple(raw[0].shape[:2])
+  odd = [files[int(k)] for k, f in zip(indices, raw) if f.shape[:2] != src_hw]
+  if odd:
+    raise TracksFileError(where, None, f'frames {odd} differ in size from '
+                          f'{files[int(indices[0])]} {src_hw}')
+  size = int(input_size)
+  if size and src_hw != (size, size):
+    if transform == 'resize':
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      raw = [np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR), np.uint8)
+             for f in raw]
+    else:
+      if src_hw[0] < size or src_hw[1] < size:
+        raise TracksFileError(where, None, f'frames {src_hw} are smaller than the center_crop '
+                              f'input size {(size, size)}')
+      top, left = center_crop_box(src_hw, (size, size))
+      raw = [f[top:top + size, left:left + size] for f in raw]
+  return np.stack(raw), src_hw
 
 
 class FrameWindowSource(grain.RandomAccessDataSource):
@@ -176,7 +221,7 @@ class FrameWindowSource(grain.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     path = self._files[int(index)]
     rec = read_tracks_file(path, self._grid)
-    frame_files = _list_frames(self.frame_dir(path))
+    frame_files = list_frames(self.frame_dir(path))
     fidx = rec['frame_indices']
     if fidx[-1] >= len(frame_files):
       raise TracksFileError(path, 'frame_indices', f'reaches {int(fidx[-1])} but '
@@ -186,30 +231,18 @@ class FrameWindowSource(grain.RandomAccessDataSource):
     vis = rec['visibility'][pos]  # [T, N]
     track_hw = tuple(int(v) for v in rec['image_size'])
     h, w = self._size
-    raw = [_read_rgb(frame_files[int(k)]) for k in fidx[pos]]
-    src_hw = raw[0].shape[:2]
-    odd = [frame_files[int(k)] for k, f in zip(fidx[pos], raw) if f.shape[:2] != src_hw]
-    if odd:
-      raise TracksFileError(self.frame_dir(path), None, f'frames {odd} differ in size from '
-                            f'{frame_files[int(fidx[pos[0]])]} {src_hw}')
+    frames, src_hw = read_clip_frames(frame_files, fidx[pos], h, self._transform,
+                                      self.frame_dir(path))
     if self._transform == 'resize':
-      from PIL import Image  # pylint: disable=g-import-not-at-top
-      if src_hw != (h, w):
-        raw = [np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR), np.uint8)
-               for f in raw]
       tracks = rescale_points(tracks, track_hw, (h, w))
     else:
-      if src_hw[0] < h or src_hw[1] < w:
-        raise TracksFileError(self.frame_dir(path), None, f'frames {src_hw} are smaller than the '
-                              f'center_crop input size {(h, w)}')
       top, left = center_crop_box(src_hw, (h, w))
-      raw = [f[top:top + h, left:left + w] for f in raw]
       tracks = rescale_points(tracks, track_hw, src_hw) - np.asarray([left, top], np.float32)
       # Points queried outside the crop carry no signal: invisible in every frame.
       inside = ((tracks[..., 0] >= -0.5) & (tracks[..., 0] < w - 0.5)
                 & (tracks[..., 1] >= -0.5) & (tracks[..., 1] < h - 0.5))
       vis = vis & inside & inside[:1]
-    return {'frames': np.stack(raw), 'tracks': tracks.astype(np.float32),
+    return {'frames': frames, 'tracks': tracks.astype(np.float32),
             'visibility': vis.astype(bool)}
 
   def __repr__(self) -> str:

@@ -68,7 +68,7 @@ def prepare(frames_root: str, layout: str, out: str, tracker: Any, *, grid_size:
   for video in bar:
     frame_dir = os.path.join(frames_root, video, subdir)
     try:
-      files = data._list_frames(frame_dir)  # pylint: disable=protected-access
+      files = data.list_frames(frame_dir)
       windows = video_clips.video_windows(
           len(files), layout, num_frames, regular_step, seed=seed, video=video,
           windows_per_video=windows_per_video)
@@ -80,7 +80,7 @@ def prepare(frames_root: str, layout: str, out: str, tracker: Any, *, grid_size:
         if os.path.exists(path):
           skipped += 1
           continue
-        frames = video_clips.read_frames(files, window, input_size, 'resize', frame_dir)
+        frames, _ = data.read_clip_frames(files, window, input_size, 'resize', frame_dir)
         tracks, vis = video_clips.track_window(tracker, frames, grid_size)
         dpov_tracks.write_tracks_file(path, tracks, vis, window, frames.shape[1:3])
         written += 1

@@ -126,33 +126,6 @@ def video_windows(num_frames: int, layout: str, num_clip_frames: int, regular_st
           for _ in range(int(windows_per_video))]
 
 
-def read_frames(files: list[str], indices: np.ndarray, input_size: int,
-                transform: str = 'resize', where: str = '') -> np.ndarray:
-  """[L, S, S, 3] uint8 frames `files[indices]` after the source transform (S = input_size;
-  0 = the stored size, no transform): 'resize' (PIL bilinear) or 'center_crop'."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  raw = [data._read_rgb(files[int(k)]) for k in indices]  # pylint: disable=protected-access
-  src_hw = raw[0].shape[:2]
-  odd = [files[int(k)] for k, f in zip(indices, raw) if f.shape[:2] != src_hw]
-  if odd:
-    raise data.TracksFileError(where or files[0], None, f'frames {odd} differ in size from '
-                               f'{files[int(indices[0])]} {src_hw}')
-  size = int(input_size)
-  if size and src_hw != (size, size):
-    if transform == 'resize':
-      raw = [np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR), np.uint8)
-             for f in raw]
-    elif transform == 'center_crop':
-      if min(src_hw) < size:
-        raise data.TracksFileError(where or files[0], None, f'frames {src_hw} are smaller '
-                                   f'than the center_crop input size {(size, size)}')
-      top, left = data.center_crop_box(src_hw, (size, size))
-      raw = [f[top:top + size, left:left + size] for f in raw]
-    else:
-      raise ValueError(f'transform must be one of {data.TRANSFORMS}, got {transform!r}')
-  return np.stack(raw)
-
-
 def track_window(tracker: Any, frames: np.ndarray, grid_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
   """Tracks a grid_size² grid queried on frame 0 of `frames` [L, H, W, 3] uint8.
@@ -186,7 +159,7 @@ class FrameClipSource(grain.RandomAccessDataSource):
     self._records: list[tuple[list[str], np.ndarray]] = []
     for video in list_layout_videos(frames_root, layout, subdir):
       try:
-        files = data._list_frames(os.path.join(frames_root, video, subdir))  # pylint: disable=protected-access
+        files = data.list_frames(os.path.join(frames_root, video, subdir))
       except data.TracksFileError:
         continue  # no frames: nothing to sample
       if LAYOUTS[layout][2] == 'random':
@@ -227,8 +200,7 @@ class LoadClip(grain.RandomMapTransform):
       window = random_window(len(files), self.num_clip_frames, self.regular_step, rng)
     pos = data.clip_frame_positions(len(window), self.num_clip_frames, self.regular_step)
     transform = 'center_crop' if bool(element['crop']) else 'resize'
-    frames = read_frames(files, window[pos], self.input_size, transform,
-                         os.path.dirname(files[0]))
+    frames, _ = data.read_clip_frames(files, window[pos], self.input_size, transform)
     return {'frames': frames}
 
 

@@ -32,7 +32,8 @@ are lifted with `trajan3d.preprocess.lift_tracks_to_3d`. TRAJAN (2D model)
 needs pixel tracks and `frame_size` (or 3D tracks + intrinsics + frame size).
 With --video (TRAJAN, 2D models), each video is read (`tapkit.io.video`; at most the
 model's frames) and a --grid_size² grid queried on frame 0 is tracked (`track_video_clip`);
-those pixel tracks are scored. Every file becomes a `tapkit.data.clip.Clip` (2D tracks in `tracks_uv`); the
+those pixel tracks are scored.
+Every file becomes a `tapkit.data.clip.Clip` (2D tracks in `tracks_uv`); the
 model inputs are built by `trajan3d.input_pipeline`. Thresholds: see
 `trajan3d.evaluators`.
 """

@@ -44,7 +44,8 @@ class TracksFileError(BadFileError):
   """
 
 
-def read_tracks_file(path: str | os.PathLike, grid_size: int | None = None) -> dict[str, np.ndarray]:
+def read_tracks_file(path: str | os.PathLike,
+                     grid_size: int | None = None) -> dict[str, np.ndarray]:
   """Reads and validates one tracks file (format in the module docstring).
 
   Args:
