@@ -39,7 +39,7 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -223,7 +223,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   return args
 
 
-def _progress(items: Sequence[str]):
+def _progress(items: Sequence[str]) -> tuple[Iterable[str], Callable[[str], None]]:
+  """(items wrapped in a progress bar, a print function that keeps the bar intact)."""
   try:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -231,8 +232,8 @@ def _progress(items: Sequence[str]):
       for i, item in enumerate(items):
         print(f'[{i + 1}/{len(items)}] {item}', flush=True)
         yield item
-    return plain()
-  return tqdm(items, desc='videos', unit='video')
+    return plain(), print
+  return tqdm(items, desc='videos', unit='video'), tqdm.write
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   taken: set[str] = set()
   failures: list[tuple[str, str]] = []
   done = 0
-  for path in _progress(videos):
+  progress, say = _progress(videos)
+  for path in progress:
     name = output_name(path, taken)
     start = time.perf_counter()
     try:
@@ -267,9 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       failures.append((path, str(e)))
       continue
     done += 1
-    print(f'{name}: {result.num_frames} frames, {result.num_tracks} tracks, '
-          f'{result.visible.mean():.0%} visible, {time.perf_counter() - start:.1f} s -> '
-          f'{", ".join(written)}', flush=True)
+    say(f'{name}: {result.num_frames} frames, {result.num_tracks} tracks, '
+        f'{result.visible.mean():.0%} visible, {time.perf_counter() - start:.1f} s -> '
+        f'{", ".join(written)}')
   if failures:
     print(f'{len(failures)} of {len(videos)} videos failed:', file=sys.stderr)
     for path, reason in failures:

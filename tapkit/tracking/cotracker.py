@@ -34,8 +34,7 @@ def _cotracker_modules() -> tuple[Any, Any]:
   except ImportError as e:
     raise ValueError('the CoTracker3 trackers need tapkit.models.cotracker3 (model and '
                      f'predictor), which this installation lacks: {e}') from None
-  needed = ['load_checkpoint', 'offline_forward', 'OnlineSession']
-  missing = [n for n in needed if not hasattr(cotracker3, n)]
+  missing = [n for n in ('load_checkpoint', 'offline_forward') if not hasattr(cotracker3, n)]
   missing += [f'predictor.{n}' for n in ('predict_offline', 'predict_online')
               if not hasattr(predictor, n)]
   if missing:
@@ -44,14 +43,28 @@ def _cotracker_modules() -> tuple[Any, Any]:
   return cotracker3, predictor
 
 
-def _result(tracks: Any, visible: Any, queries: np.ndarray | None,
-            grid_query_frame: int) -> api.TrackResult:
-  """TrackResult from predictor outputs tracks [1, T, N, 2], visibility [1, T, N]."""
+def _online_session_class(cotracker3: Any) -> Any:
+  """The streaming model class `OnlineSession` (package or its `online` module)."""
+  if hasattr(cotracker3, 'OnlineSession'):
+    return cotracker3.OnlineSession
+  from tapkit.models.cotracker3 import online  # pylint: disable=g-import-not-at-top
+  return online.OnlineSession
+
+
+def _result(tracks: Any, visible: Any, queries: np.ndarray | None, grid_size: int,
+            grid_query_frame: int, frame_size: Sequence[int],
+            interp_shape: Sequence[int]) -> api.TrackResult:
+  """TrackResult from predictor outputs tracks [1, T, N, 2], visibility [1, T, N].
+
+  Grid queries are the predictors' grid: CoTracker's grid at the model resolution, scaled to
+  the input pixels as the predictors scale tracks back ((W - 1) / (w - 1), (H - 1) / (h - 1)).
+  """
   tracks = np.asarray(tracks, np.float32)[0]
   visible = np.asarray(visible, bool)[0]
-  if queries is None:  # a grid: its points are where the tracks sit at the grid frame
-    t = np.full((tracks.shape[1], 1), grid_query_frame, np.float32)
-    queries = np.concatenate([t, tracks[grid_query_frame]], -1)
+  if queries is None:
+    (height, width), (h, w) = frame_size, interp_shape
+    queries = api.grid_queries(h, w, grid_size, grid_query_frame)
+    queries[:, 1:] *= np.array([(width - 1) / (w - 1), (height - 1) / (h - 1)], np.float32)
   return api.TrackResult(tracks=tracks, visible=visible, queries=queries)
 
 
@@ -86,6 +99,7 @@ class CoTrackerTracker:
     return {} if self.window_len is None else {'window_len': int(self.window_len)}
 
   def _model_fn(self) -> Callable[[Any, Any], tuple[Any, Any, Any]]:
+    """The offline network as the predictor calls it (jit-compiled)."""
     import jax  # pylint: disable=g-import-not-at-top
 
     ct3, params, window = self._ct3, self.params, self._window()
@@ -97,15 +111,21 @@ class CoTrackerTracker:
       out = forward(params, video, queries)
       return out['coords'], out['vis'], out['conf']
 
+    model_fn.model_resolution = self.interp_shape
     return model_fn
 
   def _session_factory(self) -> Callable[[Any], Any]:
-    ct3, params, window = self._ct3, self.params, self._window()
+    """Builds the streaming network for the queries [1, N, 3] (model pixels)."""
+    session_class = _online_session_class(self._ct3)
+    params, window = self.params, self._window()
 
     def factory(queries):
-      return ct3.OnlineSession(params, queries, iters=PREDICTOR_ITERS,
-                               model_resolution=self.interp_shape, **window)
+      return session_class(params, queries, iters=PREDICTOR_ITERS,
+                           model_resolution=self.interp_shape, **window)
 
+    factory.model_resolution = self.interp_shape
+    if self.window_len is not None:
+      factory.window_len = int(self.window_len)
     return factory
 
   def track(self, frames: np.ndarray, queries: np.ndarray | None = None, *,
@@ -119,19 +139,23 @@ class CoTrackerTracker:
       raise ValueError(f'grid_query_frame must lie in [0, {frames.shape[0]}), got '
                        f'{grid_query_frame}')
     batch_queries = None if queries is None else queries[None]
+    # With explicit queries the grid is unused (grid_size 0 keeps the official predictor's
+    # choices for explicit queries, e.g. the support grid).
+    grid = 0 if queries is not None else grid_size
     if self.online:
       if backward:
         raise ValueError('the online CoTracker3 tracker does not track backwards; use '
                          "'cotracker3' for backward=True")
       tracks, visible = self._predictor.predict_online(
-          self._session_factory(), frames, queries=batch_queries, grid_size=grid_size,
+          self._session_factory(), frames, queries=batch_queries, grid_size=grid,
           grid_query_frame=grid_query_frame, interp_shape=self.interp_shape)
     else:
       tracks, visible = self._predictor.predict_offline(
-          self._model_fn(), frames, queries=batch_queries, grid_size=grid_size,
+          self._model_fn(), frames, queries=batch_queries, grid_size=grid,
           grid_query_frame=grid_query_frame, backward_tracking=backward,
           interp_shape=self.interp_shape, query_chunk=self.query_chunk)
-    return _result(tracks, visible, queries, grid_query_frame)
+    return _result(tracks, visible, queries, grid_size, grid_query_frame, frames.shape[1:3],
+                   self.interp_shape)
 
 
 def _make(checkpoint: str | None, online: bool, **options) -> CoTrackerTracker:
