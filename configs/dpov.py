@@ -38,8 +38,13 @@ Data sources (dpov_jax/data.py documents the frame-folder + tracks-file format):
                    data.train_ratio); '' = off. The same key as in the other methods.
   data.sources     several named real sources (e.g. the paper's YouTube-VOS / CO3D / DL3DV
                    mixture): one entry per name with frames_root, tracks_root, frames_subdir,
-                   transform ('resize' | 'center_crop') and ratio; an entry with an empty
-                   tracks_root is off.
+                   transform ('resize' | 'center_crop'), ratio and layout (ytvos | co3d |
+                   dl3dv | folder, dpov_jax/video_clips.py); an entry with an empty
+                   tracks_root is off (with data.tracker 'on_the_fly': an empty frames_root).
+  data.tracker     'files' (default) reads the tracks files; 'on_the_fly' samples clips from
+                   the frame folders of the layout and tracks each one in the input
+                   pipeline with data.tracker_name ('cotracker3' needs
+                   data.tracker_checkpoint; 'lk' needs none).
   data.synthetic   rendered clips, on when num_train > 0; num_eval held-out clips for the
                    matching evaluation.
 data.mixture 'proportional' reproduces the release (items in proportion to the windows of each
@@ -54,11 +59,11 @@ from dpov_jax import loss as pov_loss
 from tapkit.train.config import engine_config
 
 
-def _source(frames_subdir: str = '', transform: str = 'resize',
-            ratio: float = 0.0) -> ml_collections.ConfigDict:
+def _source(frames_subdir: str = '', transform: str = 'resize', ratio: float = 0.0,
+            layout: str = 'folder') -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'frames_root': '', 'tracks_root': '', 'frames_subdir': frames_subdir,
-      'transform': transform, 'ratio': ratio})
+      'transform': transform, 'ratio': ratio, 'layout': layout})
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -88,12 +93,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.update({
       'input_size': 224, 'num_frames': 4, 'regular_step': 10, 'grid_size': 16,
       'flip_prob': 0.5, 'mixture': 'proportional', 'train_dir': '', 'train_ratio': 1.0,
+      # Where the clips' tracks come from: 'files' (tracks files, `python -m dpov_jax.prepare`)
+      # or 'on_the_fly' (every sampled clip is tracked in the input pipeline by tracker_name,
+      # weights tracker_checkpoint, as the release does at every step).
+      'tracker': 'files', 'tracker_name': 'cotracker3', 'tracker_checkpoint': '',
   })
   config.data.sources = ml_collections.ConfigDict({
-      'ytvos': _source('', 'resize', 0.25),
-      'co3d': _source('images', 'resize', 0.25),
-      'dl3dv': _source('nerfstudio/images_4', 'resize', 0.25),
-      'dl3dv_crop': _source('nerfstudio/images_4', 'center_crop', 0.25),
+      'ytvos': _source('', 'resize', 0.25, 'ytvos'),
+      'co3d': _source('images', 'resize', 0.25, 'co3d'),
+      'dl3dv': _source('nerfstudio/images_4', 'resize', 0.25, 'dl3dv'),
+      'dl3dv_crop': _source('nerfstudio/images_4', 'center_crop', 0.25, 'dl3dv'),
   })
   config.data.synthetic = ml_collections.ConfigDict({
       'num_train': 64, 'num_eval': 16, 'seed': 0, 'ratio': 1.0})

@@ -16,21 +16,15 @@ e.g. `ytvos/train/JPEGImages/<video>/00000.jpg` (frames_subdir ''),
 `dl3dv/<video>/nerfstudio/images_4/frame_00001.png` (frames_subdir 'nerfstudio/images_4'),
 CO3D extracted as `<category>/<sequence>/images/frame000001.jpg` (<video> = category/sequence,
 frames_subdir 'images'). Tracks come from any point tracker (CoTracker3 offline with
-grid_size 16 and query frame 0 in the paper), run offline on windows of the videos and stored one
-file per window ("tracks file"):
+grid_size 16 and query frame 0 in the paper), run on windows of the videos and stored one
+file per window (a "tracks file", `tapkit.data.dpov_tracks`, which documents the format):
 
-  <tracks_root>/<video>/<window>.npz      (np.savez; read pickle-free with tapkit.io.npz)
-    tracks         float [L, N, 2]  (x, y) pixels in the `image_size` frame, pixel centres at
-                                    integers; finite everywhere
-    visibility     bool or 0/1 [L, N]
-    frame_indices  int [L]          indices into the sorted frame files of the video, strictly
-                                    increasing (the window's frames; frame_indices[0] is the query
-                                    frame)
-    image_size     int [2]          (H, W) in pixels of the frames the tracker saw (coordinates
-                                    are rescaled from it, so tracking at another resolution is fine)
-  N = grid_size² points queried on the window's first frame (any grid: CoTracker's margin grid or
-  pixel centres); the same N for every file of a run. Several windows per video are allowed (e.g.
-  the non-overlapping CO3D/DL3DV windows, or several random starts for YouTube-VOS).
+  <tracks_root>/<video>/<window>.npz   tracks [L, N, 2], visibility [L, N], frame_indices [L]
+                                       (into the sorted frame files), image_size (H, W)
+
+`python -m dpov_jax.prepare` writes them from frame folders (`dpov_jax.prepare`); with
+`data.tracker = 'on_the_fly'` the sampled clips are tracked inside the input pipeline instead
+(`dpov_jax.video_clips`), as the release does during training.
 
 Clip sampling within a window of L frames (the release's "regular" mode, with the start fixed at the
 query frame because the tracks are queried there): step s = `regular_step` if L >= (T - 1) * s + 1,
@@ -64,19 +58,14 @@ from typing import Any
 import grain.python as grain
 import numpy as np
 
-from tapkit.io import BadFileError
-from tapkit.io import npz as npz_io
+from tapkit.data.dpov_tracks import TRACKS_KEYS, TracksFileError, read_tracks_file
+from tapkit.data.dpov_tracks import write_tracks_file
 
 # Normalisation of the released loaders (note std 0.228 for red, not ImageNet's 0.229).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.228, 0.224, 0.225)
 FRAME_EXTENSIONS = ('.jpg', '.jpeg', '.png')
-TRACKS_KEYS = ('tracks', 'visibility', 'frame_indices', 'image_size')
 TRANSFORMS = ('resize', 'center_crop')
-
-
-class TracksFileError(ValueError):
-  """A tracks file or its frame folder does not follow the documented format."""
 
 
 def normalize_frames(frames: Any) -> Any:
@@ -87,79 +76,7 @@ def normalize_frames(frames: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------
-# Tracks files.
-
-
-def read_tracks_file(path: str | os.PathLike, grid_size: int | None = None) -> dict[str, np.ndarray]:
-  """Reads and validates one tracks file (format in the module docstring).
-
-  Args:
-    path: the `.npz` file.
-    grid_size: when given, N must equal grid_size².
-
-  Returns:
-    {'tracks': [L, N, 2] float32, 'visibility': [L, N] bool, 'frame_indices': [L] int64,
-     'image_size': [2] int64 (H, W)}.
-
-  Raises:
-    TracksFileError naming the file and the offending field.
-  """
-  path = os.fspath(path)
-  try:
-    arrays = npz_io.read_npz(path)
-  except BadFileError as e:
-    if 'pickle' in e.detail:  # object arrays need pickle: refused
-      raise TracksFileError(f'{path}: cannot read without pickle ({e}); store plain numeric '
-                            'arrays') from e
-    raise TracksFileError(f'{path}: not a readable .npz file ({e})') from e
-  missing = [k for k in TRACKS_KEYS if k not in arrays]
-  if missing:
-    raise TracksFileError(f'{path}: missing field(s) {missing} (has {sorted(arrays)}); a tracks '
-                          f'file holds {list(TRACKS_KEYS)}')
-  tracks, vis = arrays['tracks'], arrays['visibility']
-  frames, size = arrays['frame_indices'], arrays['image_size']
-  if tracks.dtype.kind not in 'fiu' or tracks.ndim != 3 or tracks.shape[-1] != 2:
-    raise TracksFileError(f'{path}: field tracks must be a numeric [L, N, 2] array, got '
-                          f'{tracks.dtype} {tracks.shape}')
-  length, n = tracks.shape[:2]
-  if length < 1 or n < 1:
-    raise TracksFileError(f'{path}: field tracks is empty ({tracks.shape})')
-  if not np.all(np.isfinite(tracks)):
-    raise TracksFileError(f'{path}: field tracks has non-finite values')
-  if vis.shape != (length, n):
-    raise TracksFileError(f'{path}: field visibility must be [L, N] = [{length}, {n}], got '
-                          f'{vis.shape}')
-  if vis.dtype != np.bool_:
-    if vis.dtype.kind not in 'iuf' or not np.all((vis == 0) | (vis == 1)):
-      raise TracksFileError(f'{path}: field visibility must be bool or 0/1, got {vis.dtype} '
-                            'with other values')
-  if frames.shape != (length,) or frames.dtype.kind not in 'iu':
-    raise TracksFileError(f'{path}: field frame_indices must be an integer [L] = [{length}] '
-                          f'array, got {frames.dtype} {frames.shape}')
-  if np.any(frames < 0) or np.any(np.diff(frames.astype(np.int64)) <= 0):
-    raise TracksFileError(f'{path}: field frame_indices must be non-negative and strictly '
-                          f'increasing, got {frames.tolist()[:8]}...')
-  if size.shape != (2,) or size.dtype.kind not in 'iu' or np.any(size < 1):
-    raise TracksFileError(f'{path}: field image_size must be two positive integers (H, W), got '
-                          f'{size.dtype} {size.tolist() if size.size < 5 else size.shape}')
-  if grid_size is not None and n != grid_size * grid_size:
-    raise TracksFileError(f'{path}: field tracks has N = {n} points, expected grid_size² = '
-                          f'{grid_size}² = {grid_size * grid_size}')
-  return {'tracks': tracks.astype(np.float32), 'visibility': vis.astype(bool),
-          'frame_indices': frames.astype(np.int64), 'image_size': size.astype(np.int64)}
-
-
-def write_tracks_file(path: str | os.PathLike, tracks: np.ndarray, visibility: np.ndarray,
-                      frame_indices: np.ndarray, image_size: tuple[int, int]) -> None:
-  """Writes a tracks file atomically (temporary file, then rename)."""
-  path = os.fspath(path)
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, tracks=np.asarray(tracks, np.float32), visibility=np.asarray(visibility, bool),
-           frame_indices=np.asarray(frame_indices, np.int64),
-           image_size=np.asarray(image_size, np.int64))
-  os.replace(tmp, path)
-  read_tracks_file(path)  # Never leave a file our reader rejects.
+# Clip sampling.
 
 
 def clip_frame_positions(length: int, num_frames: int, regular_step: int) -> np.ndarray:
@@ -198,21 +115,66 @@ def center_crop_box(src_hw: Sequence[int], dst_hw: Sequence[int]) -> tuple[int, 
   return top, left
 
 
-def _list_frames(directory: str) -> list[str]:
+def list_frames(directory: str) -> list[str]:
+  """The sorted image files (FRAME_EXTENSIONS) of a frame folder; TracksFileError if none."""
   try:
     names = sorted(n for n in os.listdir(directory)
                    if os.path.splitext(n)[1].lower() in FRAME_EXTENSIONS)
   except FileNotFoundError:
-    raise TracksFileError(f'{directory}: frame folder does not exist') from None
+    raise TracksFileError(directory, None, 'frame folder does not exist') from None
   if not names:
-    raise TracksFileError(f'{directory}: no {"/".join(FRAME_EXTENSIONS)} frames')
+    raise TracksFileError(directory, None, f'no {"/".join(FRAME_EXTENSIONS)} frames')
   return [os.path.join(directory, n) for n in names]
 
 
-def _read_rgb(path: str) -> np.ndarray:
+def read_rgb(path: str) -> np.ndarray:
+  """[H, W, 3] uint8 RGB pixels of an image file."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(path) as image:
     return np.asarray(image.convert('RGB'), np.uint8)
+
+
+def read_clip_frames(files: Sequence[str], indices: np.ndarray, input_size: int,
+                     transform: str = 'resize', where: str = ''
+                     ) -> tuple[np.ndarray, tuple[int, int]]:
+  """Frames `files[indices]` after a source transform, and their stored (H, W).
+
+  Args:
+    files: a video's sorted frame files.
+    indices: [L] the frames to read.
+    input_size: side S of the square output; 0 keeps the stored size (no transform).
+    transform: 'resize' (every frame to S x S, PIL bilinear, aspect ratio not kept) or
+      'center_crop' (central S x S crop, no resizing).
+    where: the frame folder, for error messages.
+
+  Returns:
+    ([L, S, S, 3] uint8 frames, stored (H, W)).
+
+  Raises:
+    TracksFileError: frames of different sizes, or smaller than a center_crop.
+  """
+  if transform not in TRANSFORMS:
+    raise ValueError(f'transform must be one of {TRANSFORMS}, got {transform!r}')
+  where = where or os.path.dirname(files[0])
+  raw = [read_rgb(files[int(k)]) for k in indices]
+  src_hw = tuple(raw[0].shape[:2])
+  odd = [files[int(k)] for k, f in zip(indices, raw) if f.shape[:2] != src_hw]
+  if odd:
+    raise TracksFileError(where, None, f'frames {odd} differ in size from '
+                          f'{files[int(indices[0])]} {src_hw}')
+  size = int(input_size)
+  if size and src_hw != (size, size):
+    if transform == 'resize':
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      raw = [np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR), np.uint8)
+             for f in raw]
+    else:
+      if src_hw[0] < size or src_hw[1] < size:
+        raise TracksFileError(where, None, f'frames {src_hw} are smaller than the center_crop '
+                              f'input size {(size, size)}')
+      top, left = center_crop_box(src_hw, (size, size))
+      raw = [f[top:top + size, left:left + size] for f in raw]
+  return np.stack(raw), src_hw
 
 
 class FrameWindowSource(grain.RandomAccessDataSource):
@@ -259,40 +221,28 @@ class FrameWindowSource(grain.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     path = self._files[int(index)]
     rec = read_tracks_file(path, self._grid)
-    frame_files = _list_frames(self.frame_dir(path))
+    frame_files = list_frames(self.frame_dir(path))
     fidx = rec['frame_indices']
     if fidx[-1] >= len(frame_files):
-      raise TracksFileError(f'{path}: field frame_indices reaches {int(fidx[-1])} but '
+      raise TracksFileError(path, 'frame_indices', f'reaches {int(fidx[-1])} but '
                             f'{self.frame_dir(path)} has {len(frame_files)} frames')
     pos = clip_frame_positions(len(fidx), self._t, self._step)
     tracks = rec['tracks'][pos]  # [T, N, 2] in image_size pixels
     vis = rec['visibility'][pos]  # [T, N]
     track_hw = tuple(int(v) for v in rec['image_size'])
     h, w = self._size
-    raw = [_read_rgb(frame_files[int(k)]) for k in fidx[pos]]
-    src_hw = raw[0].shape[:2]
-    odd = [frame_files[int(k)] for k, f in zip(fidx[pos], raw) if f.shape[:2] != src_hw]
-    if odd:
-      raise TracksFileError(f'{self.frame_dir(path)}: frames {odd} differ in size from '
-                            f'{frame_files[int(fidx[pos[0]])]} {src_hw}')
+    frames, src_hw = read_clip_frames(frame_files, fidx[pos], h, self._transform,
+                                      self.frame_dir(path))
     if self._transform == 'resize':
-      from PIL import Image  # pylint: disable=g-import-not-at-top
-      if src_hw != (h, w):
-        raw = [np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR), np.uint8)
-               for f in raw]
       tracks = rescale_points(tracks, track_hw, (h, w))
     else:
-      if src_hw[0] < h or src_hw[1] < w:
-        raise TracksFileError(f'{self.frame_dir(path)}: frames {src_hw} are smaller than the '
-                              f'center_crop input size {(h, w)}')
       top, left = center_crop_box(src_hw, (h, w))
-      raw = [f[top:top + h, left:left + w] for f in raw]
       tracks = rescale_points(tracks, track_hw, src_hw) - np.asarray([left, top], np.float32)
       # Points queried outside the crop carry no signal: invisible in every frame.
       inside = ((tracks[..., 0] >= -0.5) & (tracks[..., 0] < w - 0.5)
                 & (tracks[..., 1] >= -0.5) & (tracks[..., 1] < h - 0.5))
       vis = vis & inside & inside[:1]
-    return {'frames': np.stack(raw), 'tracks': tracks.astype(np.float32),
+    return {'frames': frames, 'tracks': tracks.astype(np.float32),
             'visibility': vis.astype(bool)}
 
   def __repr__(self) -> str:
@@ -366,11 +316,12 @@ class RandomClipFlip(grain.RandomMapTransform):
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
     if rng.uniform() >= self._p:
       return element
-    w = element['frames'].shape[2]
-    tracks = element['tracks'].copy()
-    tracks[..., 0] = (w - 1) - tracks[..., 0]
-    return {**element, 'frames': np.ascontiguousarray(element['frames'][:, :, ::-1]),
-            'tracks': tracks}
+    out = {**element, 'frames': np.ascontiguousarray(element['frames'][:, :, ::-1])}
+    if 'tracks' in element:  # clips tracked on the fly get their tracks after the flip
+      tracks = element['tracks'].copy()
+      tracks[..., 0] = (element['frames'].shape[2] - 1) - tracks[..., 0]
+      out['tracks'] = tracks
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from tapkit.models import vit as bb
 from dpov_jax import data
 from dpov_jax import loss as pov_loss
 from dpov_jax import matcher as matcher_lib
+from dpov_jax import video_clips
 from tapkit.train import config as config_lib
 from tapkit.train import loop, optim
 
@@ -256,20 +257,64 @@ def _synthetic(config: ml_collections.ConfigDict, workdir: str, split: str,
   return _window_source(config, *roots, name=f'synthetic_{split}')
 
 
+def tracker_mode(config: ml_collections.ConfigDict) -> str:
+  """config.data.tracker, checked: 'files' or 'on_the_fly'."""
+  mode = config.data.tracker
+  if mode not in ('files', 'on_the_fly'):
+    raise ValueError(f"config.data.tracker must be 'files' or 'on_the_fly', got {mode!r}")
+  return mode
+
+
+def train_transforms(config: ml_collections.ConfigDict) -> list[grain.Transformation]:
+  """The per-record transforms: (on the fly: read the clip) -> random flip -> (on the fly:
+  track the flipped clip with config.data.tracker_name)."""
+  d = config.data
+  transforms: list[grain.Transformation] = []
+  on_the_fly = tracker_mode(config) == 'on_the_fly'
+  if on_the_fly:
+    transforms.append(video_clips.LoadClip(int(d.input_size), int(d.num_frames),
+                                           int(d.regular_step)))
+  if float(d.flip_prob) > 0:
+    transforms.append(data.RandomClipFlip(float(d.flip_prob)))
+  if on_the_fly:
+    from tapkit import tracking  # pylint: disable=g-import-not-at-top
+    tracker = tracking.make_tracker(d.tracker_name, d.tracker_checkpoint or None)
+    transforms.append(video_clips.TrackClip(tracker, int(d.grid_size)))
+  return transforms
+
+
 def train_source(config: ml_collections.ConfigDict, workdir: str | None
                  ) -> data.MixtureSource:
   """The mixture of data.train_dir, the named data.sources and the synthetic clips.
 
   data.train_dir holds <train_dir>/frames/<clip>/ and <train_dir>/tracks/<clip>/*.npz, the
-  layout the synthetic clips are rendered in; it is the source 'train'.
+  layout the synthetic clips are rendered in; it is the source 'train'. With data.tracker
+  'on_the_fly' the real sources and train_dir yield frame windows (`video_clips`), tracked by
+  `train_transforms`, and the tracks files are not read.
   """
   sources, ratios = {}, {}
-  if config.data.train_dir:
-    root = config.data.train_dir
-    sources['train'] = _window_source(config, os.path.join(root, 'frames'),
-                                      os.path.join(root, 'tracks'), 'train')
-    ratios['train'] = float(config.data.train_ratio)
-  for name, src in config.data.sources.items():
+  on_the_fly = tracker_mode(config) == 'on_the_fly'
+  d = config.data
+  if d.train_dir:
+    root = d.train_dir
+    if on_the_fly:
+      sources['train'] = video_clips.FrameClipSource(
+          os.path.join(root, 'frames'), 'folder', num_clip_frames=int(d.num_frames),
+          regular_step=int(d.regular_step), name='train')
+    else:
+      sources['train'] = _window_source(config, os.path.join(root, 'frames'),
+                                        os.path.join(root, 'tracks'), 'train')
+    ratios['train'] = float(d.train_ratio)
+  for name, src in d.sources.items():
+    if on_the_fly:
+      if not src.frames_root:
+        continue
+      sources[name] = video_clips.FrameClipSource(
+          src.frames_root, src.layout, num_clip_frames=int(d.num_frames),
+          regular_step=int(d.regular_step), frames_subdir=src.frames_subdir,
+          transform=src.transform, name=name)
+      ratios[name] = float(src.ratio)
+      continue
     if not src.tracks_root:
       continue
     if not src.frames_root:
@@ -333,9 +378,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     head_params = head.init(rng, jnp.zeros((1, cfg.hidden_size), jnp.float32))['params']
     return {'backbone': start_dev, 'head': head_params}
 
-  transforms: list[grain.Transformation] = []
-  if float(config.data.flip_prob) > 0:
-    transforms.append(data.RandomClipFlip(float(config.data.flip_prob)))
+  transforms = train_transforms(config)
   return loop.Method(init_fn=init_fn, loss_fn=make_loss_fn(module, head, config),
                      train_source=train_source(config, workdir), train_transforms=transforms)
 

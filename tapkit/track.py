@@ -22,6 +22,11 @@ Outputs in `--out`, per video `<name>` (the file or folder name without suffix):
                         tracks4d  the TracksTo4D input file (`pred_tracks`,
                                   `pred_visibility`, `started_at`), read by
                                   `python -m tracks4d.infer --input`
+                        dpov      `<name>/window_000.npz`: the 3DPoV tracks file of the whole
+                                  video as one window (`tapkit.data.dpov_tracks`; queries on
+                                  frame 0; frame_indices 0..T-1 index the frames as read, so
+                                  give frame folders without --fps / --stride), a
+                                  `tracks_root` for dpov_jax training
   <name>_tracks.mp4   with `--viz`: the video with the tracks painted (occluded = rings)
 Videos that cannot be read or tracked are listed with the reason at the end; the run goes
 on. Exit status 2 with one `error:` line on bad arguments or when no video was processed.
@@ -46,6 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from tapkit import tracking
+from tapkit.data import dpov_tracks
 from tapkit.data import tapvid3d
 from tapkit.data import tracks4d_format
 from tapkit.io import BadFileError
@@ -76,12 +82,23 @@ def _write_tracks4d(path: str, result: tracking.TrackResult, video: video_io.Vid
                                            'started_at': started})
 
 
+def _write_dpov(path: str, result: tracking.TrackResult, video: video_io.Video) -> None:
+  if np.any(result.query_frames != 0):
+    raise ValueError(f'{video.path}: --format dpov needs every query on frame 0 (the window\'s '
+                     f'first frame), got query frames up to {int(result.query_frames.max())}')
+  dpov_tracks.write_tracks_file(path, result.tracks, result.visible,
+                                np.arange(result.num_frames), video.frames.shape[1:3])
+
+
 # Output formats by `--format` name; add an entry to support another consumer.
 FORMATS: dict[str, OutputFormat] = {
     'tapvid3d': OutputFormat('.npz', _write_tapvid3d,
                              '2D tracks in TAPVid-3D naming (trajan3d.score --tracks)'),
     'tracks4d': OutputFormat('.npz', _write_tracks4d,
                              'TracksTo4D input file (tracks4d.infer --input)'),
+    'dpov': OutputFormat(os.sep + 'window_000.npz', _write_dpov,
+                         '3DPoV tracks file <name>/window_000.npz, queries on frame 0 '
+                         '(dpov_jax data.sources.<name>.tracks_root)'),
 }
 
 

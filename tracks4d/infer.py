@@ -2,6 +2,8 @@
 
     python -m tracks4d.infer --checkpoint CKPT --input FILE_OR_DIR --out DIR \
         [--finetune_steps 500] [--max_frames 50] [--max_points 1000]
+    python -m tracks4d.infer --checkpoint CKPT --video VIDEO_OR_DIR --out DIR \
+        [--tracker lk|cotracker3 --tracker_checkpoint scaled_offline.pth]
 
 CKPT is one of
   * an official checkpoint: `.pt` (torch.save dict or bare state dict) or a flat `.npz`
@@ -17,7 +19,10 @@ CKPT is one of
 
 Input: TracksTo4D `.npz` files or TAPVid-3D clip files (converted with
 `tapkit.data.tracks4d_format.clip_to_tracks4d`), one file or every `*.npz` of a folder.
-Each video is read as the official inference does: fixed window of the
+With --video, each video (file, frame folder, or a folder of them) is first tracked as the
+official preprocessing does (`tracks4d.from_video`: 15 x 15 grids at frames 0, 20, 40, ...
+and at the last frame, backward tracking) into <out>/tracks/<name>.npz, and read with the
+generic intrinsics. Each video is read as the official inference does: fixed window of the
 first min(max_frames, T) frames, up to max_points eligible tracks (shuffled with a
 seeded generator), normalised by the inverse intrinsics (the file's `Ks_all`, else the
 generic K: focal (mx + my) / 2 and principal point (mx / 2, my / 2) from the per-axis
@@ -308,20 +313,57 @@ _PFL = flags.DEFINE_bool('predict_focal_length', False, 'Official checkpoints on
 _GENERIC_K = flags.DEFINE_bool('generic_intrinsics', False, 'Ignore Ks_all and use the '
                                'generic K from the track extent (max visible x, y as image size).')
 _NO_HTML = flags.DEFINE_bool('no_html', False, 'Skip the HTML views.')
+_VIDEO = flags.DEFINE_string('video', None, 'Instead of --input: a video file, frame folder or '
+                             'folder of videos, tracked first (tracks4d/from_video.py) into '
+                             '<out>/tracks/<name>.npz.')
+_TRACKER = flags.DEFINE_string('tracker', 'lk', "With --video: 'lk', 'cotracker3' or "
+                               "'cotracker3_online' (tapkit.tracking).")
+_TRACKER_CKPT = flags.DEFINE_string('tracker_checkpoint', None, 'With --video: weights of a '
+                                    'learned tracker (CoTracker3 .pth).')
+_GRID_SIZE = flags.DEFINE_integer('grid_size', 15, 'With --video: query grid side per query '
+                                  'frame (official 15).')
+_QUERY_EVERY = flags.DEFINE_integer('query_every', 20, 'With --video: a grid every this many '
+                                    'frames, plus one on the last frame (official 20).')
+
+
+def track_videos(video: str, out_dir: str) -> list[str]:
+  """--video: tracks every video into <out_dir>/tracks/<name>.npz; returns those files
+  (videos that cannot be read or tracked are reported and skipped)."""
+  from tapkit import track as track_cli  # pylint: disable=g-import-not-at-top
+  from tapkit import tracking  # pylint: disable=g-import-not-at-top
+  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+  from tracks4d import from_video  # pylint: disable=g-import-not-at-top
+  tracker = tracking.make_tracker(_TRACKER.value, _TRACKER_CKPT.value)
+  files, taken = [], set()
+  for path in video_io.list_videos(video):
+    target = os.path.join(out_dir, 'tracks', track_cli.output_name(path, taken) + '.npz')
+    try:
+      files.append(from_video.track_video_file(tracker, path, target, grid_size=_GRID_SIZE.value,
+                                               every=_QUERY_EVERY.value))
+    except ValueError as e:  # BadFileError included
+      print(f'skipped {path}: {e}')
+  if not files:
+    raise app.UsageError(f'--video {video}: no video could be read and tracked')
+  return files
 
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise cli.UserError(f'unexpected arguments {argv[1:]}; flags are written --name=value '
                         '(see --help)')
-  if not (_CHECKPOINT.value and _INPUT.value and _OUT.value):
-    raise cli.UserError('--checkpoint, --input and --out are required (see --help).')
-  inputs = task.list_clip_files(_INPUT.value)
+  if not (_CHECKPOINT.value and _OUT.value) or bool(_INPUT.value) == bool(_VIDEO.value):
+    raise cli.UserError('--checkpoint, --out and one of --input / --video are required '
+                        '(see --help).')
+  if _VIDEO.value:
+    inputs = track_videos(_VIDEO.value, _OUT.value)
+  else:
+    inputs = task.list_clip_files(_INPUT.value)
   result = run(_CHECKPOINT.value, inputs, _OUT.value, finetune_steps=_FINETUNE_STEPS.value,
                step=_STEP.value, predict_focal_length=_PFL.value,
                finetune_lr=_FINETUNE_LR.value, max_frames=_MAX_FRAMES.value,
                max_points=_MAX_POINTS.value, seed=_SEED.value,
-               generic_intrinsics=_GENERIC_K.value, html=not _NO_HTML.value)
+               generic_intrinsics=_GENERIC_K.value or bool(_VIDEO.value),
+               html=not _NO_HTML.value)
   print(f'checkpoint: {result["checkpoint"]}; fine-tuning steps: {_FINETUNE_STEPS.value}')
   print(format_table(result['videos']))
   print(f'wrote {len(inputs)} video(s) and metrics.json to {_OUT.value}')

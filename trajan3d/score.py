@@ -2,6 +2,8 @@ r"""Motion realism / consistency score of point tracks from TRAJAN / 3DSPA recon
 
     python -m trajan3d.score --tracks DIR_OR_FILES... --checkpoint CKPT \
         --out scores.csv [--plot scores.png] [--config configs/spa3d.py:default]
+    python -m trajan3d.score --video VIDEOS... --checkpoint trajan.npz --out scores.csv \
+        [--tracker lk|cotracker3 --tracker_checkpoint scaled_offline.pth] [--grid_size 32]
 
 Idea (TRAJAN, 3DSPA): an autoencoder trained on real motion reconstructs
 held-out tracks of a video from the other tracks well when the motion is
@@ -28,6 +30,9 @@ Inputs, per file (`.npz`, read pickle-free with `tapkit.io.npz`):
 3DSPA (3D model) with 2D tracks needs `depth` and `fx_fy_cx_cy`: the tracks
 are lifted with `trajan3d.preprocess.lift_tracks_to_3d`. TRAJAN (2D model)
 needs pixel tracks and `frame_size` (or 3D tracks + intrinsics + frame size).
+With --video (TRAJAN, 2D models), each video is read (`tapkit.io.video`; at most the
+model's frames) and a --grid_size² grid queried on frame 0 is tracked (`track_video_clip`);
+those pixel tracks are scored.
 Every file becomes a `tapkit.data.clip.Clip` (2D tracks in `tracks_uv`); the
 model inputs are built by `trajan3d.input_pipeline`. Thresholds: see
 `trajan3d.evaluators`.
@@ -206,6 +211,27 @@ def expand_paths(items: Sequence[str]) -> list[str]:
   return paths
 
 
+def track_video_clip(tracker: Any, path: str, grid_size: int,
+                     max_frames: int | None = None) -> clip_lib.Clip:
+  """A raw video (file or frame folder, `tapkit.io.video.read_video`) tracked into a 2D Clip.
+
+  A grid_size² grid (CoTracker's margin grid) queried on frame 0 of the first `max_frames`
+  frames; `tracks_uv` [T, N, 2] pixels, the tracker's visibility, `image_size` (H, W).
+
+  Raises:
+    BadFileError: naming the video when it cannot be read.
+  """
+  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+  video = video_io.read_video(path, max_frames=max_frames)
+  result = tracker.track(video.frames, grid_size=grid_size, grid_query_frame=0)
+  name = pathlib.Path(os.path.normpath(path)).name
+  return clip_lib.Clip(
+      tracks_xyz=None, tracks_uv=result.tracks, visibility=result.visible,
+      queries_xyt=result.queries[:, [1, 2, 0]], intrinsics=None,
+      image_size=tuple(int(v) for v in video.frames.shape[1:3]),
+      name=name if os.path.isdir(path) else os.path.splitext(name)[0], path=path)
+
+
 # ----------------------------------------------------------------------------
 # Corruption (for checking that the score ranks implausible motion lower).
 
@@ -325,8 +351,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = cli.ArgumentParser(
       prog='python -m trajan3d.score',
       description='Per-video motion realism score from TRAJAN/3DSPA reconstruction.')
-  parser.add_argument('--tracks', nargs='+', required=True,
+  parser.add_argument('--tracks', nargs='+',
                       help='track files (.npz) and/or directories of them')
+  parser.add_argument('--video', nargs='+',
+                      help='instead of --tracks: videos (files, frame folders, or folders of '
+                           'them), grid-tracked first; TRAJAN (2D) models')
+  parser.add_argument('--tracker', default='lk',
+                      help="with --video: 'lk', 'cotracker3' or 'cotracker3_online'")
+  parser.add_argument('--tracker_checkpoint', default=None,
+                      help='with --video: weights of a learned tracker (CoTracker3 .pth)')
+  parser.add_argument('--grid_size', type=int, default=32,
+                      help='with --video: grid_size² query points on frame 0')
   parser.add_argument('--checkpoint', required=True,
                       help='training workdir, orbax checkpoint dir or official .npz')
   parser.add_argument('--config', default=None,
@@ -341,18 +376,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--max_tracks', type=int, default=2048,
                       help='score at most this many tracks per video (0 = all)')
   parser.add_argument('--seed', type=int, default=0)
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if bool(args.tracks) == bool(args.video):
+    parser.error('give one of --tracks and --video')
+  return args
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   args = parse_args(argv)
-  paths = expand_paths(args.tracks)
   config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
+  if args.video:
+    from tapkit import tracking  # pylint: disable=g-import-not-at-top
+    from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
+    if recon.coords != 'uv':
+      raise ValueError(f'--video scores 2D tracks: {args.checkpoint} is a 3D model '
+                       f'(coords {recon.coords!r}); use a TRAJAN checkpoint')
+    tracker = tracking.make_tracker(args.tracker, args.tracker_checkpoint)
+    paths = [p for item in args.video for p in video_io.list_videos(item)]
+  else:
+    paths = expand_paths(args.tracks)
   num_support = args.num_support or int(config.evals.eval.num_support)
   num_query = args.num_query or int(config.evals.eval.num_query)
   rows, frames = [], []
   for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
-    clip = load_track_file(path)
+    if args.video:
+      clip = track_video_clip(tracker, path, args.grid_size, recon.num_frames)
+    else:
+      clip = load_track_file(path)
     row, pf = evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
                                     args.max_tracks or None)
     row['path'] = path
