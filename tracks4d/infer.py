@@ -67,12 +67,16 @@ import numpy as np
 from absl import flags
 
 from tapkit import cli
+from tapkit import track as track_cli
+from tapkit import tracking
 from tapkit.data import geometry
+from tapkit.io import video as video_io
 from tapkit.train import launch
 from tapkit.train import workdir as workdir_lib
 from tracks4d import checkpoint as t4d_checkpoint
 from tracks4d import data as data_lib
 from tracks4d import finetune as finetune_lib
+from tracks4d import from_video
 from tracks4d import model as model_lib
 from tracks4d import task
 
@@ -329,10 +333,6 @@ _QUERY_EVERY = flags.DEFINE_integer('query_every', 20, 'With --video: a grid eve
 def track_videos(video: str, out_dir: str) -> list[str]:
   """--video: tracks every video into <out_dir>/tracks/<name>.npz; returns those files
   (videos that cannot be read or tracked are reported and skipped)."""
-  from tapkit import track as track_cli  # pylint: disable=g-import-not-at-top
-  from tapkit import tracking  # pylint: disable=g-import-not-at-top
-  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
-  from tracks4d import from_video  # pylint: disable=g-import-not-at-top
   tracker = tracking.make_tracker(_TRACKER.value, _TRACKER_CKPT.value)
   files, taken = [], set()
   for path in video_io.list_videos(video):
@@ -343,7 +343,7 @@ def track_videos(video: str, out_dir: str) -> list[str]:
     except ValueError as e:  # BadFileError included
       print(f'skipped {path}: {e}')
   if not files:
-    raise app.UsageError(f'--video {video}: no video could be read and tracked')
+    raise cli.UserError(f'--video {video}: no video could be read and tracked')
   return files
 
 
