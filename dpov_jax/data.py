@@ -65,6 +65,7 @@ import grain.python as grain
 import numpy as np
 
 from tapkit.io import BadFileError
+from tapkit.io import image as image_io
 from tapkit.io import npz as npz_io
 
 # Normalisation of the released loaders (note std 0.228 for red, not ImageNet's 0.229).
@@ -210,9 +211,8 @@ def _list_frames(directory: str) -> list[str]:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  with Image.open(path) as image:
-    return np.asarray(image.convert('RGB'), np.uint8)
+  """[H, W, 3] uint8 of one frame file (`tapkit.io.image`: pixels capped, errors name it)."""
+  return image_io.read_image(path, 'RGB', dtype=np.uint8)
 
 
 class FrameWindowSource(grain.RandomAccessDataSource):

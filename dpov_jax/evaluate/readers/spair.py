@@ -16,6 +16,7 @@ from dpov_jax.evaluate import matching
 from dpov_jax.evaluate import metrics
 from dpov_jax.evaluate.readers.common import (DatasetFormatError, finite_numbers, is_number,
                                               load_json, normalize_image, require_key)
+from tapkit.io import image as image_io
 
 SPAIR_CLASS_IDS = {
     'aeroplane': 1, 'bicycle': 2, 'bird': 3, 'boat': 4, 'bottle': 5,
@@ -167,8 +168,7 @@ class SPairDataset:
 
   def _image(self, category: str, name: str) -> np.ndarray:
     path = os.path.join(self.root, 'JPEGImages', category, f'{name}.jpg')
-    with Image.open(path) as im:
-      arr = np.array(im)
+    arr = image_io.read_image(path, mode=None)
     if arr.ndim != 3 or arr.shape[-1] != 3:
       raise DatasetFormatError(path, '<image>', f'expected RGB, got '
                                f'{arr.shape}')
