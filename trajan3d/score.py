@@ -51,6 +51,7 @@ import tqdm
 from tapkit.data import clip as clip_lib
 from tapkit.data import tapvid3d
 from tapkit.io import BadFileError
+from tapkit.io import batch as batch_lib
 from tapkit.io import npz as npz_io
 from tapkit.train import config as config_lib
 from tapkit.train import workdir as workdir_lib
@@ -344,19 +345,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """Runs the CLI; returns one row per scored file. A bad track file is listed with its
+  reason and the others are scored; missing inputs or an unreadable checkpoint exit with
+  one `error:` line and status 2, a run that scores no file with status 1."""
   args = parse_args(argv)
-  paths = expand_paths(args.tracks)
-  config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
+  try:
+    paths = expand_paths(args.tracks)
+    config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
+  except ValueError as e:
+    raise SystemExit(batch_lib.usage_error(batch_lib.describe(e))) from None
   num_support = args.num_support or int(config.evals.eval.num_support)
   num_query = args.num_query or int(config.evals.eval.num_query)
   rows, frames = [], []
-  for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
+  batch = batch_lib.BatchRun('track file')
+
+  def score_one(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     clip = load_track_file(path)
-    row, pf = evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
-                                    args.max_tracks or None)
+    return evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
+                                 args.max_tracks or None)
+
+  for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
+    result = batch.run(path, lambda path=path: score_one(path))
+    if result is None:
+      continue
+    row, pf = result
     row['path'] = path
     rows.append(row)
     frames.append(pf)
+  if not rows:
+    print(batch.summary())
+    raise SystemExit(batch.exit_status())
   frame_csv = write_csvs(args.out, rows, frames)
   if args.plot:
     plot_scores(args.plot, rows, frames)
@@ -364,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print(f'{row["name"]:<32} score {row["score"]:.4f}  mean error {row["mean_error"]:.4f} '
           f'{row["error_units"]}')
   print(f'wrote {args.out} and {frame_csv}' + (f' and {args.plot}' if args.plot else ''))
+  print(batch.summary())
   return rows
 
 

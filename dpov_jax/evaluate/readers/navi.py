@@ -15,6 +15,7 @@ from PIL import ImageOps
 from dpov_jax.evaluate import matching
 from dpov_jax.evaluate.readers.common import (DatasetFormatError, finite_numbers, is_number,
                                               load_json, normalize_image)
+from tapkit.io import batch as batch_lib
 from tapkit.io import image as image_io
 
 
@@ -88,13 +89,16 @@ def read_navi_depth(path: str) -> np.ndarray:
   return (depth_mm / 1000.0).astype(np.float32)
 
 
-def parse_navi(root: str) -> dict[str, dict[str, dict[str, Any]]]:
+def parse_navi(root: str, batch: batch_lib.BatchRun | None = None
+               ) -> dict[str, dict[str, dict[str, Any]]]:
   """object -> collection -> {'views': [ids], 'annotations': {id: entry}}.
 
   Collections `multiview_*` and `wild_set`; image ids are the original
   images' names (ids containing '_' skipped, as Probe3D), or the
   `downsampled_<id>` names when the originals are gone; views sorted by id
-  (Probe3D keeps `os.listdir` order).
+  (Probe3D keeps `os.listdir` order). With `batch`, a collection whose
+  `annotations.json` is malformed is recorded there and skipped; without
+  it, the first one raises.
   """
   data: dict[str, dict[str, dict[str, Any]]] = {}
   colls = (glob.glob(os.path.join(root, '*', 'multiview_*')) +
@@ -116,7 +120,12 @@ def parse_navi(root: str) -> dict[str, dict[str, dict[str, Any]]]:
              if 'jpg' in n and n.startswith('downsampled_')]
       ids = [i for i in ids if '_' not in i]
     ann_path = os.path.join(cpath, 'annotations.json')
-    anns = read_navi_annotations(ann_path)
+    if batch is None:
+      anns = read_navi_annotations(ann_path)
+    else:
+      anns = batch.run(ann_path, lambda ann_path=ann_path: read_navi_annotations(ann_path))
+      if anns is None:
+        continue
     for img_id in ids:
       if img_id not in anns:
         raise DatasetFormatError(ann_path, 'filename', f'no entry for image '
