@@ -378,6 +378,19 @@ def load_npz_state_dict(path: PathLike, keys_path: PathLike | None = None) -> di
   return arrays
 
 
+def _checked_tensors(sd: Mapping[str, Any], opt: Any, prefix: str
+                     ) -> list[tuple[str, Any]]:
+  """(name, array) of every weight and every Adam moment found in a checkpoint."""
+  named = [(f'{prefix}{k}', _as_numpy(v)) for k, v in sd.items()]
+  state = opt.get('state') if isinstance(opt, Mapping) else None
+  if isinstance(state, Mapping):
+    for i, entry in state.items():
+      if isinstance(entry, Mapping):
+        named += [(f'optimizer_state_dict.state[{i}].{key}', _as_numpy(entry[key]))
+                  for key in ('exp_avg', 'exp_avg_sq') if key in entry]
+  return named
+
+
 def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None,
                           allow_nonfinite: bool = False) -> TracksTo4DCheckpoint:
   """Loads an official TracksTo4D checkpoint (`.pt` dict or bare state dict, or `.npz`).
@@ -414,6 +427,11 @@ def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None,
   else:
     sd = obj
     source = str(path)
+  # Every weight and Adam moment is checked (dtype, finiteness) before names and shapes, so
+  # that all offending tensors of the file are named in one message.
+  prefix = '' if sd is obj else 'model_state_dict.'
+  checks.check_float_tensors(path, _checked_tensors(sd, opt, prefix),
+                             allow_nonfinite=allow_nonfinite, what='tensor')
   params = torch_state_dict_to_flax(sd, source=source, allow_nonfinite=allow_nonfinite)
   state_dict = collections.OrderedDict(
       (k, np.asarray(_as_numpy(sd[k]), np.float32)) for k in TORCH_PARAM_KEYS)

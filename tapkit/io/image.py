@@ -27,7 +27,7 @@ from tapkit.io.errors import BadFileError
 # 268 MB as RGBA.
 MAX_PIXELS = 1 << 26
 # Formats our datasets use. PIL would otherwise try each of its ~40 plugins on unknown data.
-FORMATS = ('PNG', 'JPEG', 'MPO', 'BMP', 'WEBP', 'TIFF', 'GIF', 'PPM')
+FORMATS = ('PNG', 'JPEG', 'BMP', 'WEBP', 'TIFF', 'GIF', 'PPM')
 
 Source = str | os.PathLike[str] | bytes
 
