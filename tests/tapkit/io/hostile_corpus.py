@@ -89,7 +89,7 @@ def billion_laughs_pickle(levels: int = 40) -> bytes:
   """A list of two references to a list of two references ... : 2^levels leaves, < 1 kB."""
   out = b'\x80\x02]q\x00'
   for i in range(1, levels + 1):
-    out += b'(' + b'h' + bytes([i - 1]) + b'h' + bytes([i - 1]) + b'l' + b'q' + bytes([i])
+    out += b'0(' + b'h' + bytes([i - 1]) + b'h' + bytes([i - 1]) + b'l' + b'q' + bytes([i])
   return out + b'.'
 
 
@@ -100,7 +100,7 @@ def nested_pickle(depth: int = 100_000) -> bytes:
 
 def huge_reconstruct_pickle() -> bytes:
   """{'depths': numpy array} whose state claims 10^11 float64 elements from 8 bytes."""
-  raw = pickle.dumps({'depths': np.zeros((7,), np.float64)}, protocol=2)
+  raw = pickle.dumps({'depths': np.zeros((7,), np.float64)}, protocol=3)  # No frames.
   shape = b'K\x07\x85'
   assert raw.count(shape) == 1, raw
   return raw.replace(shape, b'\x8a\x05' + HUGE.to_bytes(5, 'little') + b'\x85')
