@@ -199,6 +199,8 @@ def expand_paths(items: Sequence[str]) -> list[str]:
       if not found:
         raise TrackFileError(f'{item}: directory holds no .npz track files.')
       paths += found
+    elif not os.path.exists(item):
+      raise TrackFileError(f'{item}: no such file or directory.')
     else:
       paths.append(item)
   if not paths:

@@ -304,7 +304,8 @@ def read_torch_state(path: str | os.PathLike[str], *, use_torch: bool | None = N
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-exception-caught
-    raise BadFileError(path, None, f'not loadable with torch.load(weights_only=True) ({e}); '
-                       'only plain state dicts of tensors are read, never arbitrary '
-                       'pickles') from None
+    kind = 'not a torch zip file, and as a legacy torch file ' if legacy else ''
+    raise BadFileError(path, None, f'{kind}not loadable with torch.load(weights_only=True) '
+                       f'({type(e).__name__}: {e}); only plain state dicts of tensors are '
+                       'read, never arbitrary pickles') from None
   return _map_leaves(obj, lambda v: tensor_to_numpy(v, widen_bfloat16))
