@@ -58,8 +58,9 @@ from typing import Any
 import grain.python as grain
 import numpy as np
 
-from tapkit.data.dpov_tracks import TRACKS_KEYS, TracksFileError, read_tracks_file
+from tapkit.data.dpov_tracks import TracksFileError, read_tracks_file
 from tapkit.data.dpov_tracks import write_tracks_file
+from tapkit.io import image as image_io
 
 # Normalisation of the released loaders (note std 0.228 for red, not ImageNet's 0.229).
 MEAN = (0.485, 0.456, 0.406)
@@ -128,10 +129,8 @@ def list_frames(directory: str) -> list[str]:
 
 
 def read_rgb(path: str) -> np.ndarray:
-  """[H, W, 3] uint8 RGB pixels of an image file."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  with Image.open(path) as image:
-    return np.asarray(image.convert('RGB'), np.uint8)
+  """[H, W, 3] uint8 of one frame file (`tapkit.io.image`: pixels capped, errors name it)."""
+  return image_io.read_image(path, 'RGB', dtype=np.uint8)
 
 
 def read_clip_frames(files: Sequence[str], indices: np.ndarray, input_size: int,

@@ -45,6 +45,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from tapkit.io import image as image_io
 from tapkit.models import vit as bb
 from tapkit.ops import numeric
 from dpov_jax import data
@@ -81,7 +82,7 @@ class FrameSource(grain.RandomAccessDataSource):
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     from PIL import Image  # pylint: disable=g-import-not-at-top
     path = self._files[int(index)]
-    with Image.open(path) as image:
+    with image_io.open_image(path) as image:
       rgb = image.convert('RGB')
       if rgb.size != (self._size, self._size):
         rgb = rgb.resize((self._size, self._size), Image.BILINEAR)

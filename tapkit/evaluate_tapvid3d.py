@@ -48,6 +48,7 @@ import tqdm
 
 from tapkit import cli
 from tapkit.data import tapvid3d
+from tapkit.io import batch as batch_lib
 from tapkit.metrics import tapvid3d as metrics_lib
 
 DEFAULT_SOURCES = ('drivetrack', 'adt', 'pstudio')  # The official flag's order.
@@ -148,7 +149,7 @@ def _file_lists(tapvid3d_dir: str, split: str, data_sources: Sequence[str] | Non
     lists = {s: lists.get(s, []) for s in data_sources}
   empty = [s for s, files in lists.items() if not files]
   if not lists or empty:
-    raise ValueError(f'{tapvid3d_dir}: no clips match --glob={glob!r}'
+    raise batch_lib.InputError(f'{tapvid3d_dir}: no clips match --glob={glob!r}'
                      + (f' for sources {empty}' if empty else ''))
   return lists
 
@@ -211,6 +212,16 @@ def evaluate_directory(
       'failure_reasons': reasons,
       'num_videos': num_videos,
   }
+
+
+def num_scored(results: dict[str, Any]) -> int:
+  """How many videos were scored without failure."""
+  return sum(results['num_videos'].values()) - len(results['failed_files'])
+
+
+def exit_status(results: dict[str, Any]) -> int:
+  """0 when at least one video was scored, else 1 (`tapkit.io.batch` convention)."""
+  return batch_lib.EXIT_OK if num_scored(results) else batch_lib.EXIT_NOTHING_PROCESSED
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -284,12 +295,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the CLI; returns the results. A missing or empty input folder exits with one
+  `error:` line and status 2; a run where no video could be scored exits with status 1
+  (after printing the table and the failed files)."""
   args = parse_args(argv)
-  results = evaluate_directory(
-      args.tapvid3d_dir, args.predictions_dir, split=args.split,
-      data_sources=args.data_sources, depth_scalings=args.depth_scalings,
-      glob=args.glob, debug=args.debug, short_side=args.short_side,
-      progress=not args.no_progress)
+  try:
+    batch_lib.require_dir(args.tapvid3d_dir, '--tapvid3d_dir')
+    batch_lib.require_dir(args.predictions_dir, '--predictions_dir')
+    results = evaluate_directory(
+        args.tapvid3d_dir, args.predictions_dir, split=args.split,
+        data_sources=args.data_sources, depth_scalings=args.depth_scalings,
+        glob=args.glob, debug=args.debug, short_side=args.short_side,
+        progress=not args.no_progress)
+  except batch_lib.InputError as e:
+    raise SystemExit(batch_lib.usage_error(e)) from None
   print(format_table(results))
   if args.output:
     folder = os.path.dirname(os.path.abspath(args.output))
@@ -298,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with open(tmp, 'w') as f:
       json.dump(results, f, indent=2)
     os.replace(tmp, args.output)
+  if exit_status(results):
+    raise SystemExit(exit_status(results))
   return results
 
 

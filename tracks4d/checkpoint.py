@@ -36,6 +36,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tapkit.io import BadFileError
+from tapkit.io import checks
 from tapkit.io import npz as npz_io
 from tapkit.io import torch_state
 
@@ -135,13 +137,26 @@ EXPECTED_TORCH_SHAPES = _expected_torch_shapes()
 
 
 def torch_state_dict_to_flax(state_dict: Mapping[str, Any], source: str = '<state dict>',
-                             check_shapes: bool = True) -> dict[str, Any]:
+                             check_shapes: bool = True, allow_nonfinite: bool = False,
+                             what: str = 'parameter') -> dict[str, Any]:
   """Official state dict (torch names, numpy/tensor values) -> Flax `params` tree.
 
+  Args:
+    state_dict: torch name -> array.
+    source: the file (and field) named in errors.
+    check_shapes: compare every shape with the official architecture.
+    allow_nonfinite: accept NaN / Inf values (refused by default).
+    what: what the arrays are, for the messages ('parameter', 'Adam exp_avg', ...).
+
   Raises:
-    ValueError naming `source` and every missing, unexpected and mis-shaped entry.
+    ValueError naming `source` and every missing, unexpected and mis-shaped entry;
+    BadFileError (a ValueError) naming every non-float or non-finite entry.
   """
-  arrays = {k: np.asarray(_as_numpy(v)) for k, v in state_dict.items()}
+  arrays = {k: _as_numpy(v) for k, v in state_dict.items()}
+  not_arrays = sorted(str(k) for k, v in arrays.items() if not isinstance(v, np.ndarray))
+  if not_arrays:
+    raise BadFileError(source, not_arrays[0], f'{len(not_arrays)} entries are not tensors: '
+                       + ', '.join(not_arrays[:10]))
   missing = [k for k in TORCH_PARAM_KEYS if k not in arrays]
   extra = sorted(k for k in arrays if k not in EXPECTED_TORCH_SHAPES)
   misshaped = []
@@ -159,6 +174,8 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], source: str = '<stat
     if misshaped:
       lines.append(f'  wrong shape ({len(misshaped)}): ' + '; '.join(misshaped))
     raise ValueError('\n'.join(lines))
+  checks.check_float_tensors(source, ((k, arrays[k]) for k in TORCH_PARAM_KEYS),
+                             allow_nonfinite=allow_nonfinite, what=what)
   params: dict[str, Any] = {}
   for name, path, kind in NAME_TABLE:
     node = params
@@ -218,6 +235,8 @@ class TracksTo4DCheckpoint:
     epoch: training epoch (None for bare state dicts / npz).
     loss: mean training loss of that epoch (None when absent).
     optimizer_state: the torch Adam state dict (numpy leaves) or None.
+    source: the file it was read from (named in errors).
+    allow_nonfinite: whether NaN / Inf values were accepted when loading.
   """
 
   params: dict[str, Any]
@@ -225,12 +244,15 @@ class TracksTo4DCheckpoint:
   epoch: int | None = None
   loss: float | None = None
   optimizer_state: dict[str, Any] | None = None
+  source: str = '<checkpoint>'
+  allow_nonfinite: bool = False
 
   def adam_state(self) -> 'AdamMoments':
     """Adam moments of the checkpoint in Flax layout (see `torch_adam_to_flax`)."""
     if self.optimizer_state is None:
-      raise ValueError('checkpoint has no optimizer_state_dict')
-    return torch_adam_to_flax(self.optimizer_state)
+      raise ValueError(f'{self.source}: checkpoint has no optimizer_state_dict')
+    return torch_adam_to_flax(self.optimizer_state, source=self.source,
+                              allow_nonfinite=self.allow_nonfinite)
 
 
 @dataclasses.dataclass
@@ -270,29 +292,73 @@ def _fill_like(template, values):
     raise ValueError(f'Adam moments do not match the optimiser state structure: {e}') from e
 
 
-def torch_adam_to_flax(optimizer_state: Mapping[str, Any],
-                       param_keys: tuple[str, ...] = TORCH_PARAM_KEYS) -> AdamMoments:
-  """torch Adam state dict -> moments on the Flax tree (index i <-> i-th state-dict key)."""
-  try:
-    state, groups = optimizer_state['state'], optimizer_state['param_groups']
-  except KeyError as e:
-    raise ValueError(f'optimizer_state_dict lacks {e.args[0]!r}') from None
-  group = groups[0]
-  mu_sd, nu_sd, steps = {}, {}, set()
+def _adam_entries(optimizer_state: Any, source: str, param_keys: tuple[str, ...]
+                  ) -> tuple[Mapping[str, Any], list[tuple[str, Mapping[str, Any]]]]:
+  """(first param group, [(parameter name, its state entry)]) of a torch Adam state dict."""
+  field = 'optimizer_state_dict'
+  if not isinstance(optimizer_state, Mapping):
+    raise BadFileError(source, field, f'is a {type(optimizer_state).__name__}, not a dict')
+  for key in ('state', 'param_groups'):
+    if key not in optimizer_state:
+      raise BadFileError(source, field, f'lacks {key!r}')
+  state, groups = optimizer_state['state'], optimizer_state['param_groups']
+  if not isinstance(state, Mapping):
+    raise BadFileError(source, f'{field}.state', f'is a {type(state).__name__}, not a dict')
+  if not isinstance(groups, (list, tuple)) or not groups or not isinstance(groups[0], Mapping):
+    raise BadFileError(source, f'{field}.param_groups', 'expected a non-empty list of dicts')
+  entries = []
   for i, name in enumerate(param_keys):
     entry = state.get(i, state.get(str(i)))
-    if entry is None:
-      raise ValueError(f'optimizer_state_dict: no state for parameter {i} ({name})')
-    mu_sd[name] = np.asarray(entry['exp_avg'], np.float32)
-    nu_sd[name] = np.asarray(entry['exp_avg_sq'], np.float32)
-    steps.add(int(np.asarray(entry['step'])))
+    if not isinstance(entry, Mapping):
+      raise BadFileError(source, f'{field}.state[{i}]', f'no Adam state for parameter {i} '
+                         f'({name})')
+    for key in ('exp_avg', 'exp_avg_sq', 'step'):
+      if key not in entry:
+        raise BadFileError(source, f'{field}.state[{i}]', f'lacks {key!r} (parameter {name})')
+    entries.append((name, entry))
+  return groups[0], entries
+
+
+def _scalar(value: Any, kind: type, source: str, field: str) -> Any:
+  """A finite number from a checkpoint scalar (python number or 0-d array)."""
+  array = np.asarray(_as_numpy(value))
+  if array.size != 1 or array.dtype.kind not in 'iuf' or not np.all(np.isfinite(array)):
+    raise BadFileError(source, field, f'expected a finite number, got {value!r:.80}')
+  return kind(array.reshape(()))
+
+
+def torch_adam_to_flax(optimizer_state: Mapping[str, Any],
+                       param_keys: tuple[str, ...] = TORCH_PARAM_KEYS,
+                       source: str = '<optimizer state>',
+                       allow_nonfinite: bool = False) -> AdamMoments:
+  """torch Adam state dict -> moments on the Flax tree (index i <-> i-th state-dict key).
+
+  Raises:
+    BadFileError (a ValueError) naming `source` and the field: missing groups or entries,
+    non-float or (unless `allow_nonfinite`) NaN / Inf moments, bad step counts.
+  """
+  group, entries = _adam_entries(optimizer_state, source, param_keys)
+  mu_sd, nu_sd, steps = {}, {}, set()
+  for i, (name, entry) in enumerate(entries):
+    mu_sd[name] = entry['exp_avg']
+    nu_sd[name] = entry['exp_avg_sq']
+    steps.add(_scalar(entry['step'], int, source, f'optimizer_state_dict.state[{i}].step'))
   if len(steps) != 1:
-    raise ValueError(f'optimizer_state_dict: parameters have different step counts {steps}')
-  mu = torch_state_dict_to_flax(mu_sd, source='optimizer exp_avg')
-  nu = torch_state_dict_to_flax(nu_sd, source='optimizer exp_avg_sq')
-  return AdamMoments(mu=mu, nu=nu, count=steps.pop(), lr=float(group.get('lr', 1e-4)),
-                     betas=tuple(float(b) for b in group.get('betas', (0.9, 0.999))),
-                     eps=float(group.get('eps', 1e-8)))
+    raise BadFileError(source, 'optimizer_state_dict',
+                       f'parameters have different step counts {sorted(steps)}')
+  mu = torch_state_dict_to_flax(mu_sd, source=f'{source} [exp_avg]',
+                                allow_nonfinite=allow_nonfinite, what='Adam exp_avg')
+  nu = torch_state_dict_to_flax(nu_sd, source=f'{source} [exp_avg_sq]',
+                                allow_nonfinite=allow_nonfinite, what='Adam exp_avg_sq')
+  field = 'optimizer_state_dict.param_groups[0]'
+  betas = group.get('betas', (0.9, 0.999))
+  if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+    raise BadFileError(source, f'{field}.betas', f'expected two numbers, got {betas!r:.80}')
+  return AdamMoments(
+      mu=mu, nu=nu, count=steps.pop(),
+      lr=_scalar(group.get('lr', 1e-4), float, source, f'{field}.lr'),
+      betas=tuple(_scalar(b, float, source, f'{field}.betas') for b in betas),
+      eps=_scalar(group.get('eps', 1e-8), float, source, f'{field}.eps'))
 
 
 def load_npz_state_dict(path: PathLike, keys_path: PathLike | None = None) -> dict[str, np.ndarray]:
@@ -300,19 +366,45 @@ def load_npz_state_dict(path: PathLike, keys_path: PathLike | None = None) -> di
   path = pathlib.Path(path)
   arrays = npz_io.read_npz(path)
   if keys_path is not None:
-    keys = [str(k) for k in npz_io.read_npy(keys_path)]
+    names = npz_io.read_npy(keys_path)
+    if names.ndim != 1 or names.dtype.kind not in 'US':
+      raise BadFileError(keys_path, '<array>', f'expected a 1-D array of names, got '
+                         f'{names.dtype} of shape {names.shape}')
+    keys = [str(k) for k in names]
     absent = [k for k in keys if k not in arrays]
     if absent:
-      raise ValueError(f'{path}: keys listed in {keys_path} are missing: {absent}')
+      raise BadFileError(path, None, f'keys listed in {keys_path} are missing: {absent}')
     arrays = collections.OrderedDict((k, arrays[k]) for k in keys)
   return arrays
 
 
-def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None) -> TracksTo4DCheckpoint:
+def _checked_tensors(sd: Mapping[str, Any], opt: Any, prefix: str
+                     ) -> list[tuple[str, Any]]:
+  """(name, array) of every weight and every Adam moment found in a checkpoint."""
+  named = [(f'{prefix}{k}', _as_numpy(v)) for k, v in sd.items()]
+  state = opt.get('state') if isinstance(opt, Mapping) else None
+  if isinstance(state, Mapping):
+    for i, entry in state.items():
+      if isinstance(entry, Mapping):
+        named += [(f'optimizer_state_dict.state[{i}].{key}', _as_numpy(entry[key]))
+                  for key in ('exp_avg', 'exp_avg_sq') if key in entry]
+  return named
+
+
+def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None,
+                          allow_nonfinite: bool = False) -> TracksTo4DCheckpoint:
   """Loads an official TracksTo4D checkpoint (`.pt` dict or bare state dict, or `.npz`).
 
+  Args:
+    path: the `.pt` or `.npz` file.
+    use_torch: see `read_torch_file`.
+    allow_nonfinite: accept NaN / Inf weights and Adam moments (for forensic use); by
+      default they raise, naming every offending parameter and its count of bad values.
+
   Raises:
-    ValueError: naming the file and the missing / unexpected / mis-shaped entries.
+    ValueError: naming the file and the missing / unexpected / mis-shaped entries; a
+      `BadFileError` for unreadable files, non-float or non-finite weights or moments and
+      malformed optimizer states.
   """
   path = pathlib.Path(path)
   if not path.is_file():
@@ -335,10 +427,18 @@ def load_torch_checkpoint(path: PathLike, use_torch: bool | None = None) -> Trac
   else:
     sd = obj
     source = str(path)
-  params = torch_state_dict_to_flax(sd, source=source)
+  # Every weight and Adam moment is checked (dtype, finiteness) before names and shapes, so
+  # that all offending tensors of the file are named in one message.
+  prefix = '' if sd is obj else 'model_state_dict.'
+  checks.check_float_tensors(path, _checked_tensors(sd, opt, prefix),
+                             allow_nonfinite=allow_nonfinite, what='tensor')
+  params = torch_state_dict_to_flax(sd, source=source, allow_nonfinite=allow_nonfinite)
   state_dict = collections.OrderedDict(
       (k, np.asarray(_as_numpy(sd[k]), np.float32)) for k in TORCH_PARAM_KEYS)
+  if opt is not None:  # Moments are checked now, not when they are first used.
+    torch_adam_to_flax(opt, source=str(path), allow_nonfinite=allow_nonfinite)
   return TracksTo4DCheckpoint(
       params=params, state_dict=state_dict,
-      epoch=None if epoch is None else int(epoch),
-      loss=None if loss is None else float(loss), optimizer_state=opt)
+      epoch=None if epoch is None else _scalar(epoch, int, str(path), 'epoch'),
+      loss=None if loss is None else _scalar(loss, float, str(path), 'loss'),
+      optimizer_state=opt, source=str(path), allow_nonfinite=allow_nonfinite)

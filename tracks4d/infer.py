@@ -70,6 +70,7 @@ from tapkit import cli
 from tapkit import track as track_cli
 from tapkit import tracking
 from tapkit.data import geometry
+from tapkit.io import batch as batch_lib
 from tapkit.io import video as video_io
 from tapkit.train import launch
 from tapkit.train import workdir as workdir_lib
@@ -279,14 +280,23 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 def run(checkpoint: str, inputs: Sequence[str], out_dir: str, *, finetune_steps: int = 0,
         step: int | None = None, predict_focal_length: bool = False, **kwargs
         ) -> dict[str, Any]:
-  """Loads the model once, runs every input, writes metrics.json; returns its content."""
+  """Loads the model once, runs every input, writes metrics.json; returns its content.
+
+  A clip that cannot be read or processed does not stop the run: it is listed with its
+  reason under 'failed' ([{'video': path, 'reason': message}]).
+  """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   model = load_model(checkpoint, step, predict_focal_length)
+  batch = batch_lib.BatchRun('video')
   rows = []
   for path in tqdm(inputs, desc='videos', unit='video', disable=len(inputs) < 2):
-    rows.append(infer_video(model, path, out_dir, finetune_steps=finetune_steps, **kwargs))
+    row = batch.run(path, lambda path=path: infer_video(
+        model, path, out_dir, finetune_steps=finetune_steps, **kwargs))
+    if row is not None:
+      rows.append(row)
   result = {'checkpoint': model.source, 'finetune_steps': finetune_steps, 'videos': rows,
-            'mean': summarize(rows)}
+            'mean': summarize(rows),
+            'failed': [{'video': k, 'reason': r} for k, r in batch.failures]}
   if finetune_steps > 0:
     result['mean_before_finetune'] = summarize([r['before_finetune'] for r in rows])
   os.makedirs(out_dir, exist_ok=True)
@@ -347,26 +357,38 @@ def track_videos(video: str, out_dir: str) -> list[str]:
   return files
 
 
-def main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise cli.UserError(f'unexpected arguments {argv[1:]}; flags are written --name=value '
                         '(see --help)')
   if not (_CHECKPOINT.value and _OUT.value) or bool(_INPUT.value) == bool(_VIDEO.value):
     raise cli.UserError('--checkpoint, --out and one of --input / --video are required '
                         '(see --help).')
-  if _VIDEO.value:
-    inputs = track_videos(_VIDEO.value, _OUT.value)
-  else:
-    inputs = task.list_clip_files(_INPUT.value)
-  result = run(_CHECKPOINT.value, inputs, _OUT.value, finetune_steps=_FINETUNE_STEPS.value,
-               step=_STEP.value, predict_focal_length=_PFL.value,
-               finetune_lr=_FINETUNE_LR.value, max_frames=_MAX_FRAMES.value,
-               max_points=_MAX_POINTS.value, seed=_SEED.value,
-               generic_intrinsics=_GENERIC_K.value or bool(_VIDEO.value),
-               html=not _NO_HTML.value)
+  try:
+    if _VIDEO.value:
+      inputs = track_videos(_VIDEO.value, _OUT.value)
+    else:
+      inputs = batch_lib.input_files(_INPUT.value, ('*.npz',), what='--input')
+  except batch_lib.InputError as e:
+    return batch_lib.usage_error(e)
+  try:
+    result = run(_CHECKPOINT.value, inputs, _OUT.value, finetune_steps=_FINETUNE_STEPS.value,
+                 step=_STEP.value, predict_focal_length=_PFL.value,
+                 finetune_lr=_FINETUNE_LR.value, max_frames=_MAX_FRAMES.value,
+                 max_points=_MAX_POINTS.value, seed=_SEED.value,
+                 generic_intrinsics=_GENERIC_K.value or bool(_VIDEO.value),
+                 html=not _NO_HTML.value)
+  except (ValueError, FileNotFoundError) as e:  # The checkpoint: nothing can run without it.
+    return batch_lib.usage_error(batch_lib.describe(e))
   print(f'checkpoint: {result["checkpoint"]}; fine-tuning steps: {_FINETUNE_STEPS.value}')
-  print(format_table(result['videos']))
-  print(f'wrote {len(inputs)} video(s) and metrics.json to {_OUT.value}')
+  if result['videos']:
+    print(format_table(result['videos']))
+  failed = result['failed']
+  print(f'wrote {len(result["videos"])} of {len(inputs)} video(s) and metrics.json to '
+        f'{_OUT.value}' + (f'; {len(failed)} failed:' if failed else ''))
+  for entry in failed:
+    print(f'  {entry["video"]}: {entry["reason"]}')
+  return batch_lib.EXIT_OK if result['videos'] else batch_lib.EXIT_NOTHING_PROCESSED
 
 
 if __name__ == '__main__':

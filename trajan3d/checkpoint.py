@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from tapkit.io import BadFileError
+from tapkit.io import checks
 from tapkit.io import npz as npz_io
 from tapkit.train import workdir as workdir_lib
 
@@ -102,13 +103,26 @@ def _as_float32(value: Any, name: str, source: str) -> np.ndarray:
 # ------------------------------------------------------------------ .npz
 
 
-def load_npz_params(path: PathLike) -> dict[str, Any]:
+def _check_finite(flat: FlatParams, source: str, allow_nonfinite: bool) -> None:
+  """NaN / Inf parameters are refused (every one named) unless allowed."""
+  try:
+    checks.check_float_tensors(source, flat, allow_nonfinite=allow_nonfinite)
+  except BadFileError as e:
+    raise CheckpointError(str(e)) from None
+
+
+def load_npz_params(path: PathLike, allow_nonfinite: bool = False) -> dict[str, Any]:
   """Reads an official flat `.npz` into a nested dict of float32 arrays.
+
+  Args:
+    path: the `.npz` file.
+    allow_nonfinite: accept NaN / Inf parameters (refused by default).
 
   Raises:
     CheckpointError: the file is missing, not a zip (.npz) archive, truncated
-      or corrupt, empty, holds object (pickled) or non-float arrays, or has
-      malformed names. The message names the file (and the array).
+      or corrupt, empty, holds object (pickled), non-float or (unless allowed)
+      non-finite arrays, or has malformed names. The message names the file
+      (and the array).
   """
   path = pathlib.Path(path)
   source = str(path)
@@ -132,6 +146,7 @@ def load_npz_params(path: PathLike) -> dict[str, Any]:
                       for name, value in arrays.items()}
   if not flat:
     raise CheckpointError(f'{source}: archive holds no arrays.')
+  _check_finite(flat, source, allow_nonfinite)
   return unflatten_params(flat, source)
 
 
@@ -161,7 +176,8 @@ def _resolve_orbax_dir(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def load_orbax_params(directory: PathLike) -> dict[str, Any]:
+def load_orbax_params(directory: PathLike, allow_nonfinite: bool = False
+                      ) -> dict[str, Any]:
   """Restores the parameter tree of an orbax PyTree checkpoint.
 
   Accepted: a PyTree checkpoint directory (`StandardCheckpointer` /
@@ -171,7 +187,8 @@ def load_orbax_params(directory: PathLike) -> dict[str, Any]:
   `<workdir>/checkpoints/<step>/state`). The restored tree may be the bare
   parameters or hold them under 'params' (train state, variables dict).
   Arrays are restored on one local device whatever the saving topology, and
-  returned as float32 numpy.
+  returned as float32 numpy. Non-float and (unless `allow_nonfinite`) NaN /
+  Inf parameters raise CheckpointError naming each of them.
   """
   source = str(directory)
   path = pathlib.Path(directory)
@@ -197,6 +214,7 @@ def load_orbax_params(directory: PathLike) -> dict[str, Any]:
     raise CheckpointError(f'{source}: restored tree holds no parameter dict.')
   flat = {name: _as_float32(jax.device_get(v), name, source)
           for name, v in flatten_params(tree).items()}
+  _check_finite(flat, source, allow_nonfinite)
   return unflatten_params(flat, source)
 
 
@@ -252,6 +270,7 @@ def load_params(path: PathLike,
                 model: Any = None,
                 example_inputs: Optional[Mapping[str, Any]] = None,
                 expected: Optional[Mapping[str, Any]] = None,
+                allow_nonfinite: bool = False,
                 ) -> dict[str, Any]:
   """Loads parameters from an official `.npz` or an orbax directory.
 
@@ -263,6 +282,8 @@ def load_params(path: PathLike,
       Default: small zero inputs, with `dino_features` / `depth_features`
       iff the file holds `dino_projection` / `depth_projection`.
     expected: alternatively, the expected {name: shape} or nested tree.
+    allow_nonfinite: accept NaN / Inf parameters (for forensic use); by
+      default they raise, naming every offending parameter and its count.
 
   Returns:
     Nested dict of float32 numpy arrays, for `model.apply({'params': p}, x)`.
@@ -271,8 +292,8 @@ def load_params(path: PathLike,
     CheckpointError (a ValueError) naming the file and the offending fields.
   """
   path = pathlib.Path(path)
-  params = (load_orbax_params(path) if path.is_dir()
-            else load_npz_params(path))
+  params = (load_orbax_params(path, allow_nonfinite) if path.is_dir()
+            else load_npz_params(path, allow_nonfinite))
   if model is not None:
     if example_inputs is None:
       # Feature inputs exactly when the file has their projections, so that

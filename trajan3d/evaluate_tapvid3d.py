@@ -50,6 +50,7 @@ from tapkit import cli
 from tapkit import evaluate_tapvid3d as tapkit_eval
 from tapkit.data import pipeline
 from tapkit.data import tapvid3d
+from tapkit.io import batch as batch_lib
 from trajan3d import evaluators
 from trajan3d import input_pipeline
 from trajan3d import model as model_lib
@@ -154,13 +155,10 @@ def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'he
 
   lists = tapkit_eval._file_lists(tapvid3d_dir, split, data_sources, glob)  # pylint: disable=protected-access
   rels = [rel for files in lists.values() for rel in files]
-  for index, rel in enumerate(tqdm.tqdm(rels, desc=f'3DSPA {protocol}', unit='clip',
-                                        disable=not progress, file=sys.stderr)):
-    path = os.path.join(tapvid3d_dir, rel)
-    if not os.path.isfile(path):
-      logging.warning('%s: missing, scored 0.', path)
-      continue
-    clip = tapvid3d.load_clip(path)
+  batch = batch_lib.BatchRun('clip')
+
+  def predict(index: int, rel: str) -> None:
+    clip = tapvid3d.load_clip(os.path.join(tapvid3d_dir, rel))
     pred, visible, query = predict_clip(recon, clip, protocol, num_support, num_query,
                                         np.random.default_rng((seed, index)))
     os.makedirs(os.path.dirname(os.path.join(out, rel)), exist_ok=True)
@@ -169,9 +167,27 @@ def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'he
       os.makedirs(os.path.dirname(os.path.join(gt_root, rel)), exist_ok=True)
       tapvid3d.save_clip(os.path.join(gt_root, rel), subset_clip(clip, query))
 
+  for index, rel in enumerate(tqdm.tqdm(rels, desc=f'3DSPA {protocol}', unit='clip',
+                                        disable=not progress, file=sys.stderr)):
+    path = os.path.join(tapvid3d_dir, rel)
+    if not os.path.isfile(path):
+      logging.warning('%s: missing, scored 0.', path)
+      continue
+    written = [os.path.join(out, rel)]
+    if protocol == 'heldout':
+      written.append(os.path.join(gt_root, rel))
+    for stale in written:  # Never score a previous run's output for a clip that fails now.
+      if os.path.isfile(stale):
+        os.remove(stale)
+    batch.run(rel, lambda index=index, rel=rel: predict(index, rel))
+
   results = tapkit_eval.evaluate_directory(
       gt_root, out, split=split, data_sources=data_sources or None,
       depth_scalings=depth_scalings, glob=glob, progress=progress)
+  for rel, reason in batch.failures:  # The reader's reason, not 'prediction missing'.
+    if rel not in results['failure_reasons']:
+      results['failed_files'].append(rel)
+    results['failure_reasons'][rel] = {'clip': reason}
   results.update(protocol=protocol, checkpoint=checkpoint if not random_init else
                  f'random_init(seed={seed})', ground_truth_dir=gt_root,
                  num_support=num_support, num_query=num_query)
@@ -206,13 +222,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+  """Runs the CLI; returns the results. A missing or empty --tapvid3d_dir exits with one
+  `error:` line and status 2; a run that scores no clip exits with status 1 after
+  listing the failed files."""
   args = parse_args(argv)
   split_list = lambda s: [x for x in (s or '').split(',') if x]
-  results = run(args.checkpoint, args.tapvid3d_dir, args.out, args.protocol, args.split,
-                split_list(args.data_sources) or None, args.glob,
-                split_list(args.depth_scalings), args.config, args.random_init,
-                args.num_support, args.num_query, args.seed, args.heldout_gt_dir,
-                progress=not args.no_progress)
+  try:
+    batch_lib.require_dir(args.tapvid3d_dir, '--tapvid3d_dir')
+    results = run(args.checkpoint, args.tapvid3d_dir, args.out, args.protocol, args.split,
+                  split_list(args.data_sources) or None, args.glob,
+                  split_list(args.depth_scalings), args.config, args.random_init,
+                  args.num_support, args.num_query, args.seed, args.heldout_gt_dir,
+                  progress=not args.no_progress)
+  except batch_lib.InputError as e:
+    raise SystemExit(batch_lib.usage_error(e)) from None
   print(tapkit_eval.format_table(results))
   path = args.results or os.path.join(args.out, 'results.json')
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -220,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     json.dump(results, f, indent=2)
   os.replace(path + '.tmp', path)
   print(f'protocol {args.protocol}: predictions in {args.out}, results in {path}')
+  if tapkit_eval.exit_status(results):
+    raise SystemExit(tapkit_eval.exit_status(results))
   return results
 
 

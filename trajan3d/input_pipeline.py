@@ -51,6 +51,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from tapkit.data import bad_records
 from tapkit.data import clip as clip_lib
 from tapkit.data import pipeline
 from tapkit.data import synthetic
@@ -330,13 +331,21 @@ class TrackExampleSource(grain.RandomAccessDataSource):
   depth / DINO maps when those features are on).
   """
 
-  def __init__(self, directory: str, pattern: str, to_example: ClipToExample):
+  def __init__(self, directory: str, pattern: str, to_example: ClipToExample,
+               max_bad_fraction: float = 0.01):
+    """Reads every clip; a clip that cannot be read is skipped with a logged warning, and
+    reading stops with `TooManyBadRecords` once more than `max_bad_fraction` of them failed
+    (`config.data.max_bad_fraction` in training)."""
     self._directory, self._pattern = str(directory), pattern
     paths = sorted(str(p) for p in pathlib.Path(directory).glob(pattern))
     if not paths:
       raise FileNotFoundError(f'config.data: no files matching {pattern!r} in {directory}.')
-    self._examples = [to_example.map(tapvid3d.load_clip(p))
-                      for p in tqdm.tqdm(paths, desc='reading clips', unit='clip')]
+    self._examples = bad_records.read_all(
+        tqdm.tqdm(paths, desc='reading clips', unit='clip'),
+        lambda p: to_example.map(tapvid3d.load_clip(p)), f'clips in {directory}',
+        max_bad_fraction)
+    if not self._examples:
+      raise bad_records.TooManyBadRecords(f'config.data: no clip in {directory} could be read.')
 
   def __len__(self) -> int:
     return len(self._examples)

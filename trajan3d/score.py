@@ -54,10 +54,13 @@ import numpy as np
 import tqdm
 
 from tapkit import cli
+from tapkit import tracking
 from tapkit.data import clip as clip_lib
 from tapkit.data import tapvid3d
 from tapkit.io import BadFileError
+from tapkit.io import batch as batch_lib
 from tapkit.io import npz as npz_io
+from tapkit.io import video as video_io
 from tapkit.train import config as config_lib
 from tapkit.train import workdir as workdir_lib
 from tapkit.viz import plots
@@ -204,6 +207,8 @@ def expand_paths(items: Sequence[str]) -> list[str]:
       if not found:
         raise TrackFileError(f'{item}: directory holds no .npz track files.')
       paths += found
+    elif not os.path.exists(item):
+      raise TrackFileError(f'{item}: no such file or directory.')
     else:
       paths.append(item)
   if not paths:
@@ -221,7 +226,6 @@ def track_video_clip(tracker: Any, path: str, grid_size: int,
   Raises:
     BadFileError: naming the video when it cannot be read.
   """
-  from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
   video = video_io.read_video(path, max_frames=max_frames)
   result = tracker.track(video.frames, grid_size=grid_size, grid_query_frame=0)
   name = pathlib.Path(os.path.normpath(path)).name
@@ -383,31 +387,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+  """Runs the CLI; returns one row per scored file. A bad track file is listed with its
+  reason and the others are scored; missing inputs or an unreadable checkpoint exit with
+  one `error:` line and status 2, a run that scores no file with status 1."""
   args = parse_args(argv)
-  config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
-  if args.video:
-    from tapkit import tracking  # pylint: disable=g-import-not-at-top
-    from tapkit.io import video as video_io  # pylint: disable=g-import-not-at-top
-    if recon.coords != 'uv':
-      raise ValueError(f'--video scores 2D tracks: {args.checkpoint} is a 3D model '
-                       f'(coords {recon.coords!r}); use a TRAJAN checkpoint')
-    tracker = tracking.make_tracker(args.tracker, args.tracker_checkpoint)
-    paths = [p for item in args.video for p in video_io.list_videos(item)]
-  else:
-    paths = expand_paths(args.tracks)
+  try:
+    config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
+    if args.video:
+      if recon.coords != 'uv':
+        raise ValueError(f'--video scores 2D tracks: {args.checkpoint} is a 3D model '
+                         f'(coords {recon.coords!r}); use a TRAJAN checkpoint')
+      tracker = tracking.make_tracker(args.tracker, args.tracker_checkpoint)
+      paths = [p for item in args.video for p in video_io.list_videos(item)]
+    else:
+      paths = expand_paths(args.tracks)
+  except ValueError as e:
+    raise SystemExit(batch_lib.usage_error(batch_lib.describe(e))) from None
   num_support = args.num_support or int(config.evals.eval.num_support)
   num_query = args.num_query or int(config.evals.eval.num_query)
   rows, frames = [], []
-  for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
+  batch = batch_lib.BatchRun('video' if args.video else 'track file')
+
+  def score_one(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     if args.video:
       clip = track_video_clip(tracker, path, args.grid_size, recon.num_frames)
     else:
       clip = load_track_file(path)
-    row, pf = evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
-                                    args.max_tracks or None)
+    return evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
+                                 args.max_tracks or None)
+
+  for path in tqdm.tqdm(paths, desc='scoring', unit='video', file=sys.stderr):
+    result = batch.run(path, lambda path=path: score_one(path))
+    if result is None:
+      continue
+    row, pf = result
     row['path'] = path
     rows.append(row)
     frames.append(pf)
+  if not rows:
+    print(batch.summary())
+    raise SystemExit(batch.exit_status())
   frame_csv = write_csvs(args.out, rows, frames)
   if args.plot:
     plot_scores(args.plot, rows, frames)
@@ -415,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print(f'{row["name"]:<32} score {row["score"]:.4f}  mean error {row["mean_error"]:.4f} '
           f'{row["error_units"]}')
   print(f'wrote {args.out} and {frame_csv}' + (f' and {args.plot}' if args.plot else ''))
+  print(batch.summary())
   return rows
 
 

@@ -47,8 +47,9 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
   model = model_lib.build_model_from_config(config)
   train_dir, pattern, _ = input_pipeline.data_dirs(config, workdir)
-  source = input_pipeline.TrackExampleSource(train_dir, pattern,
-                                            input_pipeline.clip_to_example(config))
+  source = input_pipeline.TrackExampleSource(
+      train_dir, pattern, input_pipeline.clip_to_example(config),
+      max_bad_fraction=float(config.data.max_bad_fraction))
   logging.info('Training on %d clips from %s.', len(source), train_dir)
 
   def init_fn(rng: jax.Array, batch: dict[str, Any]) -> Any:

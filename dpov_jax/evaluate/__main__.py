@@ -17,8 +17,10 @@ Tasks:
   all        the three, then report.md gathering every table and figure.
 
 Backbones: a preset name (random init: smoke tests), a .safetensors / .pth /
-.npz checkpoint, or a 3DPoV training workdir. Data errors (missing files,
-malformed annotations) end the command with exit status 2 and a message naming
+.npz checkpoint, or a 3DPoV training workdir. A malformed SPair / NAVI file
+(annotation JSON, image, depth PNG) is skipped and listed with its reason at the
+end; errors that leave nothing to evaluate (missing folders, no readable pair, a
+bad checkpoint) end the command with exit status 2 and one `error:` line naming
 the file and field.
 """
 
@@ -41,6 +43,7 @@ from dpov_jax.evaluate import readers
 from dpov_jax.evaluate import report
 from dpov_jax.evaluate import synthetic_pairs
 from tapkit import cli
+from tapkit.io import batch as batch_lib
 from tapkit.ops import numeric
 from tapkit.train import config as train_config
 from tapkit.viz import tables
@@ -87,10 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # Keypoints and correspondences.
 
 
-def _keypoint_groups(args: argparse.Namespace, edges: Sequence[float]):
-  """(groups, column names, description) of the keypoint-transfer data."""
+def _keypoint_groups(args: argparse.Namespace, edges: Sequence[float],
+                     batch: batch_lib.BatchRun | None = None):
+  """(groups, column names, description) of the keypoint-transfer data; bad files are
+  recorded in `batch` and skipped."""
   if args.spair_dir:
-    ds = readers.SPairDataset(args.spair_dir, 'test')
+    ds = readers.SPairDataset(args.spair_dir, 'test', batch=batch)
     if args.protocol == 'probe3d':
       groups = ds.probe3d_groups(args.spair_image_size, args.num_instances)
     else:
@@ -111,17 +116,24 @@ def _keypoint_groups(args: argparse.Namespace, edges: Sequence[float]):
                         'image side (%), bins = relative rotation (deg), mean over scenes')
 
 
-def _correspondence_pairs(args: argparse.Namespace) -> tuple[list[dict[str, Any]], str]:
+def _correspondence_pairs(args: argparse.Namespace, batch: batch_lib.BatchRun | None = None
+                          ) -> tuple[list[dict[str, Any]], str]:
   if args.navi_dir:
-    data = readers.parse_navi(args.navi_dir)
+    data = readers.parse_navi(args.navi_dir, batch)
     inst = readers.navi_instances(data, 'test')
     if not inst:
       raise ValueError(f'{args.navi_dir}: no NAVI wild_set test views')
     plist = readers.navi_pairs(data, inst)
     if args.navi_max_pairs:
       plist = plist[:args.navi_max_pairs]
-    pairs = [readers.load_navi_pair(args.navi_dir, data, p)
-             for p in tqdm.tqdm(plist, desc='NAVI pairs', leave=False)]
+    pairs = []
+    for p in tqdm.tqdm(plist, desc='NAVI pairs', leave=False):
+      load = lambda p=p: readers.load_navi_pair(args.navi_dir, data, p)
+      pair = load() if batch is None else batch.run(f'{args.navi_dir} pair {p[:4]}', load)
+      if pair is not None:
+        pairs.append(pair)
+    if not pairs:
+      raise ValueError(f'{args.navi_dir}: no NAVI pair could be read')
     return pairs, f'NAVI wild_set, {len(pairs)} pairs'
   seeds = [int(s) for s in args.synthetic_seeds.split(',') if s]
   pairs = synthetic_pairs.synthetic_correspondence_pairs(seeds, size=args.synthetic_size)
@@ -129,15 +141,17 @@ def _correspondence_pairs(args: argparse.Namespace) -> tuple[list[dict[str, Any]
 
 
 def run_keypoints(backbones: Sequence[probe_task.Backbone], args: argparse.Namespace,
-                  out: str) -> list[tuple[str, str]]:
-  """Both matching protocols for every backbone; returns Markdown sections."""
+                  out: str, batch: batch_lib.BatchRun | None = None
+                  ) -> list[tuple[str, str]]:
+  """Both matching protocols for every backbone; returns Markdown sections. Malformed
+  dataset files are recorded in `batch` (and skipped) when one is given."""
   edges = [float(x) for x in args.bin_edges.split(',')]
   sections = []
   kp_rows, corr_rows, bars = [], [], {}
   figs = []
-  groups, bins, kp_desc = _keypoint_groups(args, edges)
+  groups, bins, kp_desc = _keypoint_groups(args, edges, batch)
   do_corr = bool(args.navi_dir) or not args.spair_dir
-  corr_pairs, corr_desc = _correspondence_pairs(args) if do_corr else ([], '')
+  corr_pairs, corr_desc = _correspondence_pairs(args, batch) if do_corr else ([], '')
   corr_bins = [f'{lo:g}-{hi:g}' for lo, hi in zip(edges[:-1], edges[1:])]
   # One pair per bin for the match drawings (the first category's).
   viz_pairs = {}
@@ -320,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: --names has {len(names)} entries for {len(specs)} backbones',
           file=sys.stderr)
     return 2
+  batch = batch_lib.BatchRun('dataset file')
   try:
     backbones = [probe_task.load_backbone(s, n, arch=args.arch, seed=args.seed)
                  for s, n in zip(specs, names)]
@@ -332,14 +347,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.time()
     for task in tasks:
       if task == 'keypoints':
-        sections += run_keypoints(backbones, args, args.out)
+        sections += run_keypoints(backbones, args, args.out, batch)
       else:
         sections += run_probe(task, backbones, args, args.out)
     if args.task == 'all':
       report.write_markdown(sections, 'Probe3D evaluation', os.path.join(args.out, 'report.md'))
     print(f'done in {time.time() - t0:.0f}s; tables in {args.out}', flush=True)
+    if batch.failures:
+      print(f'skipped {len(batch.failures)} malformed dataset file(s) or pair(s):')
+      for key, reason in batch.failures:
+        print(f'  {key}: {reason}')
   except (readers.DatasetFormatError, FileNotFoundError, ValueError, KeyError) as e:
     print(f'error: {e}', file=sys.stderr)
+    for key, reason in batch.failures:  # Why nothing was left to evaluate.
+      print(f'  skipped {key}: {reason}', file=sys.stderr)
     return 2
   return 0
 

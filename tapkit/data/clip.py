@@ -30,18 +30,26 @@ TAPVid-3D file always has:
 from __future__ import annotations
 
 import dataclasses
-import io
 from typing import Any
 
 import numpy as np
 
+from tapkit.io import image as image_io
+from tapkit.io.errors import BadFileError
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-  """Decodes one JPEG (or PNG) image to [H, W, 3] uint8."""
-  from PIL import Image  # Local import: PIL is only needed when frames are decoded.
 
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert('RGB'), dtype=np.uint8)
+def decode_jpeg(data: bytes, name: str | None = None, field: str | None = None
+                ) -> np.ndarray:
+  """Decodes one JPEG (or PNG) image to [H, W, 3] uint8 (`tapkit.io.image`, pixels capped).
+
+  Raises:
+    BadFileError (a ValueError) naming `name` (the file the bytes come from) and `field`.
+  """
+  if not isinstance(data, bytes):
+    raise BadFileError(name or '<bytes>', field, f'expected encoded image bytes, got '
+                       f'{type(data).__name__}')
+  return image_io.read_image(data, 'RGB', name=name or '<bytes>', field=field,
+                             dtype=np.uint8)
 
 
 @dataclasses.dataclass
@@ -95,7 +103,14 @@ class Clip:
     if self.raw_frames is None:
       if self.jpeg_bytes is None:
         raise ValueError(f'{self.path or "clip"}: has no frames')
-      self.raw_frames = np.stack([decode_jpeg(b) for b in self.jpeg_bytes])
+      name = self.path or 'clip'
+      frames = [decode_jpeg(b, name, f'images_jpeg_bytes[{t}]')
+                for t, b in enumerate(self.jpeg_bytes)]
+      for t, frame in enumerate(frames):
+        if frame.shape != frames[0].shape:
+          raise BadFileError(name, f'images_jpeg_bytes[{t}]', f'frame of shape {frame.shape} '
+                             f'differs from frame 0 {frames[0].shape}')
+      self.raw_frames = np.stack(frames)
     return self.raw_frames
 
   @property
@@ -107,7 +122,7 @@ class Clip:
     if self.image_size is not None:
       return int(self.image_size[0]), int(self.image_size[1])
     if self.jpeg_bytes is not None:
-      first = decode_jpeg(self.jpeg_bytes[0])
+      first = decode_jpeg(self.jpeg_bytes[0], self.path or 'clip', 'images_jpeg_bytes[0]')
       return int(first.shape[0]), int(first.shape[1])
     raise ValueError(f'{self.path or "clip"}: has no frames')
 

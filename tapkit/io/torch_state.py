@@ -5,10 +5,12 @@ torch.
 dicts / OrderedDicts / lists / tuples / numbers / strings as themselves. Two paths give the
 same result:
 
-* torch importable (and `use_torch` not False): `torch.load(path, map_location='cpu',
-  weights_only=True)`, torch's own restricted loader; any exception it raises becomes a
-  `BadFileError` naming the file.
-* otherwise (or `use_torch=False`): a pure-Python reader of the zip layout
+* `use_torch=True`: `torch.load(path, map_location='cpu', weights_only=True)`, torch's own
+  restricted loader, run only after the pure reader below has validated the whole file
+  (torch trusts the storage sizes in the pickle and the zip's declared record sizes, so a
+  lying file could make it allocate or read what it declares); any exception it raises
+  becomes a `BadFileError` naming the file.
+* by default (and with `use_torch=False`): a pure-Python reader of the zip layout
   (`<archive>/data.pkl` + `<archive>/data/<storage key>` records) that unpickles `data.pkl`
   with the one restricted unpickler (`tapkit.io.unpickle`), allowing only tensor rebuilding,
   storage types, `torch.Size` and `collections.OrderedDict`. Before anything is allocated it
@@ -19,7 +21,8 @@ same result:
 dtype policy (both paths): tensors keep their dtype; bfloat16 tensors become
 `ml_dtypes.bfloat16` numpy arrays (numpy has no bfloat16 of its own) unless the caller asks
 `widen_bfloat16=True`, which gives float32 (exact: bfloat16 is a truncated float32).
-Legacy (pre-1.6, non-zip) torch files are only readable through torch.
+Legacy (pre-1.6, non-zip) torch files are only readable through torch (by default when it
+is importable), without the pure reader's checks.
 """
 
 from __future__ import annotations
@@ -278,26 +281,31 @@ def read_torch_state(path: str | os.PathLike[str], *, use_torch: bool | None = N
 
   Args:
     path: the `.pt` / `.pth` file.
-    use_torch: True = torch.load(weights_only=True) (torch must be importable);
-      False = the pure-Python reader; None = torch when importable.
+    use_torch: True = the pure reader validates the file, then torch.load(weights_only=True)
+      reads it (torch must be importable); False = the pure-Python reader; None = the pure
+      reader for zip files, torch (when importable) for legacy non-zip files.
     widen_bfloat16: bfloat16 tensors as float32 instead of ml_dtypes.bfloat16.
-    max_bytes: limit on storage plus tensor bytes (pure reader; torch applies its own checks).
+    max_bytes: limit on storage plus tensor bytes.
 
   Raises:
     BadFileError (a ValueError) naming the file.
   """
   path = os.fspath(path)
-  if use_torch is None:
-    use_torch = torch_available()
-  if not use_torch:
-    return read_torch_zip(path, widen_bfloat16=widen_bfloat16, max_bytes=max_bytes)
-  import torch  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise BadFileError(path, None, 'file not found')
+  legacy = not zipfile.is_zipfile(path)
+  if use_torch is None:
+    use_torch = legacy and torch_available()
+  if not use_torch or not legacy:
+    pure = read_torch_zip(path, widen_bfloat16=widen_bfloat16, max_bytes=max_bytes)
+    if not use_torch:
+      return pure
+  import torch  # pylint: disable=g-import-not-at-top
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-exception-caught
-    raise BadFileError(path, None, f'not loadable with torch.load(weights_only=True) ({e}); '
-                       'only plain state dicts of tensors are read, never arbitrary '
-                       'pickles') from None
+    kind = 'not a torch zip file, and as a legacy torch file ' if legacy else ''
+    raise BadFileError(path, None, f'{kind}not loadable with torch.load(weights_only=True) '
+                       f'({type(e).__name__}: {e}); only plain state dicts of tensors are '
+                       'read, never arbitrary pickles') from None
   return _map_leaves(obj, lambda v: tensor_to_numpy(v, widen_bfloat16))

@@ -60,7 +60,9 @@ def engine_config() -> ml_collections.ConfigDict:
       'every_steps': 500, 'keep': 3, 'async_save': True,
       'best_metric': '', 'best_mode': 'min', 'keep_best': 1,
   })
-  c.data = ml_collections.ConfigDict({'worker_count': 0})
+  # max_bad_fraction: a training record that cannot be read (malformed file) is skipped
+  # with a logged warning; the run stops once more than this fraction of the source failed.
+  c.data = ml_collections.ConfigDict({'worker_count': 0, 'max_bad_fraction': 0.01})
   # Periodic evaluations: `evals.<name> = {'type': ..., 'every_steps': N,
   # ...keyword arguments}` (tapkit/train/evaluators.py); scalars are written as
   # `<name>/<key>`.

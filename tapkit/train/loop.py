@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tapkit.data import bad_records
 from tapkit.data import pipeline
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
@@ -176,8 +177,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   logging.info('Mesh %s over %d devices, %d process(es); local batch %d.',
                dict(mesh.shape), mesh.devices.size, jax.process_count(), local_batch)
 
+  # A malformed training file is skipped (warning + counter), up to data.max_bad_fraction.
+  train_source = bad_records.skip_bad_records(method.train_source,
+                                              float(config.data.max_bad_fraction))
   loader = pipeline.make_dataloader(
-      method.train_source, method.train_transforms, batch_size=local_batch,
+      train_source, method.train_transforms, batch_size=local_batch,
       seed=config.seed,
       shard_options=grain.ShardOptions(jax.process_index(), jax.process_count(),
                                        drop_remainder=True),

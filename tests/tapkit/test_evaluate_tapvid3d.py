@@ -150,3 +150,33 @@ def test_bad_arguments(dirs):
                                          depth_scalings=('bogus',), progress=False)
   with pytest.raises(ValueError, match='no clips match'):
     evaluate_tapvid3d.evaluate_directory(str(gt), str(pred), glob='*/*.xyz', progress=False)
+
+
+def test_missing_or_empty_input_dirs_exit_2(tmp_path, dirs, capsys):
+  gt, pred, _ = dirs
+  (tmp_path / 'empty').mkdir()
+  for args in ([f'--tapvid3d_dir={tmp_path / "nowhere"}', f'--predictions_dir={pred}'],
+               [f'--tapvid3d_dir={gt}', f'--predictions_dir={tmp_path / "empty"}']):
+    with pytest.raises(SystemExit) as e:
+      evaluate_tapvid3d.main(args + ['--glob=*/*.npz', '--no_progress'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: --') and str(tmp_path) in err[0]
+
+
+def test_bad_files_are_listed_and_only_all_bad_exits_nonzero(tmp_path, dirs, capsys):
+  gt, pred, _ = dirs
+  (pred / 'adt' / 'clip_1.npz').write_bytes(b'not a zip')
+  results = evaluate_tapvid3d.main([f'--tapvid3d_dir={gt}', f'--predictions_dir={pred}',
+                                    '--glob=*/*.npz', '--no_progress'])
+  assert results['failed_files'] == ['adt/clip_1.npz']
+  assert 'clip_1.npz' in results['failure_reasons']['adt/clip_1.npz']['prediction']
+  assert evaluate_tapvid3d.num_scored(results) == 4
+  assert 'adt/clip_1.npz [prediction]' in capsys.readouterr().out
+  for path in pred.rglob('*.npz'):
+    path.write_bytes(b'')
+  with pytest.raises(SystemExit) as e:
+    evaluate_tapvid3d.main([f'--tapvid3d_dir={gt}', f'--predictions_dir={pred}',
+                            '--glob=*/*.npz', '--no_progress'])
+  assert e.value.code == 1
+  assert 'failed files (5, scored 0)' in capsys.readouterr().out

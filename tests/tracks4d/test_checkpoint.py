@@ -7,6 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tapkit.io import torch_state
 from tracks4d import checkpoint
 
 
@@ -213,3 +214,30 @@ def test_restricted_reader_without_torch(tmp_path, golden_state_dict):
   with pytest.raises(ValueError,
                      match=r"broken.pt: field 'archive/data/0': storage archive/data/0 holds 1 el"):
     checkpoint.read_torch_zip(broken)
+
+
+def test_nonfinite_adam_moments_refused_unless_allowed(tmp_path, golden_state_dict):
+  path = _save_official_like(tmp_path, golden_state_dict)
+  obj = torch_state.read_torch_state(path, use_torch=False)
+  moment = obj['optimizer_state_dict']['state'][3]['exp_avg_sq']
+  moment[:2] = np.nan
+  obj['optimizer_state_dict']['param_groups'] = [{'lr': 1e-4}]
+  import torch  # pylint: disable=g-import-not-at-top
+  to_torch = lambda v: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+  torch.save({'epoch': 3, 'model_state_dict': {k: to_torch(v) for k, v in
+                                               obj['model_state_dict'].items()},
+              'optimizer_state_dict': {
+                  'state': {i: {k: to_torch(v) for k, v in e.items()}
+                            for i, e in obj['optimizer_state_dict']['state'].items()},
+                  'param_groups': [{'lr': 1e-4, 'params': list(range(82))}]}},
+             tmp_path / 'nan_adam.pt')
+  with pytest.raises(ValueError, match=r"nan_adam\.pt: field 'optimizer_state_dict\.state\[3\]"
+                     r"\.exp_avg_sq': 1 tensor\(s\) hold NaN or Inf values .*\(2 of "):
+    checkpoint.load_torch_checkpoint(tmp_path / 'nan_adam.pt')
+  ckpt = checkpoint.load_torch_checkpoint(tmp_path / 'nan_adam.pt', allow_nonfinite=True)
+  moments = ckpt.adam_state()
+  _, flax_path, _ = checkpoint.NAME_TABLE[3]
+  node = moments.nu
+  for key in flax_path:
+    node = node[key]
+  assert np.isnan(node).sum() == 2 and moments.count == 2

@@ -190,10 +190,17 @@ def test_infer_writes_outputs(trained_workdir, tmp_path, finetune_steps):
   tapvid_path = str(tmp_path / 'video_tapvid.npz')
   tapvid3d.save_clip(tapvid_path, clip, frames_format='raw')
   out_dir = str(tmp_path / 'out')
-  result = infer.run(os.path.join(workdir, 'checkpoints', '4'), [t4d_path, tapvid_path],
-                     out_dir, finetune_steps=finetune_steps, max_points=40)
+  bad_path = str(tmp_path / 'broken.npz')
+  with open(bad_path, 'wb') as f:
+    f.write(b'PK\x03\x04 truncated')
+  result = infer.run(os.path.join(workdir, 'checkpoints', '4'),
+                     [t4d_path, bad_path, tapvid_path], out_dir,
+                     finetune_steps=finetune_steps, max_points=40)
 
   assert result['checkpoint'].endswith('(step 4)')
+  # The bad clip is listed with its reason; the clips after it are still processed.
+  assert [f['video'] for f in result['failed']] == [bad_path]
+  assert 'broken.npz' in result['failed'][0]['reason']
   rows = result['videos']
   assert [r['video'] for r in rows] == ['video_t4d', 'video_tapvid']
   for r in rows:

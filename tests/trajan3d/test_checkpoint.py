@@ -106,6 +106,16 @@ def test_malformed_files_name_the_file(tmp_path):
                      'dtype int32'):
     checkpoint.load_params(ints)
 
+  nan = tmp_path / 'nan.npz'
+  values = np.ones((2, 3), np.float32)
+  values[1, :2] = [np.nan, np.inf]
+  np.savez(nan, **{'a/kernel': values, 'a/bias': np.ones(3, np.float32)})
+  with pytest.raises(ValueError, match=r"nan\.npz: field 'a/kernel': 1 parameter\(s\) hold "
+                     r'NaN or Inf values .*a/kernel \(2 of 6\)'):
+    checkpoint.load_params(nan)
+  forensic = checkpoint.load_params(nan, allow_nonfinite=True)
+  np.testing.assert_array_equal(forensic['a']['kernel'], values)
+
   empty = tmp_path / 'empty.npz'
   with zipfile.ZipFile(empty, 'w'):
     pass

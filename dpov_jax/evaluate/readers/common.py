@@ -3,7 +3,6 @@ ImageNet normalisation."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -11,28 +10,27 @@ from typing import Any
 
 import numpy as np
 
+from tapkit.io import BadFileError
+from tapkit.io import jsonfile
+
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-class DatasetFormatError(ValueError):
-  """A malformed dataset file; `.path` and `.field` say where."""
+class DatasetFormatError(BadFileError):
+  """A malformed dataset file; `.path` and `.field` say where (a `tapkit.io.BadFileError`)."""
 
   def __init__(self, path: str | os.PathLike[str], field: str, message: str):
-    self.path = os.fspath(path)
-    self.field = field
-    super().__init__(f"{self.path}: field '{field}': {message}")
+    super().__init__(path, field, message)
 
 
 def load_json(path: str) -> Any:
+  """A dataset JSON file, size and nesting bounded (`tapkit.io.jsonfile`)."""
   try:
-    with open(path, 'r', encoding='utf-8') as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise DatasetFormatError(path, '<file>', f'invalid JSON ({e})') from None
-  except OSError as e:
-    raise DatasetFormatError(path, '<file>', f'cannot read ({e})') from None
+    return jsonfile.read_json(path)
+  except BadFileError as e:
+    raise DatasetFormatError(path, '<file>', e.detail) from None
 
 
 def is_number(x: Any) -> bool:

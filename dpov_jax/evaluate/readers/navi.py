@@ -10,11 +10,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from dpov_jax.evaluate import matching
 from dpov_jax.evaluate.readers.common import (DatasetFormatError, finite_numbers, is_number,
                                               load_json, normalize_image)
+from tapkit.io import batch as batch_lib
+from tapkit.io import image as image_io
 
 
 def read_navi_annotations(path: str) -> dict[str, dict[str, Any]]:
@@ -77,8 +79,7 @@ def navi_pose(annotation: Mapping[str, Any]) -> np.ndarray:
 
 def read_navi_depth(path: str) -> np.ndarray:
   """16-bit PNG v -> depth metres = 65535 * 10 / v / 1000; 0 = missing."""
-  with Image.open(path) as im:
-    v = np.array(im)
+  v = image_io.read_image(path, mode=None)
   if v.ndim != 2 or v.dtype not in (np.uint16, np.int32, np.uint8):
     raise DatasetFormatError(path, '<depth>', f'expected a single-channel '
                              f'16-bit PNG, got {v.dtype} {v.shape}')
@@ -88,13 +89,16 @@ def read_navi_depth(path: str) -> np.ndarray:
   return (depth_mm / 1000.0).astype(np.float32)
 
 
-def parse_navi(root: str) -> dict[str, dict[str, dict[str, Any]]]:
+def parse_navi(root: str, batch: batch_lib.BatchRun | None = None
+               ) -> dict[str, dict[str, dict[str, Any]]]:
   """object -> collection -> {'views': [ids], 'annotations': {id: entry}}.
 
   Collections `multiview_*` and `wild_set`; image ids are the original
   images' names (ids containing '_' skipped, as Probe3D), or the
   `downsampled_<id>` names when the originals are gone; views sorted by id
-  (Probe3D keeps `os.listdir` order).
+  (Probe3D keeps `os.listdir` order). With `batch`, a collection whose
+  `annotations.json` is malformed is recorded there and skipped; without
+  it, the first one raises.
   """
   data: dict[str, dict[str, dict[str, Any]]] = {}
   colls = (glob.glob(os.path.join(root, '*', 'multiview_*')) +
@@ -116,7 +120,12 @@ def parse_navi(root: str) -> dict[str, dict[str, dict[str, Any]]]:
              if 'jpg' in n and n.startswith('downsampled_')]
       ids = [i for i in ids if '_' not in i]
     ann_path = os.path.join(cpath, 'annotations.json')
-    anns = read_navi_annotations(ann_path)
+    if batch is None:
+      anns = read_navi_annotations(ann_path)
+    else:
+      anns = batch.run(ann_path, lambda ann_path=ann_path: read_navi_annotations(ann_path))
+      if anns is None:
+        continue
     for img_id in ids:
       if img_id not in anns:
         raise DatasetFormatError(ann_path, 'filename', f'no entry for image '
@@ -272,10 +281,9 @@ def load_navi_view(root: str, obj: str, coll: str, img_id: str,
     'intrinsics' [3, 3] = diag(f, f, 1) at `size` px, 'Rt' [4, 4] metres.
   """
   base = os.path.join(root, obj, coll)
-  with open(os.path.join(base, 'images', f'downsampled_{img_id}.jpg'),
-            'rb') as f:
-    with Image.open(f) as im:
-      rgb = np.asarray(ImageOps.exif_transpose(im).convert('RGB'))
+  with image_io.open_image(os.path.join(base, 'images',
+                                        f'downsampled_{img_id}.jpg')) as im:
+    rgb = np.asarray(ImageOps.exif_transpose(im).convert('RGB'))
   depth = read_navi_depth(os.path.join(base, 'depth',
                                        f'downsampled_{img_id}.png'))
   valid = depth[depth > 0]

@@ -12,6 +12,7 @@ import numpy as np
 
 from dpov_jax.evaluate.readers.common import DatasetFormatError, normalize_image
 from tapkit.io import BadFileError
+from tapkit.io import matfile
 from tapkit.io import npz as npz_io
 from tapkit.io import unpickle
 
@@ -129,14 +130,10 @@ def read_geonet_mat(path: str, max_depth: float = 10.0
     'image' [480, 640, 3] uint8, 'depth' [480, 640] metres, 'snorm'
     [480, 640, 3].
   """
-  import scipy.io  # pylint: disable=g-import-not-at-top
   try:
-    m = scipy.io.loadmat(path)
-  except Exception as e:  # scipy raises several types for corrupt files.
-    raise DatasetFormatError(path, '<file>', f'not a .mat file ({e})') from None
-  for k in ('img', 'depth', 'norm'):
-    if k not in m:
-      raise DatasetFormatError(path, k, 'missing')
+    m = matfile.read_mat(path, ('img', 'depth', 'norm'))
+  except BadFileError as e:
+    raise DatasetFormatError(path, e.field or '<file>', e.detail) from None
   img = np.asarray(m['img'], np.float64)[:480, :640]
   depth = np.asarray(m['depth'], np.float64)[:480, :640]
   norm = np.asarray(m['norm'], np.float32)[:480, :640]

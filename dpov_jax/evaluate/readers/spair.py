@@ -16,6 +16,8 @@ from dpov_jax.evaluate import matching
 from dpov_jax.evaluate import metrics
 from dpov_jax.evaluate.readers.common import (DatasetFormatError, finite_numbers, is_number,
                                               load_json, normalize_image, require_key)
+from tapkit.io import batch as batch_lib
+from tapkit.io import image as image_io
 
 SPAIR_CLASS_IDS = {
     'aeroplane': 1, 'bicycle': 2, 'bird': 3, 'boat': 4, 'bottle': 5,
@@ -126,15 +128,29 @@ class SPairDataset:
   reproducible).
   """
 
-  def __init__(self, root: str, split: str = 'test'):
+  def __init__(self, root: str, split: str = 'test',
+               batch: batch_lib.BatchRun | None = None):
+    """Reads the split's pair annotations.
+
+    Args:
+      root: the SPair-71k folder.
+      split: 'trn', 'val' or 'test' names (`SPAIR_SPLIT_DIRS`).
+      batch: when given, a malformed annotation, image or pair is recorded there (file
+        and reason) and skipped; without it, the first one raises.
+    """
     if split not in SPAIR_SPLIT_DIRS:
       raise ValueError(f'unknown SPair split {split!r}')
     self.root = root
+    self.batch = batch
     pair_dir = os.path.join(root, 'PairAnnotation', SPAIR_SPLIT_DIRS[split])
     if not os.path.isdir(pair_dir):
       raise FileNotFoundError(f'SPair pair annotations not found: {pair_dir}')
     files = sorted(glob.glob(os.path.join(pair_dir, '*.json')))
-    self.pairs = [read_spair_pair_annotation(p) for p in files]
+    if batch is None:
+      self.pairs = [read_spair_pair_annotation(p) for p in files]
+    else:
+      read = [batch.run(p, lambda p=p: read_spair_pair_annotation(p)) for p in files]
+      self.pairs = [p for p in read if p is not None]
     self._image_annotations: dict[tuple[str, str], dict[str, Any]] = {}
 
   def image_annotation(self, category: str, name: str) -> dict[str, Any]:
@@ -167,8 +183,7 @@ class SPairDataset:
 
   def _image(self, category: str, name: str) -> np.ndarray:
     path = os.path.join(self.root, 'JPEGImages', category, f'{name}.jpg')
-    with Image.open(path) as im:
-      arr = np.array(im)
+    arr = image_io.read_image(path, mode=None)
     if arr.ndim != 3 or arr.shape[-1] != 3:
       raise DatasetFormatError(path, '<image>', f'expected RGB, got '
                                f'{arr.shape}')
@@ -214,9 +229,18 @@ class SPairDataset:
       for vp, name in ((0, '0'), (1, '1'), (2, '2'), (None, 'all')):
         sel = self.select(cat, vp, num_instances)
         if sel:
-          groups[(cat, name)] = [self.load_pair(p, image_size, name)
-                                 for p in sel]
-    return groups
+          groups[(cat, name)] = self._load_pairs(sel, image_size, name)
+    return {k: v for k, v in groups.items() if v}
+
+  def _load_pairs(self, sel: Sequence[Mapping[str, Any]], image_size: int, bin_name: Any
+                  ) -> list[matching.KeypointPair]:
+    """`load_pair` of each; with a batch, failing pairs are recorded and skipped."""
+    if self.batch is None:
+      return [self.load_pair(p, image_size, bin_name) for p in sel]
+    loaded = [self.batch.run(f'{self.root} pair {p["filename"]}',
+                             lambda p=p: self.load_pair(p, image_size, bin_name))
+              for p in sel]
+    return [p for p in loaded if p is not None]
 
 
   def dpov_val_groups(
@@ -233,9 +257,8 @@ class SPairDataset:
     for vp, n in counts.items():
       sel = self.select(None, vp, n)
       if sel:
-        groups[('all', str(vp))] = [self.load_pair(p, image_size, str(vp))
-                                    for p in sel]
-    return groups
+        groups[('all', str(vp))] = self._load_pairs(sel, image_size, str(vp))
+    return {k: v for k, v in groups.items() if v}
 
 
 def pad_square(image: np.ndarray, value: int) -> np.ndarray:
