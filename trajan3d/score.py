@@ -402,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     else:
       paths = expand_paths(args.tracks)
   except ValueError as e:
-    raise SystemExit(batch_lib.usage_error(batch_lib.describe(e))) from None
+    raise cli.UserError(batch_lib.describe(e)) from e
   num_support = args.num_support or int(config.evals.eval.num_support)
   num_query = args.num_query or int(config.evals.eval.num_query)
   rows, frames = [], []

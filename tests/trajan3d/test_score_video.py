@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from tapkit import cli
 from tapkit import tracking
 from tapkit.data import synthetic
 from tapkit.io import video as video_io
@@ -77,8 +78,8 @@ def test_score_videos_with_lk(trajan_checkpoint, videos, tmp_path, capsys):
 
 
 def test_score_needs_exactly_one_input(trajan_checkpoint, tmp_path):
-  with pytest.raises(SystemExit):
+  with pytest.raises((SystemExit, cli.UserError)):
     score.main(['--checkpoint', trajan_checkpoint, '--out', str(tmp_path / 's.csv')])
-  with pytest.raises(SystemExit):
+  with pytest.raises((SystemExit, cli.UserError)):
     score.main(['--tracks', 'a.npz', '--video', 'b.mp4', '--checkpoint', trajan_checkpoint,
                 '--out', str(tmp_path / 's.csv')])
