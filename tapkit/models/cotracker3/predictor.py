@@ -44,8 +44,9 @@ N up to `bucket_size` (8, 16, 24, 32, 48, 64, 96, 128, ...: at most 50 % padding
 the true sizes, which the network masks exactly (`model.offline_forward`'s `num_frames` /
 `num_queries`): the same estimates, one compilation per bucket pair instead of one per
 (T, N). `query_chunk` bounds the queries per call. The streaming network always sees windows
-of `window_len` frames (a short chunk is padded by repeating its last frame, which the original does too), so it compiles
-once per N for videos of any length, and `predict_online` holds only the last window of frames.
+of `window_len` frames (a short chunk is padded by repeating its last frame, which the original
+does too), so it compiles once per N for videos of any length, and `predict_online` holds only
+the last window of frames.
 
 Coordinates are pixels (x, y) with pixel centres at integers throughout.
 """
