@@ -188,6 +188,57 @@ def interpolate_time_embedding(table: np.ndarray, length: int) -> np.ndarray:
   return (lam0 * table[i0] + lam1 * table[i1]).astype(np.float32)
 
 
+def interpolate_time_embedding_traced(table: np.ndarray, length: Array, out_len: int) -> Array:
+  """`interpolate_time_embedding` to a traced length, padded: [L, D] -> [..., out_len, D].
+
+  Rows i < length equal `interpolate_time_embedding(table, length)` (the same float32 source
+  indices, computed exactly in float32 arithmetic); rows i ≥ length are finite filler. The scale
+  float32(L / length) is one correctly rounded float32 division (rounding the float64 quotient
+  to float32 gives the same value: double rounding is harmless for division from 53 to 24 bits).
+  The source index (i + 0.5)·s − 0.5 is then formed without rounding error: s is split into two
+  12-bit halves, so both partial products with i + 0.5 (at most 12 bits for out_len ≤ 2048) are
+  exact, subtracting 0.5 from the high product is exact, and the final addition rounds once.
+
+  Args:
+    table: [L, D] the embedding to resample.
+    length: int array [...] (e.g. [] or [B]), the true length(s), 1 ≤ length ≤ out_len.
+    out_len: the static padded length, at most 2048.
+
+  Returns:
+    [..., out_len, D] float32.
+  """
+  if out_len > 2048:
+    raise ValueError(f'out_len must be at most 2048 for the exact traced resampling, got {out_len}')
+  n_in = table.shape[0]
+  i0, i1, lam1 = _traced_source_positions(n_in, length, out_len)
+  lam1 = lam1[..., None]
+  lam0 = jnp.float32(1) - lam1
+  table = jnp.asarray(table, jnp.float32)
+  # Both products are rounded to float32 before the sum, as in the NumPy version: an integer
+  # no-op the compiler cannot see through (OR with a traced zero) keeps it from fusing a
+  # product and the sum into one fused multiply-add.
+  zero = jnp.minimum(jnp.min(jnp.asarray(length, jnp.int32)), 0)
+  rounded = lambda v: jax.lax.bitcast_convert_type(
+      jax.lax.bitcast_convert_type(v, jnp.int32) | zero, jnp.float32)
+  return rounded(lam0 * table[i0]) + rounded(lam1 * table[i1])
+
+
+def _traced_source_positions(n_in: int, length: Array, out_len: int):
+  """Source rows i0, i1 (int32) and weight lam1 (float32) [..., out_len] of the half-pixel
+  linear resampling from n_in rows to `length` rows (see `interpolate_time_embedding_traced`)."""
+  length = jnp.asarray(length, jnp.int32)[..., None]  # [..., 1]
+  scale = jnp.float32(n_in) / length.astype(jnp.float32)
+  bits = jax.lax.bitcast_convert_type(scale, jnp.uint32)
+  scale_hi = jax.lax.bitcast_convert_type(bits & jnp.uint32(0xFFFFF000), jnp.float32)
+  scale_lo = scale - scale_hi  # Exact: the low 12 significant bits.
+  pos = jnp.arange(out_len, dtype=jnp.float32) + jnp.float32(0.5)  # [out_len], exact.
+  src = (scale_hi * pos - jnp.float32(0.5)) + scale_lo * pos  # [..., out_len]
+  src = jnp.maximum(src, jnp.float32(0))
+  i0 = jnp.minimum(jnp.floor(src).astype(jnp.int32), n_in - 1)  # The clip only acts on padding.
+  i1 = jnp.minimum(i0 + 1, n_in - 1)
+  return i0, i1, src - i0.astype(jnp.float32)
+
+
 # ------------------------------------------------------------------------------------------------
 # Feature CNN.
 
@@ -279,12 +330,17 @@ class Mlp(nn.Module):
 
 
 class Attention(nn.Module):
-  """Multi-head attention: q = to_q(x), [k | v] = to_kv(context), 8 heads, no mask."""
+  """Multi-head attention: q = to_q(x), [k | v] = to_kv(context), 8 heads.
+
+  `mask` [..., K] (True = attend; leading axes broadcast against x's leading axes) excludes keys:
+  their weights are exactly zero, so excluded keys (e.g. padding) cannot change the result.
+  """
   dim: int = HIDDEN
   num_heads: int = NUM_HEADS
 
   @nn.compact
-  def __call__(self, x: Array, context: Array | None = None) -> Array:
+  def __call__(self, x: Array, context: Array | None = None,
+               mask: Array | None = None) -> Array:
     context = x if context is None else context
     head = self.dim // self.num_heads
     q = nn.Dense(self.dim, precision=HIGHEST, name='to_q')(x)
@@ -293,6 +349,8 @@ class Attention(nn.Module):
     split = lambda a: a.reshape(a.shape[:-1] + (self.num_heads, head))
     q, k, v = split(q), split(k), split(v)  # [..., N, h, d]
     sim = jnp.einsum('...qhd,...khd->...hqk', q, k, precision=HIGHEST) * (head ** -0.5)
+    if mask is not None:
+      sim = jnp.where(mask[..., None, None, :], sim, jnp.finfo(sim.dtype).min)
     attn = jax.nn.softmax(sim, axis=-1)
     out = jnp.einsum('...hqk,...khd->...qhd', attn, v, precision=HIGHEST)
     out = out.reshape(out.shape[:-2] + (self.dim,))
@@ -305,21 +363,27 @@ def _plain_layer_norm(x: Array, eps: float = 1e-6) -> Array:
 
 
 class AttnBlock(nn.Module):
-  """x += Attn(LN(x)); x += MLP(LN(x)) (LayerNorms without affine, eps 1e-6; tanh GELU)."""
+  """x += Attn(LN(x)); x += MLP(LN(x)) (LayerNorms without affine, eps 1e-6; tanh GELU).
+
+  `mask` [..., K]: keys to attend to (see `Attention`).
+  """
 
   @nn.compact
-  def __call__(self, x: Array) -> Array:
-    x = x + Attention(name='attn')(_plain_layer_norm(x))
+  def __call__(self, x: Array, mask: Array | None = None) -> Array:
+    x = x + Attention(name='attn')(_plain_layer_norm(x), mask=mask)
     return x + Mlp(4 * HIDDEN, HIDDEN, approximate_gelu=True, name='mlp')(_plain_layer_norm(x))
 
 
 class CrossAttnBlock(nn.Module):
-  """x += Attn(LN(x), norm_context(context)); x += MLP(LN(x)); norm_context is affine, eps 1e-5."""
+  """x += Attn(LN(x), norm_context(context)); x += MLP(LN(x)); norm_context is affine, eps 1e-5.
+
+  `mask` [..., K]: context tokens to attend to (see `Attention`).
+  """
 
   @nn.compact
-  def __call__(self, x: Array, context: Array) -> Array:
+  def __call__(self, x: Array, context: Array, mask: Array | None = None) -> Array:
     context = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, name='norm_context')(context)
-    x = x + Attention(name='cross_attn')(_plain_layer_norm(x), context)
+    x = x + Attention(name='cross_attn')(_plain_layer_norm(x), context, mask=mask)
     return x + Mlp(4 * HIDDEN, HIDDEN, approximate_gelu=True, name='mlp')(_plain_layer_norm(x))
 
 
@@ -329,23 +393,32 @@ class EfficientUpdateFormer(nn.Module):
   64 learned virtual tracks join the N point tracks; each of the 3 layers runs self-attention
   along time per track, then (with `add_space_attn`) per frame: virtual <- points
   (cross-attention), virtual self-attention, points <- virtual (cross-attention).
+
+  Padding: `frame_mask` [B, T] (True = real frame) removes padded frames from the time
+  attention's keys, `point_mask` [B, N] (True = real point) removes padded points from the
+  virtual <- points attention's keys; nothing else mixes frames or points, so the outputs of
+  real points at real frames do not depend on the padding (padded outputs are meaningless).
   """
   depth: int = 3
 
   @nn.compact
-  def __call__(self, x: Array, add_space_attn: bool = True) -> Array:
+  def __call__(self, x: Array, add_space_attn: bool = True, frame_mask: Array | None = None,
+               point_mask: Array | None = None) -> Array:
     virtual = self.param('virual_tracks', nn.initializers.normal(1.0), (1, NUM_VIRTUAL, 1, HIDDEN))
     tokens = nn.Dense(HIDDEN, precision=HIGHEST, name='input_transform')(x)
     b, n, t, _ = tokens.shape
     tokens = jnp.concatenate(
         [tokens, jnp.broadcast_to(virtual, (b, NUM_VIRTUAL, t, HIDDEN)).astype(tokens.dtype)],
         axis=1)
+    time_mask = None if frame_mask is None else frame_mask[:, None, :]  # [B, 1, T]
+    space_mask = None if point_mask is None else point_mask[:, None, :]  # [B, 1, N]
     for i in range(self.depth):
-      tokens = AttnBlock(name=f'time_blocks_{i}')(tokens)  # Attention over T per track.
+      # Attention over T per track.
+      tokens = AttnBlock(name=f'time_blocks_{i}')(tokens, mask=time_mask)
       if add_space_attn:
         space = jnp.swapaxes(tokens, 1, 2)  # [B, T, N + V, E]
         point, virt = space[:, :, :n], space[:, :, n:]
-        virt = CrossAttnBlock(name=f'space_virtual2point_blocks_{i}')(virt, point)
+        virt = CrossAttnBlock(name=f'space_virtual2point_blocks_{i}')(virt, point, space_mask)
         virt = AttnBlock(name=f'space_virtual_blocks_{i}')(virt)
         point = CrossAttnBlock(name=f'space_point2virtual_blocks_{i}')(point, virt)
         tokens = jnp.swapaxes(jnp.concatenate([point, virt], axis=2), 1, 2)

@@ -59,9 +59,13 @@ class CoTrackerThree(nn.Module):
     """[M, H, W, 3] frames normalised to [−1, 1] -> [M, H/4, W/4, 128] (before L2 norm)."""
     return self.fnet(frames, return_stages)
 
-  def update(self, tokens: Array, add_space_attn: bool = True) -> Array:
-    """[B, N, T, 1110] tokens -> [B, N, T, 4] (Δx, Δy in feature cells, Δvis, Δconf logits)."""
-    return self.updateformer(tokens, add_space_attn)
+  def update(self, tokens: Array, add_space_attn: bool = True, frame_mask: Array | None = None,
+             point_mask: Array | None = None) -> Array:
+    """[B, N, T, 1110] tokens -> [B, N, T, 4] (Δx, Δy in feature cells, Δvis, Δconf logits).
+
+    frame_mask [B, T] / point_mask [B, N]: True at real (not padded) frames / points.
+    """
+    return self.updateformer(tokens, add_space_attn, frame_mask, point_mask)
 
   def embed_corr(self, corr: Array) -> Array:
     """[..., 2401] flattened correlation volumes -> [..., 256]."""
@@ -144,20 +148,25 @@ def query_frames(queries: Array) -> Array:
   return jnp.trunc(queries[..., 0]).astype(jnp.int32)
 
 
-def support_features(pyramid: Sequence[Array], frames: Array, coords: Array) -> list[Array]:
+def support_features(pyramid: Sequence[Array], frames: Array, coords: Array,
+                     num_frames: Array | None = None) -> list[Array]:
   """The 7×7 query neighbourhood features of every level.
 
   Args:
     pyramid: levels [B, T, h_l, w_l, C].
     frames: [B, N] frame index of each query (clamped to the video here).
     coords: [B, N, 2] query positions in level-0 feature cells (pixels / 4).
+    num_frames: [B] or [] int, the real frames of a padded video (frames are clamped to
+      num_frames − 1); None = all T.
 
   Returns:
     Per level [B, N, 7, 7, C], axes (x-offset, y-offset).
   """
   out = []
+  last = pyramid[0].shape[1] - 1 if num_frames is None else (
+      jnp.reshape(jnp.asarray(num_frames, jnp.int32), (-1, 1)) - 1)
   for l, fmaps in enumerate(pyramid):
-    f = jnp.clip(frames, 0, fmaps.shape[1] - 1)
+    f = jnp.clip(frames, 0, last)
     c = coords / (2 ** l)
     out.append(blocks.sample_neighbourhoods(fmaps, f, c[..., 0], c[..., 1]))
   return out
@@ -166,7 +175,8 @@ def support_features(pyramid: Sequence[Array], frames: Array, coords: Array) -> 
 def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequence[Array],
                       coords: Array, vis: Array, conf: Array, *, iters: int, time_emb: np.ndarray,
                       model_resolution: tuple[int, int], add_space_attn: bool = True,
-                      intermediates: bool = False) -> dict[str, Array]:
+                      intermediates: bool = False, frame_mask: Array | None = None,
+                      point_mask: Array | None = None) -> dict[str, Array]:
   """The iterative update on one window of S frames.
 
   Args:
@@ -176,12 +186,18 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
     coords: [B, S, N, 2] initial positions in feature cells (pixels / 4).
     vis, conf: [B, S, N] initial visibility / confidence logits.
     iters: number of updates.
-    time_emb: [S, 1110] time embedding added to every track's tokens.
+    time_emb: [S, 1110] (or per batch element [B, S, 1110]) time embedding added to every
+      track's tokens.
     model_resolution: (H, W) of the model's training resolution; relative motions are divided by
       (W / 4, H / 4).
     add_space_attn: use the transformer's space attention (the released models do).
     intermediates: also return the correlation volumes / embeddings of every iteration and the
       transformer's inputs and outputs.
+    frame_mask: [B, S] bool, True at real frames of a padded window (None = all real). Padded
+      frames are excluded from the time attention and from the last real frame's motion
+      feature; the estimates at real frames then equal those of the unpadded window.
+    point_mask: [B, N] bool, True at real queries (None = all real); padded queries are not
+      seen by the real ones (their own estimates are meaningless).
 
   Returns:
     dict of per-iteration results: 'coords' [iters, B, S, N, 2] pixels, 'vis', 'conf'
@@ -193,6 +209,10 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
   scale = jnp.asarray([model_resolution[1] / blocks.STRIDE, model_resolution[0] / blocks.STRIDE],
                       jnp.float32)
   time_emb = jnp.asarray(time_emb, jnp.float32)
+  if time_emb.ndim == 3:
+    time_emb = time_emb[:, None]  # [B, 1, S, 1110]
+  if frame_mask is not None:  # [B, S, 1, 1]: frame t + 1 is real (the forward motion exists).
+    next_real = jnp.pad(frame_mask[:, 1:], ((0, 0), (0, 1)))[:, :, None, None]
   frame_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32)[None, :, None], (b, s, n))
   frame_idx = frame_idx.reshape(b, s * n)
   apply = functools.partial(MODEL.apply, {'params': params})
@@ -210,11 +230,14 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
       volumes.append(volume)
       embs.append(emb)
     forward = jnp.pad(coords[:, :-1] - coords[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))
+    if frame_mask is not None:
+      forward = jnp.where(next_real, forward, 0.0)
     backward = jnp.pad(coords[:, 1:] - coords[:, :-1], ((0, 0), (1, 0), (0, 0), (0, 0)))
     motion = blocks.posenc(jnp.concatenate([forward / scale, backward / scale], axis=-1), 0, 10)
     tokens = jnp.concatenate([vis[..., None], conf[..., None], *embs, motion], axis=-1)
     tokens = jnp.swapaxes(tokens, 1, 2) + time_emb  # [B, N, S, 1110]
-    delta = apply(tokens, add_space_attn, method=CoTrackerThree.update)  # [B, N, S, 4]
+    delta = apply(tokens, add_space_attn, frame_mask, point_mask,
+                  method=CoTrackerThree.update)  # [B, N, S, 4]
     delta = jnp.swapaxes(delta, 1, 2)
     coords = coords + delta[..., :2]
     vis = vis + delta[..., 2]
@@ -235,9 +258,15 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
 def offline_forward(params: Params, video: Array, queries: Array, *, iters: int = 4,
                     window_len: int = 60, model_resolution: tuple[int, int] = (384, 512),
                     fmaps_chunk_size: int = FMAPS_CHUNK_SIZE, add_space_attn: bool = True,
-                    return_iters: bool = False,
-                    return_intermediates: bool = False) -> dict[str, Array]:
+                    return_iters: bool = False, return_intermediates: bool = False,
+                    num_frames: Array | None = None,
+                    num_queries: Array | None = None) -> dict[str, Array]:
   """CoTracker3 offline: all T frames form one window.
+
+  Padded inputs (shape bucketing): with `num_frames` / `num_queries` the video and queries may
+  carry padding after the real frames / queries (any finite content); the estimates of real
+  queries at real frames then equal the unpadded call's (up to float32 summation order), and
+  one compilation serves every true size of a padded shape (the sizes are traced values).
 
   Args:
     params: the parameter tree (`convert.load_checkpoint`).
@@ -254,9 +283,14 @@ def offline_forward(params: Params, video: Array, queries: Array, *, iters: int 
       [iters, B, T, N] (probabilities).
     return_intermediates: also return 'fnet_out' [B, T, H/4, W/4, 128] (CNN output before the
       L2 norm) and the per-iteration tensors of `window_iterations` (names prefixed as there).
+    num_frames: int [] or [B]: real frames of each video (the first ones); None = T. The time
+      embedding is resampled to this length; padded frames are masked out of the time attention.
+    num_queries: int [] or [B]: real queries of each batch element (the first ones); None = N.
+      Padded queries are masked out of the space attention.
 
   Returns:
-    dict: 'coords' [B, T, N, 2] pixels, 'vis' [B, T, N], 'conf' [B, T, N] probabilities.
+    dict: 'coords' [B, T, N, 2] pixels, 'vis' [B, T, N], 'conf' [B, T, N] probabilities
+    (meaningless at padded frames and queries).
   """
   video = jnp.asarray(video, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
@@ -266,13 +300,24 @@ def offline_forward(params: Params, video: Array, queries: Array, *, iters: int 
   pyramid, raw = encode_frames(params, video, fmaps_chunk_size, return_raw=True)
   frames = query_frames(queries)
   qcoords = queries[..., 1:] / float(blocks.STRIDE)
-  support = support_features(pyramid, frames, qcoords)
+  support = support_features(pyramid, frames, qcoords, num_frames)
   coords0 = jnp.broadcast_to(qcoords[:, None], (b, t, n, 2))
   zeros = jnp.zeros((b, t, n), jnp.float32)
-  time_emb = blocks.interpolate_time_embedding(blocks.time_embedding_table(window_len), t)
+  table = blocks.time_embedding_table(window_len)
+  frame_mask = point_mask = None
+  if num_frames is None:
+    time_emb = blocks.interpolate_time_embedding(table, t)
+  else:
+    num_frames = jnp.broadcast_to(jnp.asarray(num_frames, jnp.int32), (b,))
+    frame_mask = jnp.arange(t)[None, :] < num_frames[:, None]  # [B, T]
+    time_emb = blocks.interpolate_time_embedding_traced(table, num_frames, t)  # [B, T, 1110]
+  if num_queries is not None:
+    num_queries = jnp.broadcast_to(jnp.asarray(num_queries, jnp.int32), (b,))
+    point_mask = jnp.arange(n)[None, :] < num_queries[:, None]  # [B, N]
   ys = window_iterations(params, pyramid, support, coords0, zeros, zeros, iters=iters,
                          time_emb=time_emb, model_resolution=model_resolution,
-                         add_space_attn=add_space_attn, intermediates=return_intermediates)
+                         add_space_attn=add_space_attn, intermediates=return_intermediates,
+                         frame_mask=frame_mask, point_mask=point_mask)
   out = {'coords': ys['coords'][-1], 'vis': jax.nn.sigmoid(ys['vis'][-1]),
          'conf': jax.nn.sigmoid(ys['conf'][-1])}
   if return_iters or return_intermediates:

@@ -7,6 +7,8 @@ used (and tested) independently of the network:
   model_fn(video [1, T, 3, h, w] float32 0..255 at model resolution,
            queries [1, N, 3] float32 (t, x, y) model pixels)
       -> (coords [1, T, N, 2] model pixels, vis [1, T, N] prob, conf [1, T, N] prob)
+  (with `bucket=True` also the keywords num_frames, num_queries: the real frames / queries at
+  the start of padded inputs; `make_model_fn`'s network accepts them)
 
   session_factory(queries [1, N, 3]) -> session
   session(chunk [1, t, 3, h, w] float32 0..255 at model resolution, is_first_step: bool)
@@ -37,11 +39,14 @@ driver keeps only the last 16 frames.
 
 Compilation and memory. The offline network attends over all T frames (with its time
 embedding resampled to T) and lets the N queries of a call exchange information through its
-virtual tracks, so it is compiled once per (T, N), and padding frames or queries to a common
-size would change every estimate (it is not a masked computation); `query_chunk` bounds the
-queries per call. The streaming network always sees windows of `window_len` frames (a short
-chunk is padded by repeating its last frame, which the original does too), so it compiles
-once per N for videos of any length, and `predict_online` holds only the last window of frames.
+virtual tracks, so it is compiled once per (T, N). With `bucket=True` the predictor pads T and
+N up to `bucket_size` (8, 16, 24, 32, 48, 64, 96, 128, ...: at most 50 % padding) and passes
+the true sizes, which the network masks exactly (`model.offline_forward`'s `num_frames` /
+`num_queries`): the same estimates, one compilation per bucket pair instead of one per
+(T, N). `query_chunk` bounds the queries per call. The streaming network always sees windows
+of `window_len` frames (a short chunk is padded by repeating its last frame, which the original
+does too), so it compiles once per N for videos of any length, and `predict_online` holds only
+the last window of frames.
 
 Coordinates are pixels (x, y) with pixel centres at integers throughout.
 """
@@ -93,10 +98,12 @@ class OfflineModel:
   window_len: int = 60
   model_resolution: tuple[int, int] = DEFAULT_INTERP_SHAPE
 
-  def __call__(self, video: np.ndarray, queries: np.ndarray) -> tuple[Array, Array, Array]:
+  def __call__(self, video: np.ndarray, queries: np.ndarray, num_frames: Any = None,
+               num_queries: Any = None) -> tuple[Array, Array, Array]:
     out = model_lib.offline_forward(self.params, video, queries, iters=self.iters,
                                     window_len=self.window_len,
-                                    model_resolution=tuple(self.model_resolution))
+                                    model_resolution=tuple(self.model_resolution),
+                                    num_frames=num_frames, num_queries=num_queries)
     return out['coords'], out['vis'], out['conf']
 
 
@@ -228,13 +235,36 @@ def _segm_mask_2d(segm_mask: Array) -> np.ndarray:
 # Offline predictor.
 
 
-def _run_model(model_fn: ModelFn, video: np.ndarray,
-               queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """coords [T, N, 2] and vis [T, N] float32 of one network call on [N, 3] queries."""
-  coords, vis, _ = model_fn(video, queries[None])
+def bucket_size(n: int) -> int:
+  """The padded size of a bucketed dimension: the smallest of 8, 16, 24, 32, 48, 64, 96, 128,
+  192, ... (8 · 2^k and 8 · 3 · 2^k) that is at least n, so padding stays below 50 %."""
+  if n < 1:
+    raise ValueError(f'n must be positive, got {n}')
+  size = 8
+  while size < n:  # 8 -> 16; then a power of two grows by 3/2, the others (3 · 2^k) by 4/3.
+    size = 16 if size == 8 else (size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3)
+  return size
+
+
+def _run_model(model_fn: ModelFn, video: np.ndarray, queries: np.ndarray,
+               bucket: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """coords [T, N, 2] and vis [T, N] float32 of one network call on [N, 3] queries.
+
+  With `bucket`, the video is padded to `bucket_size(T)` frames (repeating the last frame) and
+  the queries to `bucket_size(N)` (zero rows); the network gets the true sizes and the outputs
+  are cropped.
+  """
+  t, n = video.shape[1], len(queries)
+  if bucket:
+    tp, n_pad = bucket_size(t), bucket_size(n)
+    padded = np.concatenate([video, np.repeat(video[:, -1:], tp - t, axis=1)], axis=1)
+    q = np.concatenate([queries, np.zeros((n_pad - n, 3), np.float32)], axis=0)
+    coords, vis, _ = model_fn(padded, q[None], num_frames=np.int32(t), num_queries=np.int32(n))
+    coords, vis = np.asarray(coords)[:, :t, :n], np.asarray(vis)[:, :t, :n]
+  else:
+    coords, vis, _ = model_fn(video, queries[None])
   coords = np.asarray(coords, np.float32)
   vis = np.asarray(vis, np.float32)
-  t, n = video.shape[1], len(queries)
   if coords.shape != (1, t, n, 2) or vis.shape != (1, t, n):
     raise ValueError(f'model_fn returned coords {coords.shape} / vis {vis.shape}, '
                      f'expected (1, {t}, {n}, 2) / (1, {t}, {n})')
@@ -242,7 +272,7 @@ def _run_model(model_fn: ModelFn, video: np.ndarray,
 
 
 def _track_chunk(model_fn: ModelFn, video: np.ndarray, queries: np.ndarray, *,
-                 support: np.ndarray | None, backward_tracking: bool
+                 support: np.ndarray | None, backward_tracking: bool, bucket: bool = False
                  ) -> tuple[np.ndarray, np.ndarray]:
   """Tracks [T, n, 2] (model pixels) and vis probabilities [T, n] of n model-pixel queries.
 
@@ -252,12 +282,13 @@ def _track_chunk(model_fn: ModelFn, video: np.ndarray, queries: np.ndarray, *,
   """
   n = len(queries)
   q = queries if support is None else np.concatenate([queries, support], axis=0)
-  tracks, vis = _run_model(model_fn, video, q)
+  tracks, vis = _run_model(model_fn, video, q, bucket)
   if backward_tracking:
     num_frames = video.shape[1]
     inv_q = q.copy()
     inv_q[:, 0] = (np.float32(num_frames) - q[:, 0]) - np.float32(1)
-    inv_tracks, inv_vis = _run_model(model_fn, np.ascontiguousarray(video[:, ::-1]), inv_q)
+    inv_tracks, inv_vis = _run_model(model_fn, np.ascontiguousarray(video[:, ::-1]), inv_q,
+                                     bucket)
     before = np.arange(num_frames, dtype=np.float32)[:, None] < q[None, :, 0]  # [T, N']
     tracks = np.where(before[..., None], inv_tracks[::-1], tracks)
     vis = np.where(before, inv_vis[::-1], vis)
@@ -266,7 +297,8 @@ def _track_chunk(model_fn: ModelFn, video: np.ndarray, queries: np.ndarray, *,
 
 def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarray, *,
                         add_support_grid: bool = False, backward_tracking: bool = False,
-                        query_chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        query_chunk: int | None = None,
+                        bucket: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Sparse tracking at model resolution: tracks [T, N, 2] model pixels, visibility [T, N] bool.
 
   Args:
@@ -280,6 +312,8 @@ def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarra
       depends on that query alone this equals one call; CoTracker3's transformer lets the
       queries of one call exchange information (through its virtual tracks), so chunks of
       different composition give slightly different estimates, like the official dense passes.
+    bucket: pad the network inputs to `bucket_size` frames and queries (same results, one
+      compilation per bucket; `model_fn` must accept num_frames / num_queries).
 
   Returns:
     tracks [T, N, 2] float32 and visibility [T, N] bool (vis > 0.9, and True at each query's
@@ -294,7 +328,7 @@ def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarra
   if chunk < 1:
     raise ValueError(f'query_chunk must be positive, got {query_chunk}')
   parts = [_track_chunk(model_fn, video, queries[s:s + chunk], support=support,
-                        backward_tracking=backward_tracking)
+                        backward_tracking=backward_tracking, bucket=bucket)
            for s in range(0, len(queries), chunk)]
   tracks = np.concatenate([p[0] for p in parts], axis=1)
   visible = np.concatenate([p[1] for p in parts], axis=1) > OFFLINE_VISIBILITY_THRESHOLD
@@ -310,7 +344,8 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
                     segm_mask: Array | None = None, backward_tracking: bool = False,
                     interp_shape: Sequence[int] | None = None,
                     add_support_grid: bool | None = None, query_chunk: int | None = None,
-                    dense_grid_size: int = DENSE_GRID_SIZE) -> tuple[np.ndarray, np.ndarray]:
+                    dense_grid_size: int = DENSE_GRID_SIZE,
+                    bucket: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Offline CoTracker3 prediction on a whole video (the official `CoTrackerPredictor`).
 
   Args:
@@ -327,6 +362,8 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
       queries or a masked grid: yes; a plain grid or dense tracking: no).
     query_chunk: at most this many queries per network call (see `track_model_queries`).
     dense_grid_size: lattice points along the width in dense tracking (step W // this).
+    bucket: pad frames and queries of every network call to `bucket_size` and pass the true
+      sizes (see `track_model_queries`): videos of different lengths share compilations.
 
   Returns:
     tracks [1, T, N, 2] float32 input pixels, visibility [1, T, N] bool.
@@ -357,7 +394,8 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
   tracks, visible = [], []
   for q in model_queries:
     t, v = track_model_queries(model_fn, mvideo, q, add_support_grid=support,
-                               backward_tracking=backward_tracking, query_chunk=query_chunk)
+                               backward_tracking=backward_tracking, query_chunk=query_chunk,
+                               bucket=bucket)
     tracks.append(t * back)
     visible.append(v)
   return np.concatenate(tracks, axis=1)[None], np.concatenate(visible, axis=1)[None]
