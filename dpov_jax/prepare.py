@@ -26,11 +26,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import tqdm
 
 from dpov_jax import data
 from dpov_jax import video_clips
+from tapkit import cli
 from tapkit.data import dpov_tracks
 
 BAD_VIDEOS_FILE = 'bad_videos.txt'
@@ -94,7 +94,7 @@ def prepare(frames_root: str, layout: str, out: str, tracker: Any, *, grid_size:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
+  parser = cli.ArgumentParser(
       prog='python -m dpov_jax.prepare',
       description='Track frame-folder videos into 3DPoV tracks files (one per window).')
   parser.add_argument('--frames_root', required=True, help='folder of the videos')
@@ -137,4 +137,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-  main()
+  sys.exit(cli.run(main))

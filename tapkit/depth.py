@@ -31,20 +31,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tapkit import cli
 from tapkit.io import BadFileError, read_npy, write_npz
 from tapkit.io import video as video_io
 from tapkit.track import output_name
 
 
-class _Parser(argparse.ArgumentParser):
-  """Argument errors as one `error:` line and exit status 2."""
-
-  def error(self, message: str):
-    self.exit(2, f'error: {message}\n')
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = _Parser(prog='python -m tapkit.depth', description=__doc__.split('\n\n')[0],
+  parser = cli.ArgumentParser(prog='python -m tapkit.depth', description=__doc__.split('\n\n')[0],
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--video', required=True, nargs='+',
                       help='video file(s), frame folder(s), folder(s) of videos, or .npy arrays')
@@ -167,4 +161,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.run(main))

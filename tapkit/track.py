@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from tapkit import cli
 from tapkit import tracking
 from tapkit.data import dpov_tracks
 from tapkit.data import tapvid3d
@@ -195,15 +196,8 @@ def write_outputs(out_dir: str, name: str, result: tracking.TrackResult,
   return written
 
 
-class _Parser(argparse.ArgumentParser):
-  """Argument errors as one `error:` line and exit status 2."""
-
-  def error(self, message: str):
-    self.exit(2, f'error: {message}\n')
-
-
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = _Parser(prog='python -m tapkit.track', description=__doc__.split('\n\n')[0],
+  parser = cli.ArgumentParser(prog='python -m tapkit.track', description=__doc__.split('\n\n')[0],
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--video', required=True, nargs='+',
                       help='video file(s), frame folder(s), or folder(s) of videos')
@@ -325,4 +319,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -21,7 +21,6 @@ with `tapkit.io.video` first, so the tracker sees what it would see reading a vi
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tapkit import cli
 from tapkit.data import geometry
 from tapkit.data import tapvid3d
 from tapkit.data.clip import Clip
@@ -162,7 +162,7 @@ def mean_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
   from tapkit.viz import tables  # pylint: disable=g-import-not-at-top
 
-  parser = argparse.ArgumentParser(prog='python -m tapkit.tracking.evaluate',
+  parser = cli.ArgumentParser(prog='python -m tapkit.tracking.evaluate',
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--clips', nargs='+', required=True,
                       help='TAPVid-3D clip files with frames, or folders of them')
@@ -195,4 +195,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  sys.exit(cli.run(main))

@@ -16,7 +16,8 @@ CLIS = (
     'tapkit.evaluate', 'tapkit.evaluate_tapvid3d', 'tapkit.data.synthetic', 'tapkit.train.toy',
     'tapkit3d.quickstart', 'trajan3d.train', 'trajan3d.score', 'trajan3d.evaluate_tapvid3d',
     'tracks4d.train', 'tracks4d.infer', 'dpov_jax.train', 'dpov_jax.pretrain', 'dpov_jax.export',
-    'dpov_jax.evaluate', 'dpov_jax.match_eval',
+    'dpov_jax.evaluate', 'dpov_jax.match_eval', 'tapkit.track', 'tapkit.depth',
+    'tapkit.tracking.evaluate', 'dpov_jax.prepare',
 )
 
 
@@ -68,6 +69,10 @@ HELP_FLAGS = {
     'dpov_jax.export': ('--workdir', '--out', '--layout'),
     'dpov_jax.evaluate': ('--task', '--backbones', '--out'),
     'dpov_jax.match_eval': ('--workdir', '--step'),
+    'tapkit.track': ('--video', '--tracker', '--checkpoint', '--out', '--format'),
+    'tapkit.depth': ('--video', '--checkpoint', '--out', '--random_weights_for_testing'),
+    'tapkit.tracking.evaluate': ('--clips', '--tracker'),
+    'dpov_jax.prepare': ('--frames_root', '--layout', '--out', '--tracker'),
 }
 
 
@@ -108,6 +113,13 @@ USER_ERRORS = {
     'dpov_jax.evaluate': (('--task', 'depth', '--backbones', NO_SUCH + '.safetensors',
                            '--out', '/tmp/x'), 'no such checkpoint file or workdir'),
     'dpov_jax.match_eval': (('--workdir', NO_SUCH), NO_SUCH),
+    'tapkit.track': (('--video', NO_SUCH + '.mp4', '--out', '/tmp/tapkit_cli_test'), NO_SUCH),
+    'tapkit.depth': (('--video', NO_SUCH + '.mp4', '--out', '/tmp/tapkit_cli_test',
+                      '--random_weights_for_testing'), NO_SUCH),
+    'tapkit.tracking.evaluate': (('--clips', NO_SUCH, '--tracker', 'nope'),
+                                 "invalid choice: 'nope'"),
+    'dpov_jax.prepare': (('--frames_root', NO_SUCH, '--layout', 'bogus', '--out', '/tmp/x'),
+                         "invalid choice: 'bogus'"),
 }
 
 
