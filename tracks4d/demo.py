@@ -2,7 +2,10 @@
 
 Trains TracksTo4D `smoke` (configs/tracks4d.py) in the stage's workdir and runs inference on its
 held-out synthetic scenes: untrained, trained, and trained + test-time fine-tuning (ATE, RPE,
-pixel error, depth AbsRel, δ1). The interface (STAGE, DESCRIPTION, INPUTS, Sizes, FULL, FAST,
+pixel error, depth AbsRel, δ1). "Video in": the held-out scenes' frames (rendered again from
+the synthetic cache) are tracked with Lucas-Kanade from the exact tracks' query points, and
+the trained / fine-tuned model runs on those tracks too (rows '... (LK tracks)'), next to the
+TAP-Vid 2D metrics of the LK tracks against the exact ones. The interface (STAGE, DESCRIPTION, INPUTS, Sizes, FULL, FAST,
 run, summary, add_section) is the one every method's demo.py has: trajan3d/demo.py documents it.
 """
 
@@ -15,11 +18,15 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
+from tapkit import tracking
+from tapkit.data import synthetic, tracks4d_format
 from tapkit.io import npz as npz_io
 from tapkit.train import config as config_lib
 from tapkit.train import launch
-from tracks4d import infer, task
+from tapkit.tracking import evaluate as track_eval
+from tracks4d import from_video, infer, task
 
 STAGE = 'tracks4d'
 DESCRIPTION = 'TracksTo4D smoke: train, infer, test-time fine-tuning'
@@ -45,13 +52,45 @@ def smoke_config(sizes: Sizes, fast: bool) -> ml_collections.ConfigDict:
                                 num_train=sizes.train_clips, num_eval=sizes.eval_clips)
 
 
+def lk_inputs(eval_dir: pathlib.Path, paths: list[str], out_dir: pathlib.Path
+              ) -> tuple[list[str], dict[str, float]]:
+  """LK-tracked copies of the held-out TracksTo4D files `paths` (clip_<i>.npz of `eval_dir`).
+
+  Each scene's frames are rendered again from the cache manifest (`synthetic.cached_clip`),
+  tracked with LK from the exact tracks' query frames and positions (`from_video.retrack`:
+  cameras, intrinsics and ground-truth depth are kept) and written to `out_dir`.
+
+  Returns:
+    (the new files, mean TAP-Vid AJ / delta_avg / OA of the LK tracks against the exact
+    ones, every frame but each track's query frame scored).
+  """
+  tracker = tracking.make_tracker('lk')
+  out_paths, scores = [], []
+  for path in paths:
+    path = pathlib.Path(path)
+    clip = synthetic.cached_clip(eval_dir, int(path.stem.split('_')[-1]))
+    exact = tracks4d_format.load_tracks4d_npz(path)
+    lk = from_video.retrack(tracker, clip.frames, exact)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracks4d_format.save_tracks4d_npz(out_dir / path.name, lk)
+    out_paths.append(str(out_dir / path.name))
+    result = tracking.TrackResult(tracks=lk['pred_tracks'][0], visible=lk['pred_visibility'][0],
+                                  queries=from_video.track_queries(exact))
+    scores.append(track_eval.score(result, exact['pred_tracks'][0], exact['pred_visibility'][0],
+                                   np.arange(result.num_tracks), 'strided',
+                                   clip.frames.shape[1:3]))
+  return out_paths, {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+
 def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str], None],
         inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
   """Trains TracksTo4D smoke in `workdir`; infers on its held-out scenes before / after training.
 
   Returns:
     {'workdir', 'steps', 'finetune_steps', 'metrics': {'untrained'|'trained'|'fine-tuned':
-    {'ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1', ...}}, 'num_scenes',
+    {'ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1', ...}} (also
+    'trained (LK tracks)' / 'fine-tuned (LK tracks)'), 'lk_tapvid': {'average_jaccard',
+    'average_pts_within_thresh', 'occlusion_accuracy'} of the LK tracks, 'num_scenes',
     'views': interactive 3D pages relative to workdir, 'predictions': fine-tuned .npz files,
     'inputs': the held-out scene files}.
   """
@@ -78,10 +117,19 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
                   finetune_steps=sizes.finetune_steps)
   results['trained'] = res['mean_before_finetune']
   results['fine-tuned'] = res['mean']
+
+  log('video in: LK tracks of the held-out scenes from the exact query points, then the '
+      'trained and fine-tuned model on them')
+  lk_paths, lk_tapvid = lk_inputs(workdir / 'synthetic' / 'eval', eval_paths,
+                                  workdir / 'lk_tracks')
+  res_lk = infer.run(str(workdir), lk_paths, str(workdir / 'pred_lk'),
+                     finetune_steps=sizes.finetune_steps)
+  results['trained (LK tracks)'] = res_lk['mean_before_finetune']
+  results['fine-tuned (LK tracks)'] = res_lk['mean']
   videos = [r['video'] for r in res['videos']]
   return {'workdir': str(workdir), 'steps': int(config.total_steps),
           'finetune_steps': sizes.finetune_steps, 'metrics': results,
-          'num_scenes': len(eval_paths), 'views': [f'pred/{v}.html' for v in videos],
+          'lk_tapvid': lk_tapvid, 'num_scenes': len(eval_paths), 'views': [f'pred/{v}.html' for v in videos],
           'predictions': [str(workdir / 'pred' / f'{v}.npz') for v in videos],
           'inputs': list(eval_paths)}
 
@@ -102,7 +150,15 @@ def add_section(report: Any, result: Mapping[str, Any],
       f'TracksTo4D `smoke` trained for {result["steps"]} steps on synthetic dynamic scenes; '
       f'{result["num_scenes"]} held-out scenes. Fine-tuned: {result["finetune_steps"]} steps of '
       'test-time fine-tuning per scene. ATE / RPE after Sim(3) alignment; depth AbsRel and '
-      'δ<1.25 with per-frame median scaling.')
+      'δ<1.25 with per-frame median scaling. (LK tracks): the same model given Lucas-Kanade '
+      'tracks of the scenes\' frames, started from the exact tracks\' query points, in place '
+      'of the exact tracks (ground-truth cameras and depths; the pixel error is against the '
+      'tracks the model is given).')
+  lk = result['lk_tapvid']
+  report.add_text(
+      f'LK tracks against the exact tracks on these scenes (TAP-Vid 2D, every frame but the '
+      f'query frame): AJ {lk["average_jaccard"]:.3f}, δ_avg '
+      f'{lk["average_pts_within_thresh"]:.3f}, OA {lk["occlusion_accuracy"]:.3f}.')
   cols = ['ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1']
   report.add_table([{'model': m, **{c: v.get(c, float('nan')) for c in cols}}
                     for m, v in result['metrics'].items()], columns=['model'] + cols)

@@ -13,11 +13,16 @@ No `Ks_all`: `tracks4d.infer` then uses the generic intrinsics from the track ex
 
     from tapkit import tracking
     path = track_video_file(tracking.make_tracker('lk'), 'clip.mp4', 'runs/t4d_in/clip.npz')
+
+`retrack` instead replaces the tracks of an existing TracksTo4D file (e.g. exact synthetic
+tracks) by a tracker's, started from the same query frames and positions, keeping its
+cameras, intrinsics and ground truth.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,32 @@ def track_frames(tracker: Any, frames: np.ndarray, grid_size: int = GRID_SIZE,
   return {'pred_tracks': np.concatenate(tracks, 1)[None].astype(np.float32),
           'pred_visibility': np.concatenate(visible, 1)[None].astype(bool),
           'started_at': np.concatenate(started)[None, None]}
+
+
+def track_queries(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+  """[P, 3] float32 (t, x, y) query of each track of TracksTo4D `arrays`: its frame
+  `started_at` and its `pred_tracks` position there."""
+  tracks = np.asarray(arrays['pred_tracks'], np.float32)[0]  # [T, P, 2]
+  started = np.asarray(arrays['started_at'])[0, 0].astype(np.int64)  # [P]
+  xy = tracks[started, np.arange(tracks.shape[1])]  # [P, 2]
+  return np.concatenate([started[:, None].astype(np.float32), xy], -1)
+
+
+def retrack(tracker: Any, frames: np.ndarray,
+            arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """TracksTo4D `arrays` with `tracker`'s tracks of frames [T, H, W, 3] uint8 in place of theirs.
+
+  Track p is queried at its frame `started_at[p]`, at its position there in `pred_tracks`, and
+  tracked both ways. pred_tracks / pred_visibility become the tracker's; every other field
+  (started_at, Ks_all, Ms_all, GT_depth_tracks_all (the depth of the true point, which the
+  tracker is meant to follow), GT_mask_tracks_all) is kept.
+  """
+  num_frames = np.shape(arrays['pred_tracks'])[1]
+  if frames.shape[0] != num_frames:
+    raise ValueError(f'frames has {frames.shape[0]} frames, the tracks {num_frames}')
+  result = tracker.track(frames, track_queries(arrays), backward=True)
+  return {**arrays, 'pred_tracks': result.tracks[None].astype(np.float32),
+          'pred_visibility': result.visible[None].astype(bool)}
 
 
 def track_video_file(tracker: Any, video_path: str, out_path: str, *,

@@ -39,9 +39,15 @@ def test_every_stage_records_finite_results(finished):
     assert 0.0 <= row['occlusion_accuracy'] <= 1.0
   assert len(results['trajan3d']['scores']) == quickstart.FAST.heldout_clips
   t4 = results['tracks4d']['metrics']
-  assert set(t4) == {'untrained', 'trained', 'fine-tuned'}
+  assert list(t4) == ['untrained', 'trained', 'fine-tuned', 'trained (LK tracks)',
+                      'fine-tuned (LK tracks)']
   for row in t4.values():
     assert all(math.isfinite(row[k]) for k in ('ate', 'rpe_rot', 'pixel_error', 'abs_rel'))
+  lk = results['tracks4d']['lk_tapvid']
+  assert set(lk) == {'average_jaccard', 'average_pts_within_thresh', 'occlusion_accuracy'}
+  assert all(0.0 <= v <= 1.0 for v in lk.values())
+  lk_files = sorted(p.name for p in (workdir / 'tracks4d' / 'lk_tracks').glob('*.npz'))
+  assert lk_files == ['clip_0000.npz'] and (workdir / 'tracks4d' / 'pred_lk').is_dir()
   rows = results['dpov']['matching']
   assert any(k.startswith('student') for k in rows) and 'start backbone' in rows
   assert all(0.0 <= r['acc'] <= 1.0 for r in rows.values())
@@ -56,6 +62,7 @@ def test_report_has_every_section_filled(finished):
   assert 'Not run' not in md
   assert md.count('![') >= 8  # curves, tracks, 3D view, PCA, correspondences
   assert 'tracks4d/pred/' in md  # link to the interactive 3D view
+  assert '| fine-tuned (LK tracks) |' in md and 'LK tracks against the exact tracks' in md
   for line in md.splitlines():  # every table cell is a number or a name
     if line.startswith('| untrained') or line.startswith('| trained'):
       cells = [c.strip() for c in line.strip('|').split('|')[1:]]

@@ -40,6 +40,28 @@ def test_track_frames_concatenates_grids_with_exact_tracker():
   tracks4d_format.validate_tracks4d(arrays, 'arrays')
 
 
+def test_retrack_queries_each_track_where_it_starts():
+  clip = synthetic.generate_clip((3, 1), 12, 32, 40, num_tracks=20)
+  arrays = tracks4d_format.clip_to_tracks4d(clip)
+  queries = from_video.track_queries(arrays)
+  np.testing.assert_array_equal(queries[:, 0], clip.query_frames)
+  np.testing.assert_allclose(queries[:, 1:], clip.queries_xyt[:, :2], atol=1e-3)
+  # The exact tracker gives back the file's tracks; everything else is kept.
+  lk_like = np.random.default_rng(1).uniform(0, 30, (12, 20, 2)).astype(np.float32)
+  exact = tracking.make_tracker('exact', tracks=lk_like, visible=np.ones((12, 20), bool))
+  out = from_video.retrack(exact, clip.frames, arrays)
+  np.testing.assert_array_equal(out['pred_tracks'][0], lk_like)
+  assert out['pred_visibility'].all()
+  for key in ('started_at', 'Ks_all', 'Ms_all', 'GT_depth_tracks_all'):
+    np.testing.assert_array_equal(out[key], arrays[key])
+  # LK starts every track at its query position.
+  lk = from_video.retrack(tracking.make_tracker('lk'), clip.frames, arrays)
+  at_query = lk['pred_tracks'][0, clip.query_frames, np.arange(20)]
+  np.testing.assert_allclose(at_query, queries[:, 1:], atol=1e-4)
+  with pytest.raises(ValueError, match='frames has 11 frames'):
+    from_video.retrack(exact, clip.frames[:11], arrays)
+
+
 @pytest.fixture(scope='module')
 def tiny_workdir(tmp_path_factory):
   """A TracksTo4D engine workdir of a tiny network trained for 2 steps."""

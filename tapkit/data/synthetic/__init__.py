@@ -20,13 +20,14 @@ Modules:
   render      `synthesize_clip` / `generate_clip` (TAPVid-3D `Clip`s, exact visibility)
   view_pairs  `render_view_pair` (two views with a known relative rotation)
   cache       `ensure_clips` (clips rendered once into a directory, reused while the
-              generator parameters match) and `heldout_seed` (the evaluation seed rule)
+              generator parameters match), `cached_clip` (one of them rendered again,
+              frames included) and `heldout_seed` (the evaluation seed rule)
   cli         `python -m tapkit.data.synthetic --help`
 
 The public names of these modules are re-exported here.
 """
 
-from tapkit.data.synthetic.cache import ensure_clips, heldout_seed
+from tapkit.data.synthetic.cache import cached_clip, ensure_clips, heldout_seed
 from tapkit.data.synthetic.camera import (CameraPath, look_at_w2c, make_camera_path,
                                           make_intrinsics)
 from tapkit.data.synthetic.cli import main, write_clip_videos
@@ -37,7 +38,7 @@ from tapkit.data.synthetic.view_pairs import render_view_pair
 
 __all__ = [
     'BOX', 'QUAD', 'SPHERE', 'CameraPath', 'Motion', 'Primitive', 'Scene', 'SceneConfig',
-    'SyntheticClip', 'ensure_clips', 'generate_clip', 'heldout_seed', 'look_at_w2c', 'main',
-    'make_camera_path', 'make_intrinsics', 'make_scene', 'render_view_pair', 'synthesize_clip',
+    'SyntheticClip', 'cached_clip', 'ensure_clips', 'generate_clip', 'heldout_seed',
+    'look_at_w2c', 'main', 'make_camera_path', 'make_intrinsics', 'make_scene', 'render_view_pair', 'synthesize_clip',
     'write_clip_videos',
 ]

@@ -24,6 +24,10 @@ lists the files of each finished clip:
 Clips beyond `num_clips` that a previous call rendered with the same parameters stay
 (clip i does not depend on how many clips were asked for).
 
+`cached_clip(directory, i)` renders clip i of a cache directory again from its manifest
+(same seed and generator parameters, so the same clip with its frames, depth, ...), for
+callers whose record format keeps only part of the clip (e.g. tracks without frames).
+
 Held-out clips use the seed `heldout_seed(seed)` of the training seed, so that
 evaluation scenes differ from training scenes in every method.
 """
@@ -172,3 +176,31 @@ def ensure_clips(directory: str | os.PathLike, num_clips: int, seed: int, *,
     clips[str(i)] = files
     _write_manifest(manifest_path, {**key, 'clips': clips})
   return directory
+
+
+def cached_clip(directory: str | os.PathLike, index: int) -> Clip:
+  """Clip `index` of a directory filled by `ensure_clips`, rendered again from its manifest.
+
+  `generate_clip` is deterministic in its seed and parameters, so the result is the clip the
+  writer was given (frames included), whatever the record format kept of it.
+
+  Raises:
+    ValueError: when `directory` has no readable manifest, its manifest comes from another
+      generator or generator version, or clip `index` is not listed in it.
+  """
+  directory = pathlib.Path(directory)
+  manifest = _read_manifest(directory / MANIFEST)
+  if manifest is None:
+    raise ValueError(f'{directory}: no synthetic-data manifest ({MANIFEST}) to render from')
+  key = _key(0, '', {})
+  if (manifest.get('generator'), manifest.get('version')) != (key['generator'], key['version']):
+    raise ValueError(f'{directory}: clips were rendered by {manifest.get("generator")} '
+                     f'version {manifest.get("version")}, not {key["generator"]} version '
+                     f'{key["version"]}; render them again with ensure_clips')
+  if str(int(index)) not in manifest['clips']:
+    raise ValueError(f'index {index}: {directory} lists clips '
+                     f'{sorted(int(k) for k in manifest["clips"])}')
+  params = dict(manifest['params'])
+  return generate_clip((int(manifest['seed']), int(index)), params.pop('num_frames'),
+                       params.pop('height'), params.pop('width'), params.pop('num_tracks'),
+                       **params)

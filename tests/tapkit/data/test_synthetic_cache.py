@@ -122,3 +122,27 @@ def test_errors(tmp_path):
   with pytest.raises(RuntimeError, match='wrote no file for clip 0'):
     synthetic.ensure_clips(tmp_path / 'empty', 1, 0, writer=lambda clip, root, name: None,
                            record_format='x', **SIZES)
+
+
+def test_cached_clip_renders_the_written_clip_again(tmp_path):
+  directory = synthetic.ensure_clips(tmp_path / 'c', 2, 7, writer=CountingWriter(),
+                                     record_format='counting', **SIZES)
+  clip = synthetic.cached_clip(directory, 1)
+  np.testing.assert_array_equal(clip.tracks_xyz, np.load(directory / 'clip_0001.npy'))
+  np.testing.assert_array_equal(clip.frames,
+                                np.load(directory / 'rgb' / 'clip_0001' / 'frames.npy'))
+  assert clip.frames.shape == (2, 16, 16, 3)
+
+
+def test_cached_clip_errors(tmp_path):
+  with pytest.raises(ValueError, match='no synthetic-data manifest'):
+    synthetic.cached_clip(tmp_path, 0)
+  directory = synthetic.ensure_clips(tmp_path / 'c', 1, 7, writer=CountingWriter(),
+                                     record_format='counting', **SIZES)
+  with pytest.raises(ValueError, match='lists clips'):
+    synthetic.cached_clip(directory, 3)
+  manifest = _manifest(directory)
+  manifest['version'] = -1
+  (directory / cache.MANIFEST).write_text(json.dumps(manifest))
+  with pytest.raises(ValueError, match='version -1'):
+    synthetic.cached_clip(directory, 0)
