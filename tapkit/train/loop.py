@@ -24,10 +24,12 @@ import numpy as np
 from clu import periodic_actions
 
 from tapkit.data import pipeline
+from tapkit.data import workers
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
+from tapkit.train import precision as precision_lib
 from tapkit.train import step as step_lib
 from tapkit.train import writers as writers_lib
 from tapkit.train.state import TrainState
@@ -143,10 +145,12 @@ def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
   names = step_lib.aux_names(method.loss_fn, abstract_state.params, example_global_batch,
                              abstract_state, method.has_extra)
   metrics_cls = step_lib.metrics_class(names)
+  state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
   step_fn = step_lib.make_train_step(
       method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.momentum,
-      has_extra=method.has_extra)
-  state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
+      has_extra=method.has_extra, accumulate_steps=int(config.accumulate_steps),
+      micro_batch_sharding=mesh_lib.micro_batch_sharding(mesh),
+      grad_shardings=state_sh.params)
   rep = mesh_lib.replicated(mesh)
   new_metrics = lambda: jax.device_put(metrics_cls.empty(), rep)
   metrics_sh = jax.tree.map(lambda _: rep, metrics_cls.empty())
@@ -172,6 +176,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   eval_hooks = [*method.eval_hooks, *evaluators_lib.build_hooks(config, workdir)]
   mesh = mesh_lib.make_mesh(config.mesh)
   local_batch = mesh_lib.local_batch_size(config.batch_size, mesh)
+  mesh_lib.check_accumulation(config.batch_size, config.accumulate_steps, mesh)
+  precision_lib.check(config.precision)
   total = int(config.total_steps)
   logging.info('Mesh %s over %d devices, %d process(es); local batch %d.',
                dict(mesh.shape), mesh.devices.size, jax.process_count(), local_batch)
@@ -182,7 +188,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       shard_options=grain.ShardOptions(jax.process_index(), jax.process_count(),
                                        drop_remainder=True),
       worker_count=config.data.worker_count)
-  example = next(iter(loader))  # A throw-away iterator: only shapes are needed.
+  example_iter = iter(loader)  # A throw-away iterator: only shapes are needed.
+  example = next(example_iter)
+  workers.close_iterator(example_iter)
   data_iter = iter(loader)
 
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), config.checkpoint)
@@ -264,4 +272,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     ckpt.wait()
     ckpt.close()
     writer.close()
+    workers.close_iterator(data_iter)  # Stops grain's worker processes now.
   return state
