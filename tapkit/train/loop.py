@@ -27,6 +27,7 @@ from tapkit.data import pipeline
 from tapkit.data import workers
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
+from tapkit.train import memory as memory_lib
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
 from tapkit.train import precision as precision_lib
@@ -167,6 +168,19 @@ def _check_finite_params(state: TrainState) -> None:
     raise NonFiniteError('Parameters are not finite; refusing to save a checkpoint.')
 
 
+def throughput(steps_per_s: float, batch_size: int, cost: Mapping[str, Any],
+               peak_flops: float | None) -> dict[str, float]:
+  """perf/{steps_per_sec, examples_per_sec[, mfu]}: mfu = achieved / peak FLOP/s per device.
+
+  The achieved rate counts XLA's FLOPs of the compiled per-device step (`cost`, a
+  `memory.report`), so rematerialised recomputation counts as work done.
+  """
+  out = {'perf/steps_per_sec': steps_per_s, 'perf/examples_per_sec': steps_per_s * batch_size}
+  if peak_flops:
+    out['perf/mfu'] = cost['flops_per_step_per_device'] * steps_per_s / peak_flops
+  return out
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           method: Method) -> TrainState:
   """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
@@ -204,6 +218,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), example)
   train_step, new_metrics = compile_step(
       config, method, tx, abstract_state, example_global, mesh)
+  # Compiled once, ahead of time, so that its memory and FLOPs are known up front.
+  batch_abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_lib.batch_sharding(mesh)),
+      example_global)
+  train_step = train_step.lower(abstract_state, batch_abstract, new_metrics()).compile()
+  cost = memory_lib.report(config, train_step, abstract_state, batch_abstract, mesh.devices.size)
+  logging.info('Compiled %s', memory_lib.format_report(cost))
+  peak = memory_lib.peak_flops(jax.devices()[0].device_kind, config.precision.compute_dtype)
 
   step = int(jax.device_get(state.step))
 
@@ -220,6 +242,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   max_bad = int(config.guard.max_consecutive_bad)
   metrics = new_metrics()
   pending_bad = None  # (step, device scalar) of the previous step.
+  timer = [step, time.time()]  # [step, time] of the last throughput measurement
 
   def check_guard(at_step: int, consecutive_bad: jax.Array) -> None:
     bad = int(consecutive_bad)
@@ -250,7 +273,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         last = step == total
         if step % config.log_every == 0 or last:
           values = jax.device_get(metrics.compute())
-          writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+          scalars = {f'train/{k}': v for k, v in values.items()}
+          now = time.time()
+          steps_per_s = (step - timer[0]) / max(now - timer[1], 1e-9)
+          timer[:] = [step, now]
+          scalars.update(throughput(steps_per_s, config.batch_size, cost, peak))
+          writer.write_scalars(step, scalars)
           metrics = new_metrics()
 
         eval_metrics = {}
