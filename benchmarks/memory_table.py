@@ -53,6 +53,7 @@ def _set(config, dotted, value):
 def run_row(name: str) -> dict:
   """Compiles one row's train step (in this process) and returns the report."""
   import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tapkit.train import config as config_lib, memory  # pylint: disable=g-import-not-at-top
   spec, overrides = ROWS[name]
@@ -67,9 +68,7 @@ def run_row(name: str) -> dict:
   builder = memory.resolve_builder(memory.builder_for(spec))
   with tempfile.TemporaryDirectory() as workdir:
     if name.startswith('spa3d'):
-      plain = config_lib.load_config(spec)
-      plain.update_from_flattened_dict({k: v for k, v in config.flatten().items()
-                                        if k != 'features.dino'})
+      plain = ml_collections.ConfigDict(config.to_dict())
       plain.features.dino = False
       example = memory.example_batch(memory.build_for_memory(plain, builder, workdir))
       config.features.dino = True
