@@ -27,7 +27,7 @@ from tapkit.data import pipeline
 from tapkit.data import workers
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
-from tapkit.train import memory as memory_lib
+from tapkit.train import costs
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
 from tapkit.train import precision as precision_lib
@@ -173,7 +173,7 @@ def throughput(steps_per_s: float, batch_size: int, cost: Mapping[str, Any],
   """perf/{steps_per_sec, examples_per_sec[, mfu]}: mfu = achieved / peak FLOP/s per device.
 
   The achieved rate counts XLA's FLOPs of the compiled per-device step (`cost`, a
-  `memory.report`), so rematerialised recomputation counts as work done.
+  `costs.report`), so rematerialised recomputation counts as work done.
   """
   out = {'perf/steps_per_sec': steps_per_s, 'perf/examples_per_sec': steps_per_s * batch_size}
   if peak_flops:
@@ -223,9 +223,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_lib.batch_sharding(mesh)),
       example_global)
   train_step = train_step.lower(abstract_state, batch_abstract, new_metrics()).compile()
-  cost = memory_lib.report(config, train_step, abstract_state, batch_abstract, mesh.devices.size)
-  logging.info('Compiled %s', memory_lib.format_report(cost))
-  peak = memory_lib.peak_flops(jax.devices()[0].device_kind, config.precision.compute_dtype)
+  cost = costs.report(config, train_step, abstract_state, batch_abstract, mesh.devices.size)
+  logging.info('Compiled %s', costs.format_report(cost))
+  peak = costs.peak_flops(jax.devices()[0].device_kind, config.precision.compute_dtype)
 
   step = int(jax.device_get(state.step))
 

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from tapkit.train import config as config_lib
-from tapkit.train import loop, memory, mesh as mesh_lib, toy
+from tapkit.train import costs, loop, memory, mesh as mesh_lib, toy
 
 
 def _report(**overrides):
@@ -27,7 +27,7 @@ def test_report_counts_state_bytes_and_flops_without_allocating():
   matmul_flops = 2 * 3 * 64 * (16 * 64 + 64 * 64 + 64 * 4)
   assert 0.8 * matmul_flops < r['flops_per_step_per_device'] < 3 * matmul_flops
   assert r['peak_bytes'] >= r['temp_bytes'] > 0
-  text = memory.format_report(r)
+  text = costs.format_report(r)
   assert 'peak estimate' in text and f"{n:,} parameters" in text
 
 
@@ -39,9 +39,9 @@ def test_accumulation_shrinks_the_activations():
 
 
 def test_peak_table_and_mfu():
-  assert memory.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989e12
-  assert memory.peak_flops('TPU v5 lite', 'bfloat16') == 197e12
-  assert memory.peak_flops('cpu', 'float32') is None
+  assert costs.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989e12
+  assert costs.peak_flops('TPU v5 lite', 'bfloat16') == 197e12
+  assert costs.peak_flops('cpu', 'float32') is None
   out = loop.throughput(2.0, 32, {'flops_per_step_per_device': 1e12}, 4e12)
   assert out == {'perf/steps_per_sec': 2.0, 'perf/examples_per_sec': 64.0, 'perf/mfu': 0.5}
   assert 'perf/mfu' not in loop.throughput(2.0, 32, {'flops_per_step_per_device': 1.0}, None)

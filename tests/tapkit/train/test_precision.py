@@ -14,7 +14,7 @@ from tapkit.train import precision
 from tracks4d import task as t4d_task
 from trajan3d import model as trajan_model
 
-REMATS = ('none', 'block', 'dots_saveable', 'nothing_saveable')
+REMATS = ('none', 'block', 'dots_saveable')
 
 
 def _trajan(remat='none', dtype=jnp.float32):
