@@ -65,9 +65,13 @@ def _vit(remat='none', dtype=jnp.float32):
 MODELS = {'trajan3d': _trajan, 'tracks4d': _tracks4d, 'vit': _vit}
 
 
-# The ViT's remat forward is checked in tests/tapkit/models/test_vit.py; its gradients
-# differed from the plain ones by more than 1e-6 in this session (not yet analysed).
-@pytest.mark.parametrize('name', ['trajan3d', 'tracks4d'])
+# Absolute gradient tolerance. The ViT's recomputed blocks fuse differently: one of the
+# 32 entries of a [1, 1, 32] token gradient (values ~1e-2) moved by 1.1e-6 (float32
+# rounding of the recomputation), the rest agree to 1e-6.
+_GRAD_ATOL = {'trajan3d': 1e-6, 'tracks4d': 1e-6, 'vit': 5e-6}
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
 def test_remat_does_not_change_loss_or_gradients(name):
   build = MODELS[name]
   results = {}
@@ -81,7 +85,7 @@ def test_remat_does_not_change_loss_or_gradients(name):
     value, grads = results[remat]
     np.testing.assert_allclose(value, ref_value, rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
-      np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(a, b, rtol=1e-6, atol=_GRAD_ATOL[name])
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
