@@ -72,6 +72,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset not in ('smoke', 'default'):
     raise ValueError(f"Unknown preset {preset!r}; use 'smoke' or 'default'.")
   config = engine_config()
+  # Transformer blocks: 'none' | 'block' | a jax.checkpoint policy name such as
+  # 'dots_saveable' (tapkit/train/precision.py).
+  config.remat = 'none'
 
   config.backbone = ml_collections.ConfigDict({
       'name': 'dinov2_vitb14_reg',  # tapkit.models.vit preset (registers-b)
@@ -80,7 +83,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'init_seed': 0,
       'num_layers': 0,  # > 0 overrides the preset's depth (tests)
       'trainable_blocks': 2,  # must agree with optimizer.groups (checked)
-      'remat': False,
   })
   # Projection head widths (the release's 4-layer MLP on the backbone tokens).
   config.head = ml_collections.ConfigDict({'features': (1024, 1024, 512, 256)})

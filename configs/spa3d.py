@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset not in PRESETS:
     raise ValueError(f'configs/spa3d.py: unknown preset {preset!r}; use one of {PRESETS}.')
   config = engine_config()
+  # Transformer blocks: 'none' | 'block' | a jax.checkpoint policy name such as
+  # 'dots_saveable' (tapkit/train/precision.py).
+  config.remat = 'none'
   config.seed = 42  # The release's PRNGKey(42).
 
   # Model: the released 3DSPA sizes; `kind` picks the module.

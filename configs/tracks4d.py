@@ -25,6 +25,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset not in ('smoke', 'default'):
     raise ValueError(f"Unknown preset {preset!r}; use 'smoke' or 'default'.")
   config = engine_config()
+  # Transformer blocks: 'none' | 'block' | a jax.checkpoint policy name such as
+  # 'dots_saveable' (tapkit/train/precision.py).
+  config.remat = 'none'
 
   # The paper's network: a transformer over (point, frame) tokens alternating point and
   # frame attention, with heads for the per-frame camera and the per-point 3D bases.

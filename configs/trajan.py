@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset not in PRESETS:
     raise ValueError(f'configs/trajan.py: unknown preset {preset!r}; use one of {PRESETS}.')
   config = engine_config()
+  # Transformer blocks: 'none' | 'block' | a jax.checkpoint policy name such as
+  # 'dots_saveable' (tapkit/train/precision.py).
+  config.remat = 'none'
   config.seed = 42
 
   # The released TRAJAN sizes.

@@ -45,6 +45,7 @@ from dpov_jax import matcher as matcher_lib
 from dpov_jax import video_clips
 from tapkit.train import config as config_lib
 from tapkit.train import loop, optim
+from tapkit.train import precision as precision_lib
 
 # The config file whose base preset lists every key this method reads.
 CONFIG_FILE = 'configs/dpov.py'
@@ -78,8 +79,15 @@ def backbone_config(config: ml_collections.ConfigDict) -> bb.BackboneConfig:
 
 
 def build_backbone(config: ml_collections.ConfigDict) -> bb.VisionTransformer:
-  return bb.VisionTransformer(backbone_config(config),
-                              remat=bool(config.backbone.remat))
+  """The ViT with `config.remat` and the compute dtype of `config.precision`.
+
+  Only the backbone computes in that dtype; its output tokens are float32 (final LayerNorm), so
+  the projection head, the 3DPoV sorting network and the cross-entropy run in float32: the
+  soft ranks compare small differences of projected distances, which bfloat16's 8-bit
+  mantissa would round away.
+  """
+  return bb.VisionTransformer(backbone_config(config), remat=config.remat,
+                              dtype=precision_lib.compute_dtype(config))
 
 
 def initial_backbone_params(config: ml_collections.ConfigDict,

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.train import precision as precision_lib
+
 Array = jax.Array
 PrecisionLike = Any
 
@@ -138,7 +140,10 @@ def rotation_from_6d(vec6: Array) -> Array:
 
 def _layer_norm(name: str) -> nn.LayerNorm:
   # Exact two-pass variance like torch (the fast E[x^2]-E[x]^2 form loses digits).
-  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
+  # float32 output whatever the compute dtype: the statistics and the residual
+  # stream keep float32 precision.
+  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, dtype=jnp.float32,
+                      name=name)
 
 
 class Attention(nn.Module):
@@ -148,30 +153,38 @@ class Attention(nn.Module):
     num_heads: heads (16).
     head_dim: width per head (64).
     precision: matmul precision.
+    dtype: compute dtype of the projections and the weighted sum of values; the
+      logits are accumulated in float32 and the softmax runs in float32 (bfloat16
+      logits would round the weights over 50-frame / 1000-point sequences).
   """
 
   num_heads: int = 16
   head_dim: int = 64
   precision: PrecisionLike = jax.lax.Precision.HIGHEST
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array | None = None) -> Array:
     """x: [S, L, C] sequences; key_mask: [S, L] bool (False = ignored key) or None."""
     inner = self.num_heads * self.head_dim
     y = _layer_norm('norm')(x)
-    qkv = nn.Dense(3 * inner, use_bias=False, precision=self.precision, name='qkv')(y)
+    qkv = nn.Dense(3 * inner, use_bias=False, precision=self.precision, dtype=self.dtype,
+                   name='qkv')(y)
     q, k, v = jnp.split(qkv, 3, axis=-1)  # [S, L, H*D] each, heads laid out (head, dim).
     split = lambda t: t.reshape(*t.shape[:-1], self.num_heads, self.head_dim)
     q, k, v = split(q), split(k), split(v)  # [S, L, H, D]
-    logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision)
+    logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
+                        preferred_element_type=jnp.float32)
     logits = logits * (self.head_dim**-0.5)  # [S, H, L, L]
     if key_mask is not None:
       neg = jnp.finfo(logits.dtype).min
       logits = jnp.where(key_mask[:, None, None, :], logits, neg)
     weights = jax.nn.softmax(logits, axis=-1)
-    out = jnp.einsum('shlm,smhd->slhd', weights, v, precision=self.precision)
+    out = jnp.einsum('shlm,smhd->slhd', weights.astype(v.dtype), v, precision=self.precision)
     out = out.reshape(*out.shape[:-2], inner)  # [S, L, H*D]
-    return nn.Dense(x.shape[-1], use_bias=False, precision=self.precision, name='out')(out)
+    out = nn.Dense(x.shape[-1], use_bias=False, precision=self.precision, dtype=self.dtype,
+                   name='out')(out)
+    return out.astype(x.dtype)
 
 
 class FeedForward(nn.Module):
@@ -179,13 +192,15 @@ class FeedForward(nn.Module):
 
   mlp_dim: int = 2048
   precision: PrecisionLike = jax.lax.Precision.HIGHEST
+  dtype: Any = jnp.float32  # compute dtype of the two matmuls
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     y = _layer_norm('norm')(x)
-    y = nn.Dense(self.mlp_dim, precision=self.precision, name='dense_in')(y)
+    y = nn.Dense(self.mlp_dim, precision=self.precision, dtype=self.dtype, name='dense_in')(y)
     y = jax.nn.gelu(y, approximate=False)
-    return nn.Dense(x.shape[-1], precision=self.precision, name='dense_out')(y)
+    y = nn.Dense(x.shape[-1], precision=self.precision, dtype=self.dtype, name='dense_out')(y)
+    return y.astype(x.dtype)
 
 
 class TransformerBlock(nn.Module):
@@ -195,13 +210,14 @@ class TransformerBlock(nn.Module):
   head_dim: int = 64
   mlp_dim: int = 2048
   precision: PrecisionLike = jax.lax.Precision.HIGHEST
+  dtype: Any = jnp.float32  # compute dtype (Attention, FeedForward)
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array | None = None) -> Array:
     """x: [S, L, C]; key_mask: [S, L] bool or None. Returns [S, L, C]."""
-    x = x + Attention(self.num_heads, self.head_dim, self.precision, name='attention')(
-        x, key_mask)
-    x = x + FeedForward(self.mlp_dim, self.precision, name='mlp')(x)
+    x = x + Attention(self.num_heads, self.head_dim, self.precision, self.dtype,
+                      name='attention')(x, key_mask)
+    x = x + FeedForward(self.mlp_dim, self.precision, self.dtype, name='mlp')(x)
     return _layer_norm('final_norm')(x)
 
 
@@ -218,6 +234,11 @@ class TracksTo4D(nn.Module):
       the official configs' `conv_kernel_size` = 15 is unused by the network).
     predict_focal_length: focal_f = 1 + 0.05 c_f,3 instead of the constant 1.
     precision: matmul precision (HIGHEST = true float32, as the official).
+    dtype: compute dtype of the embedding and transformer matmuls. LayerNorms,
+      softmax, the camera and per-point heads (camera poses, 3D bases) and
+      everything after them stay float32.
+    remat: 'none' | 'block' | a jax.checkpoint policy name for every transformer
+      block (tapkit/train/precision.py).
   """
 
   width: int = 256
@@ -230,6 +251,8 @@ class TracksTo4D(nn.Module):
   camera_kernel_size: int = 31
   predict_focal_length: bool = False
   precision: PrecisionLike = jax.lax.Precision.HIGHEST
+  dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @property
   def num_camera_channels(self) -> int:
@@ -248,7 +271,7 @@ class TracksTo4D(nn.Module):
     # A constant-1 channel is appended before the embedding (official).
     x = jnp.concatenate([x, jnp.ones((*x.shape[:-1], 1), x.dtype)], axis=-1)
     x = _layer_norm('embed_norm_in')(x)
-    x = nn.Dense(self.width, precision=self.precision, name='embed_dense')(x)
+    x = nn.Dense(self.width, precision=self.precision, dtype=self.dtype, name='embed_dense')(x)
     x = _layer_norm('embed_norm_out')(x)  # [b, N, F, C]
     # Time embedding added once; no positional information along the point axis, so
     # the network is equivariant to point permutations.
@@ -265,12 +288,13 @@ class TracksTo4D(nn.Module):
       frame_keys = jnp.broadcast_to(frame_mask[:, None, :], (b, n, f)).reshape(b * n, f)
 
     kwargs = dict(num_heads=self.num_heads, head_dim=self.head_dim, mlp_dim=self.mlp_dim,
-                  precision=self.precision)
+                  precision=self.precision, dtype=self.dtype)
+    block = precision_lib.remat_block(TransformerBlock, self.remat)
     x = x.reshape(b * n, f, self.width)  # [b*N, F, C]: each point's frames a sequence.
     for i in range(self.num_layers):
-      x = TransformerBlock(**kwargs, name=f'frame_transformer_{i}')(x, frame_keys)
+      x = block(**kwargs, name=f'frame_transformer_{i}')(x, frame_keys)
       x = x.reshape(b, n, f, self.width).transpose(0, 2, 1, 3).reshape(b * f, n, self.width)
-      x = TransformerBlock(**kwargs, name=f'point_transformer_{i}')(x, point_keys)
+      x = block(**kwargs, name=f'point_transformer_{i}')(x, point_keys)
       x = x.reshape(b, f, n, self.width).transpose(0, 2, 1, 3).reshape(b * n, f, self.width)
     return x.reshape(b, n, f, self.width)
 

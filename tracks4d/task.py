@@ -47,6 +47,7 @@ import numpy as np
 from tapkit.data import synthetic
 from tapkit.train import config as config_lib
 from tapkit.train import loop
+from tapkit.train import precision as precision_lib
 from tracks4d import data as data_lib
 from tracks4d import evaluation
 from tracks4d import losses
@@ -63,11 +64,14 @@ MODEL_FIELDS = ('width', 'num_layers', 'num_heads', 'head_dim', 'mlp_dim', 'posi
 # ------------------------------------------------------------------------- model
 
 
-def build_model(model_config: Mapping[str, Any]) -> model_lib.TracksTo4D:
+def build_model(model_config: Mapping[str, Any], *, dtype: Any = jnp.float32,
+                remat: str = 'none') -> model_lib.TracksTo4D:
   """`TracksTo4D` from `config.model` (missing keys keep the paper sizes).
 
   Keys: width, num_layers, num_heads, head_dim, mlp_dim, positional_dim, num_bases,
   camera_kernel_size, predict_focal_length, precision ('highest' | 'high' | 'default').
+  `dtype` (compute dtype, from config.precision) and `remat` (config.remat) are the
+  training-time settings of tapkit/train/precision.py.
   """
   config_lib.check_keys(model_config, (*MODEL_FIELDS, 'precision'), 'model')
   cfg = dict(model_config)
@@ -75,7 +79,7 @@ def build_model(model_config: Mapping[str, Any]) -> model_lib.TracksTo4D:
   if precision not in _PRECISIONS:
     raise ValueError(f'config.model.precision must be one of {sorted(_PRECISIONS)}, '
                      f'got {precision!r}')
-  return model_lib.TracksTo4D(precision=_PRECISIONS[precision], **cfg)
+  return model_lib.TracksTo4D(precision=_PRECISIONS[precision], dtype=dtype, remat=remat, **cfg)
 
 
 # -------------------------------------------------------------------------- files
@@ -430,7 +434,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
       not define.
   """
   config_lib.check_config(config, config_lib.method_reference(CONFIG_FILE))
-  net = build_model(config.model)
+  net = build_model(config.model, dtype=precision_lib.compute_dtype(config), remat=config.remat)
   train_paths, _ = training_files(config, workdir)
   phases = phase_steps(config, len(train_paths))
   random_windows = int(config.schedule.random_window_from_epoch) >= 0

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.train import precision as precision_lib
+
 Precision = Any  # None, a `jax.lax.Precision` or a precision string.
 
 
@@ -88,12 +90,17 @@ class ImprovedMHDPAttention(nn.Module):
     qk_size: total query/key width H * d.
     v_size: total value width (defaults to `qk_size`).
     precision: matmul precision passed to every dot (None = JAX default).
+    dtype: compute dtype of the projections and of the weighted sum of values.
+      The q/k RMS norms, the logits and the softmax stay float32 whatever
+      `dtype`: bfloat16 logits (8 bits of mantissa) would round attention
+      weights of long sequences (T=150 frames, hundreds of latents) visibly.
   """
 
   num_heads: int
   qk_size: int
   v_size: Optional[int] = None
   precision: Precision = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -112,21 +119,24 @@ class ImprovedMHDPAttention(nn.Module):
 
     query = nn.DenseGeneral(
         (self.num_heads, head_qk), use_bias=False, precision=self.precision,
-        name='dense_query')(inputs_q)  # [..., L, H, d]
+        dtype=self.dtype, name='dense_query')(inputs_q)  # [..., L, H, d]
     key = nn.DenseGeneral(
         (self.num_heads, head_qk), use_bias=False, precision=self.precision,
-        name='dense_key')(inputs_kv)  # [..., M, H, d]
+        dtype=self.dtype, name='dense_key')(inputs_kv)  # [..., M, H, d]
     # RMSNorm over the head axis d only (scale [d] shared by all heads).
-    query = nn.RMSNorm(name='norm_query')(query)
-    key = nn.RMSNorm(name='norm_key')(key)
+    query = nn.RMSNorm(dtype=jnp.float32, name='norm_query')(query)
+    key = nn.RMSNorm(dtype=jnp.float32, name='norm_key')(key)
     value = nn.DenseGeneral(
         (self.num_heads, head_v), use_bias=False, precision=self.precision,
-        name='dense_value')(inputs_kv)  # [..., M, H, dv]
+        dtype=self.dtype, name='dense_value')(inputs_kv)  # [..., M, H, dv]
 
     if mask is not None:
       mask = jnp.asarray(mask).astype(jnp.bool_)
-    x = nn.dot_product_attention(
-        query, key, value, mask=mask, precision=self.precision)  # [..., L, H, dv]
+    # float32 logits and softmax; the weighted sum runs in the compute dtype.
+    weights = nn.dot_product_attention_weights(
+        query, key, mask=mask, precision=self.precision)  # [..., H, L, M]
+    x = jnp.einsum('...hqk,...khd->...qhd', weights.astype(value.dtype), value,
+                   precision=self.precision)  # [..., L, H, dv]
     return nn.DenseGeneral(
         inputs_q.shape[-1], axis=(-2, -1), use_bias=True,
         precision=self.precision, name='dense_out')(x)  # [..., L, Wq]
@@ -146,12 +156,15 @@ class ImprovedTransformerBlock(nn.Module):
     num_heads: H.
     mlp_size: hidden width of the MLP.
     precision: matmul precision.
+    dtype: compute dtype of the attention and MLP matmuls; the LayerNorms
+      and the residual stream stay float32.
   """
 
   qkv_size: int
   num_heads: int
   mlp_size: int
   precision: Precision = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(
@@ -162,21 +175,22 @@ class ImprovedTransformerBlock(nn.Module):
       cross_mask: Optional[jax.Array] = None,  # [..., 1 or H, L, M] bool
   ) -> jax.Array:  # [..., L, W]
     width = queries.shape[-1]
-    normed = nn.LayerNorm(use_bias=False, use_scale=True, name='norm_q')(queries)
+    normed = nn.LayerNorm(use_bias=False, use_scale=True, dtype=jnp.float32,
+                          name='norm_q')(queries)
     attn_out = queries + ImprovedMHDPAttention(
         num_heads=self.num_heads, qk_size=self.qkv_size,
-        precision=self.precision, name='self_att')(normed, normed, self_mask)
+        precision=self.precision, dtype=self.dtype, name='self_att')(normed, normed, self_mask)
     if inputs_kv is not None:
       attn_out = attn_out + ImprovedMHDPAttention(
           num_heads=self.num_heads, qk_size=self.qkv_size,
-          precision=self.precision, name='cross_att')(
+          precision=self.precision, dtype=self.dtype, name='cross_att')(
               normed, inputs_kv, cross_mask)
     normed_attn = nn.LayerNorm(
-        use_bias=False, use_scale=True, name='norm_attn')(attn_out)
+        use_bias=False, use_scale=True, dtype=jnp.float32, name='norm_attn')(attn_out)
     hidden = nn.gelu(nn.Dense(
-        self.mlp_size, precision=self.precision, name='MLP_in')(normed_attn))
-    return attn_out + nn.Dense(
-        width, precision=self.precision, name='MLP_out')(hidden)
+        self.mlp_size, precision=self.precision, dtype=self.dtype, name='MLP_in')(normed_attn))
+    out = nn.Dense(width, precision=self.precision, dtype=self.dtype, name='MLP_out')(hidden)
+    return attn_out + out.astype(attn_out.dtype)
 
 
 class ImprovedTransformer(nn.Module):
@@ -190,6 +204,9 @@ class ImprovedTransformer(nn.Module):
     mlp_size: MLP hidden width.
     num_layers: number of blocks.
     precision: matmul precision.
+    dtype: compute dtype of the blocks (`ImprovedTransformerBlock`).
+    remat: 'none' | 'block' | a jax.checkpoint policy name: what each block
+      keeps for the backward pass (tapkit/train/precision.py).
   """
 
   qkv_size: int
@@ -197,6 +214,8 @@ class ImprovedTransformer(nn.Module):
   mlp_size: int
   num_layers: int
   precision: Precision = None
+  dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(
@@ -212,10 +231,11 @@ class ImprovedTransformer(nn.Module):
     if (cross_mask is not None and inputs_kv is not None
         and cross_mask.ndim == inputs_kv.ndim):
       cross_mask = cross_mask[..., jnp.newaxis, :, :]
+    block = precision_lib.remat_block(ImprovedTransformerBlock, self.remat)
     for i in range(self.num_layers):
-      queries = ImprovedTransformerBlock(
+      queries = block(
           qkv_size=self.qkv_size, num_heads=self.num_heads,
-          mlp_size=self.mlp_size, precision=self.precision,
+          mlp_size=self.mlp_size, precision=self.precision, dtype=self.dtype,
           name=f'layer_{i}')(queries, inputs_kv, self_mask, cross_mask)
     return nn.LayerNorm(
-        use_bias=False, use_scale=True, name='norm_encoder')(queries)
+        use_bias=False, use_scale=True, dtype=jnp.float32, name='norm_encoder')(queries)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.train import precision as precision_lib
 from trajan3d import attention
 
 Precision = attention.Precision
@@ -170,8 +171,14 @@ class _TrackAutoEncoderBase(nn.Module):
     num_heads, qkv_size: attention heads / total q-k-v width of every stack.
     *_layers, *_mlp: depth and MLP width of the four transformer stacks.
     remat_decoder: rematerialise the per-chunk readout in the backward pass.
+    remat: 'none' | 'block' | a jax.checkpoint policy name, applied to every
+      transformer block of the four stacks (tapkit/train/precision.py).
     precision: matmul precision of every dot (None = JAX default; CPU float32
       is exact float32 either way).
+    dtype: compute dtype of the projections and transformer blocks. The
+      sinusoidal embeddings, norms, attention softmax, the compressor (its
+      output is rounded to the quantisation grid) and the track predictor
+      (positions in metres, visibility logits) stay float32.
   """
 
   num_output_frames: int = 150
@@ -195,7 +202,9 @@ class _TrackAutoEncoderBase(nn.Module):
   readout_layers: int = 4
   readout_mlp: int = 1024
   remat_decoder: bool = False
+  remat: str = 'none'
   precision: Precision = None
+  dtype: Any = jnp.float32
 
   # Number of spatial coordinates per point (2: x, y; 3: x, y, z).
   num_coords: ClassVar[int] = 2
@@ -209,10 +218,11 @@ class _TrackAutoEncoderBase(nn.Module):
         and self.decoder_scan_chunk_size < 1):
       raise ValueError('decoder_scan_chunk_size must be None or >= 1, got '
                        f'{self.decoder_scan_chunk_size}.')
-    dense = lambda n: nn.Dense(n, precision=self.precision)
+    dense = lambda n: nn.Dense(n, precision=self.precision, dtype=self.dtype)
+    dense32 = lambda n: nn.Dense(n, precision=self.precision)
     stack = lambda mlp, layers: attention.ImprovedTransformer(
         qkv_size=self.qkv_size, num_heads=self.num_heads, mlp_size=mlp,
-        num_layers=layers, precision=self.precision)
+        num_layers=layers, precision=self.precision, dtype=self.dtype, remat=self.remat)
     self.initializer = attention.ParamStateInit(
         shape=(self.num_latent_tokens, self.encoder_latent_dim))
     self.sinusoidal_embedding = attention.SinusoidalEmbedding(
@@ -222,12 +232,12 @@ class _TrackAutoEncoderBase(nn.Module):
         self.input_track_mlp, self.input_track_layers)
     self.tracks_to_latents = stack(
         self.tracks_to_latents_mlp, self.tracks_to_latents_layers)
-    self.compressor = dense(self.latent_token_dim)
+    self.compressor = dense32(self.latent_token_dim)
     self.decompressor = dense(self.decoder_num_channels - _TIME_FEAT_CHANNELS)
     self.decompress_attn = stack(self.decompress_mlp, self.decompress_layers)
     self.query_encoder = dense(self.decoder_num_channels)
     self.track_readout_attn = stack(self.readout_mlp, self.readout_layers)
-    self.track_predictor = dense(self.num_output_frames * 4)
+    self.track_predictor = dense32(self.num_output_frames * 4)
     self._setup_extra(dense)
 
   def _setup_extra(self, dense):
@@ -592,7 +602,8 @@ def build_model_from_config(config: Any) -> _TrackAutoEncoderBase:
   """The model described by `config.model` (kind + the MODEL_FIELDS present)."""
   cfg = config.model
   fields = {k: cfg[k] for k in MODEL_FIELDS if k in cfg}
-  return build_model(cfg.kind, **fields)
+  return build_model(cfg.kind, remat=config.remat, dtype=precision_lib.compute_dtype(config),
+                     **fields)
 
 
 def example_inputs(model: _TrackAutoEncoderBase, batch_size: int = 1,

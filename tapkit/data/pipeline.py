@@ -26,6 +26,7 @@ import grain.python as grain
 import numpy as np
 
 from tapkit.data import geometry
+from tapkit.data import workers
 
 Element = dict[str, Any]
 
@@ -90,6 +91,9 @@ def make_dataloader(
   if not 0 <= seed < 2**32:
     raise ValueError(f'seed must be a 32-bit non-negative int, got {seed}.')
   shard_options = shard_options or grain.NoSharding()
+  if worker_count:
+    # Workers end themselves when this process dies (tapkit/data/workers.py).
+    source = workers.ParentWatchedSource(source)
   sampler = grain.IndexSampler(
       num_records=len(source), shard_options=shard_options, shuffle=shuffle,
       num_epochs=num_epochs, seed=int(seed))

@@ -44,6 +44,14 @@ def engine_config() -> ml_collections.ConfigDict:
   c.batch_size = 32  # Global batch (all devices of all processes).
   c.log_every = 50
 
+  # Micro-batches per update: batch_size examples per step, batch_size /
+  # accumulate_steps of them through the model at a time (a lax.scan).
+  c.accumulate_steps = 1
+  # Modules compute in compute_dtype; parameters, optimiser state and the loss
+  # reduction stay float32 (tapkit/train/precision.py).
+  c.precision = ml_collections.ConfigDict({'compute_dtype': 'float32',
+                                           'param_dtype': 'float32'})
+
   c.mesh = ml_collections.ConfigDict({'data': -1, 'fsdp': 1})  # -1 = the rest
   c.sharding = ml_collections.ConfigDict({'fsdp_min_size': 2**16})  # elements
 

@@ -18,16 +18,17 @@ from typing import Any
 
 import grain.python as grain
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from tapkit.data import bad_records
 from tapkit.data import pipeline
+from tapkit.data import workers
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators as evaluators_lib
+from tapkit.train import costs
 from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
+from tapkit.train import precision as precision_lib
 from tapkit.train import progress
 from tapkit.train import step as step_lib
 from tapkit.train import writers as writers_lib
@@ -144,10 +145,12 @@ def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
   names = step_lib.aux_names(method.loss_fn, abstract_state.params, example_global_batch,
                              abstract_state, method.has_extra)
   metrics_cls = step_lib.metrics_class(names)
+  state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
   step_fn = step_lib.make_train_step(
       method.loss_fn, tx, metrics_cls, ema_momentum=config.ema.momentum,
-      has_extra=method.has_extra)
-  state_sh = jax.tree.map(lambda a: a.sharding, abstract_state)
+      has_extra=method.has_extra, accumulate_steps=int(config.accumulate_steps),
+      micro_batch_sharding=mesh_lib.micro_batch_sharding(mesh),
+      grad_shardings=state_sh.params)
   rep = mesh_lib.replicated(mesh)
   new_metrics = lambda: jax.device_put(metrics_cls.empty(), rep)
   metrics_sh = jax.tree.map(lambda _: rep, metrics_cls.empty())
@@ -164,6 +167,19 @@ def _check_finite_params(state: TrainState) -> None:
     raise NonFiniteError('Parameters are not finite; refusing to save a checkpoint.')
 
 
+def throughput(steps_per_s: float, batch_size: int, cost: Mapping[str, Any],
+               peak_flops: float | None) -> dict[str, float]:
+  """perf/{steps_per_sec, examples_per_sec[, mfu]}: mfu = achieved / peak FLOP/s per device.
+
+  The achieved rate counts XLA's FLOPs of the compiled per-device step (`cost`, a
+  `costs.report`), so rematerialised recomputation counts as work done.
+  """
+  out = {'perf/steps_per_sec': steps_per_s, 'perf/examples_per_sec': steps_per_s * batch_size}
+  if peak_flops:
+    out['perf/mfu'] = cost['flops_per_step_per_device'] * steps_per_s / peak_flops
+  return out
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
           method: Method) -> TrainState:
   """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
@@ -173,6 +189,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   eval_hooks = [*method.eval_hooks, *evaluators_lib.build_hooks(config, workdir)]
   mesh = mesh_lib.make_mesh(config.mesh)
   local_batch = mesh_lib.local_batch_size(config.batch_size, mesh)
+  mesh_lib.check_accumulation(config.batch_size, config.accumulate_steps, mesh)
+  precision_lib.check(config.precision)
   total = int(config.total_steps)
   logging.info('Mesh %s over %d devices, %d process(es); local batch %d.',
                dict(mesh.shape), mesh.devices.size, jax.process_count(), local_batch)
@@ -186,7 +204,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       shard_options=grain.ShardOptions(jax.process_index(), jax.process_count(),
                                        drop_remainder=True),
       worker_count=config.data.worker_count)
-  example = next(iter(loader))  # A throw-away iterator: only shapes are needed.
+  example_iter = iter(loader)  # A throw-away iterator: only shapes are needed.
+  example = next(example_iter)
+  workers.close_iterator(example_iter)
   data_iter = iter(loader)
 
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'), config.checkpoint)
@@ -200,6 +220,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
       lambda x: jax.ShapeDtypeStruct((config.batch_size, *x.shape[1:]), x.dtype), example)
   train_step, new_metrics = compile_step(
       config, method, tx, abstract_state, example_global, mesh)
+  # Compiled once, ahead of time, so that its memory and FLOPs are known up front.
+  batch_abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=mesh_lib.batch_sharding(mesh)),
+      example_global)
+  train_step = train_step.lower(abstract_state, batch_abstract, new_metrics()).compile()
+  cost = costs.report(config, train_step, abstract_state, batch_abstract, mesh.devices.size)
+  logging.info('Compiled %s', costs.format_report(cost))
+  peak = costs.peak_flops(jax.devices()[0].device_kind, config.precision.compute_dtype)
 
   step = int(jax.device_get(state.step))
 
@@ -214,6 +242,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   max_bad = int(config.guard.max_consecutive_bad)
   metrics = new_metrics()
   pending_bad = None  # (step, device scalar) of the previous step.
+  timer = [step, time.time()]  # [step, time] of the last throughput measurement
 
   def check_guard(at_step: int, consecutive_bad: jax.Array) -> None:
     bad = int(consecutive_bad)
@@ -244,7 +273,12 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         last = step == total
         if step % config.log_every == 0 or last:
           values = jax.device_get(metrics.compute())
-          writer.write_scalars(step, {f'train/{k}': v for k, v in values.items()})
+          scalars = {f'train/{k}': v for k, v in values.items()}
+          now = time.time()
+          steps_per_s = (step - timer[0]) / max(now - timer[1], 1e-9)
+          timer[:] = [step, now]
+          scalars.update(throughput(steps_per_s, config.batch_size, cost, peak))
+          writer.write_scalars(step, scalars)
           metrics = new_metrics()
 
         eval_metrics = {}
@@ -266,4 +300,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     ckpt.wait()
     ckpt.close()
     writer.close()
+    workers.close_iterator(data_iter)  # Stops grain's worker processes now.
   return state

@@ -99,6 +99,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(BATCH_AXES))
 
 
+def micro_batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Split batches [k, B/k, ...]: micro-batch axis replicated, examples as `batch_sharding`."""
+  return NamedSharding(mesh, P(None, BATCH_AXES))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
@@ -115,6 +120,17 @@ def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
         f'batch_size={global_batch_size} must be divisible by the number of '
         f'processes ({jax.process_count()}).')
   return global_batch_size // jax.process_count()
+
+
+def check_accumulation(global_batch_size: int, accumulate_steps: int, mesh: Mesh) -> None:
+  """Every micro-batch (batch_size / accumulate_steps) must split evenly over the devices."""
+  k, num_devices = int(accumulate_steps), mesh.devices.size
+  if k < 1:
+    raise ValueError(f'accumulate_steps must be >= 1, got {k}.')
+  if global_batch_size % (k * num_devices):
+    raise ValueError(
+        f'batch_size={global_batch_size} must be divisible by accumulate_steps * devices '
+        f'({k} * {num_devices}) so that every micro-batch splits evenly over the devices.')
 
 
 def make_global_batch(local_batch: Any, mesh: Mesh) -> Any:

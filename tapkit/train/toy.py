@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tapkit.train import launch, loop
+from tapkit.train import launch, loop, precision
 
 
 class ToySource(grain.RandomAccessDataSource):
@@ -73,13 +73,14 @@ class MLP(nn.Module):
   hidden: Sequence[int]
   dim_out: int
   dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for i, width in enumerate(self.hidden):
-      x = nn.gelu(nn.Dense(width, name=f'dense_{i}')(x))
+      x = nn.gelu(nn.Dense(width, dtype=self.dtype, name=f'dense_{i}')(x))
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.dim_out, name='head')(x)
+    return nn.Dense(self.dim_out, dtype=self.dtype, name='head')(x)
 
 
 def build_method(config: ml_collections.ConfigDict,
@@ -91,7 +92,7 @@ def build_method(config: ml_collections.ConfigDict,
   """
   del workdir
   model = MLP(hidden=tuple(config.model.hidden), dim_out=config.toy.dim_out,
-              dropout=config.model.dropout)
+              dropout=config.model.dropout, dtype=precision.compute_dtype(config))
   nan_steps = jnp.asarray(tuple(config.toy.nan_steps) or (-1,), jnp.int32)
 
   def init_fn(rng: jax.Array, batch: dict[str, Any]) -> Any:

