@@ -17,7 +17,7 @@ CLIS = (
     'tapkit3d.quickstart', 'trajan3d.train', 'trajan3d.score', 'trajan3d.evaluate_tapvid3d',
     'tracks4d.train', 'tracks4d.infer', 'dpov_jax.train', 'dpov_jax.pretrain', 'dpov_jax.export',
     'dpov_jax.evaluate', 'dpov_jax.match_eval', 'tapkit.track', 'tapkit.depth',
-    'tapkit.tracking.evaluate', 'dpov_jax.prepare',
+    'tapkit.tracking.evaluate', 'dpov_jax.prepare', 'tapkit.predict_tapvid3d',
 )
 
 
@@ -73,6 +73,8 @@ HELP_FLAGS = {
     'tapkit.depth': ('--video', '--checkpoint', '--out', '--random_weights_for_testing'),
     'tapkit.tracking.evaluate': ('--clips', '--tracker'),
     'dpov_jax.prepare': ('--frames_root', '--layout', '--out', '--tracker'),
+    'tapkit.predict_tapvid3d': ('--tapvid3d_dir', '--tracker', '--depth', '--out',
+                                '--random_weights_for_testing'),
 }
 
 
@@ -120,6 +122,8 @@ USER_ERRORS = {
                                  "invalid choice: 'nope'"),
     'dpov_jax.prepare': (('--frames_root', NO_SUCH, '--layout', 'bogus', '--out', '/tmp/x'),
                          "invalid choice: 'bogus'"),
+    'tapkit.predict_tapvid3d': (('--tapvid3d_dir', NO_SUCH, '--tracker', 'lk', '--depth', 'gt',
+                                 '--out', '/tmp/tapkit_cli_test'), NO_SUCH),
 }
 
 
