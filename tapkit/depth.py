@@ -33,6 +33,7 @@ import numpy as np
 
 from tapkit import cli
 from tapkit.io import BadFileError, read_npy, write_npz
+from tapkit.io import batch as batch_lib
 from tapkit.io import video as video_io
 from tapkit.track import output_name
 
@@ -107,15 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 ok, 2 bad arguments / nothing done)."""
   args = _parse_args(argv)
 
-  def fail(message: str) -> int:
-    print(f'error: {message}', file=sys.stderr)
-    return 2
-
   try:
     videos = _list_inputs(args.video)
     module, params = _load_model(args)
   except ValueError as e:  # BadFileError included
-    return fail(str(e))
+    return batch_lib.usage_error(e)
   from tapkit.models.depth import video as vd  # pylint: disable=g-import-not-at-top
   if args.random_weights_for_testing:
     print('WARNING: --random_weights_for_testing: random weights, the depth maps are '
@@ -124,8 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   metric = module.config.metric
   os.makedirs(args.out, exist_ok=True)
   taken: set[str] = set()
-  failures: list[tuple[str, str]] = []
-  done = 0
+  batch = batch_lib.BatchRun('video')
   for i, path in enumerate(videos):
     name = output_name(path, taken)
     start = time.perf_counter()
@@ -144,19 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         written.append(video_io.write_video(os.path.join(args.out, f'{name}_depth.mp4'),
                                             depth_video(video.frames, depth), video.fps))
     except ValueError as e:  # BadFileError included: unreadable or malformed video
-      failures.append((path, str(e)))
+      batch.fail(path, batch_lib.describe(e))
       continue
-    done += 1
+    batch.processed.append(path)
     label = ' [RANDOM WEIGHTS, TESTING ONLY]' if args.random_weights_for_testing else ''
     print(f'{name}: depth {depth.min():.3g}..{depth.max():.3g}'
           f'{" m" if metric else " (relative inverse depth)"}, '
           f'{time.perf_counter() - start:.1f} s -> {", ".join(written)}{label}', flush=True)
-  if failures:
-    print(f'{len(failures)} of {len(videos)} videos failed:', file=sys.stderr)
-    for path, reason in failures:
-      print(f'  {reason}' if reason.startswith(path) else f'  {path}: {reason}', file=sys.stderr)
-  if not done:
-    return fail(f'no video could be processed ({len(failures)} failed)')
+  if batch.failures:
+    print(batch.summary(), file=sys.stderr)
+  if not batch.processed:
+    return batch_lib.usage_error(f'no video could be processed ({len(batch.failures)} failed)')
   return 0
 
 

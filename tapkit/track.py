@@ -57,6 +57,7 @@ from tapkit.data import tapvid3d
 from tapkit.data import tracks4d_format
 from tapkit.io import BadFileError
 from tapkit.io import npz as npz_io
+from tapkit.io import batch as batch_lib
 from tapkit.io import video as video_io
 
 
@@ -273,10 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Runs the command line; returns the exit status (0 ok, 2 bad arguments / nothing done)."""
   args = _parse_args(argv)
 
-  def fail(message: str) -> int:
-    print(f'error: {message}', file=sys.stderr)
-    return 2
-
   # Before anything else touches JAX (jax.distributed must initialise first).
   index, count = process_slot(args)
   try:
@@ -286,14 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
       videos += video_io.list_videos(item)
     tracker = tracking.make_tracker(args.tracker, args.checkpoint)
   except ValueError as e:
-    return fail(str(e))
+    return batch_lib.usage_error(e)
   mine = process_videos(videos, index, count)
   os.makedirs(args.out, exist_ok=True)
   if not mine:
     print(f'process {index} of {count}: no video left for it ({len(videos)} videos)')
     return 0
-  failures: list[tuple[str, str]] = []
-  done = 0
+  batch = batch_lib.BatchRun('video')
   progress, say = _progress([path for path, _ in mine])
   for path, name in zip(progress, [name for _, name in mine]):
     start = time.perf_counter()
@@ -303,18 +299,16 @@ def main(argv: Sequence[str] | None = None) -> int:
       result = track_video(tracker, video, queries, args)
       written = write_outputs(args.out, name, result, video, args.format, args.viz)
     except ValueError as e:  # BadFileError included: unreadable video, queries outside it
-      failures.append((path, str(e)))
+      batch.fail(path, batch_lib.describe(e))
       continue
-    done += 1
+    batch.processed.append(path)
     say(f'{name}: {result.num_frames} frames, {result.num_tracks} tracks, '
         f'{result.visible.mean():.0%} visible, {time.perf_counter() - start:.1f} s -> '
         f'{", ".join(written)}')
-  if failures:
-    print(f'{len(failures)} of {len(mine)} videos failed:', file=sys.stderr)
-    for path, reason in failures:
-      print(f'  {reason}' if reason.startswith(path) else f'  {path}: {reason}', file=sys.stderr)
-  if not done:
-    return fail(f'no video could be processed ({len(failures)} failed)')
+  if batch.failures:
+    print(batch.summary(), file=sys.stderr)
+  if not batch.processed:
+    return batch_lib.usage_error(f'no video could be processed ({len(batch.failures)} failed)')
   return 0
 
 

@@ -35,7 +35,7 @@ def test_random_weights_run_and_bad_files_listed(inputs, tmp_path, capsys):
   assert status == 0
   assert 'RANDOM WEIGHTS, TESTING ONLY' in captured.out and 'meaningless' in captured.err
   assert 'window 1/1' in captured.out
-  assert '1 of 3 videos failed' in captured.err and 'bad.npy' in captured.err
+  assert 'processed 2 of 3 video(s); 1 failed' in captured.err and 'bad.npy' in captured.err
   a = read_npz(out / 'clip_frames_depth.npz')
   b = read_npz(out / 'clip_depth.npz')
   assert a['depth'].shape == (5, 20, 30) and a['depth'].dtype == np.float32

@@ -34,7 +34,7 @@ def test_tapvid3d_format_and_viz(videos, tmp_path, capsys):
   assert sorted(os.listdir(out)) == ['frames.npz', 'frames_tracks.mp4', 'texture.npz',
                                      'texture_tracks.mp4']
   err = capsys.readouterr().err
-  assert '1 of 3 videos failed' in err and 'broken.mp4' in err
+  assert 'processed 2 of 3 video(s); 1 failed' in err and 'broken.mp4' in err
   data = npz_io.read_npz(os.fspath(out / 'texture.npz'))
   assert data['tracks'].shape == (10, 16, 2)
   np.testing.assert_array_equal(data['frame_size'], [64, 80])
