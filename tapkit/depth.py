@@ -147,11 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'{name}: depth {depth.min():.3g}..{depth.max():.3g}'
           f'{" m" if metric else " (relative inverse depth)"}, '
           f'{time.perf_counter() - start:.1f} s -> {", ".join(written)}{label}', flush=True)
-  if batch.failures:
-    print(batch.summary(), file=sys.stderr)
-  if not batch.processed:
-    return batch_lib.usage_error(f'no video could be processed ({len(batch.failures)} failed)')
-  return 0
+  return batch.finish()
 
 
 if __name__ == '__main__':

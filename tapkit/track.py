@@ -305,11 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f'{name}: {result.num_frames} frames, {result.num_tracks} tracks, '
         f'{result.visible.mean():.0%} visible, {time.perf_counter() - start:.1f} s -> '
         f'{", ".join(written)}')
-  if batch.failures:
-    print(batch.summary(), file=sys.stderr)
-  if not batch.processed:
-    return batch_lib.usage_error(f'no video could be processed ({len(batch.failures)} failed)')
-  return 0
+  return batch.finish()
 
 
 if __name__ == '__main__':

@@ -85,6 +85,15 @@ class BatchRun:
     """0 when at least one item was processed, else 1."""
     return EXIT_OK if self.processed else EXIT_NOTHING_PROCESSED
 
+  def finish(self) -> int:
+    """Ends a command: the failures (if any) on stderr; 0 when at least one item was
+    processed, else one `error:` line and `EXIT_USAGE`."""
+    if self.failures:
+      print(self.summary(), file=sys.stderr)
+    if not self.processed:
+      return usage_error(f'no {self.what} could be processed ({len(self.failures)} failed)')
+    return EXIT_OK
+
 
 def input_files(path: str | os.PathLike[str], patterns: Sequence[str] = ('*.npz',),
                 what: str = 'input') -> list[str]:
