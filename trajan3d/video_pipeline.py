@@ -99,6 +99,50 @@ def released_half_dtype() -> Any:
   return jnp.float16 if jax.default_backend() == 'gpu' else jnp.bfloat16
 
 
+def random_params(shapes: Any, seed: int, fixed: dict[str, np.ndarray] | None = None) -> Any:
+  """TESTING ONLY: random float32 parameters for a tree of shapes, drawn with NumPy (no
+  compiled `init`, so a network of any size is ready in milliseconds).
+
+  Rule by leaf name: 'kernel' N(0, 1/fan_in) with fan_in the product of all but the last
+  axis; 'bias' N(0, 0.02²); 'scale' (norms) 1 + N(0, 0.1²); 'gamma' (LayerScale) 1;
+  'pos_encoder_pe' the motion modules' sinusoid table; anything else (tokens, position
+  embeddings) N(0, 0.5²). `fixed` maps '/'-joined paths to values that replace the draw.
+
+  Args:
+    shapes: nested dict of arrays or `jax.ShapeDtypeStruct`s (e.g. from `jax.eval_shape`).
+    seed: NumPy seed.
+    fixed: optional {path: array}.
+  """
+  from tapkit.models.depth import motion  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  fixed = dict(fixed or {})
+
+  def draw(path, leaf):
+    keys = [str(getattr(k, 'key', k)) for k in path]
+    name, shape = keys[-1], tuple(leaf.shape)
+    joined = '/'.join(keys)
+    if joined in fixed:
+      return np.broadcast_to(np.asarray(fixed.pop(joined), np.float32), shape).copy()
+    if name == 'kernel':
+      value = rng.normal(size=shape) / np.sqrt(max(1, int(np.prod(shape[:-1]))))
+    elif name == 'bias':
+      value = 0.02 * rng.normal(size=shape)
+    elif name == 'scale':
+      value = 1.0 + 0.1 * rng.normal(size=shape)
+    elif name == 'gamma':
+      value = np.ones(shape)
+    elif name == 'pos_encoder_pe':
+      value = motion.sinusoid_table(*shape)
+    else:
+      value = 0.5 * rng.normal(size=shape)
+    return np.asarray(value, np.float32)
+
+  out = jax.tree_util.tree_map_with_path(draw, shapes)
+  if fixed:
+    raise ValueError(f'random_params: no parameters named {sorted(fixed)}')
+  return out
+
+
 # ----------------------------------------------------------------------------
 # Step 1: tracking.
 
@@ -119,7 +163,7 @@ def random_cotracker(online: bool = False, seed: int = 1) -> tracking.Tracker:
   """TESTING ONLY: a CoTracker3 with random weights at a 64 x 64 model resolution."""
   from tapkit.models import cotracker3  # pylint: disable=g-import-not-at-top
   from tapkit.tracking import cotracker  # pylint: disable=g-import-not-at-top
-  params = cotracker3.init_params(jax.random.PRNGKey(seed))
+  params = random_params(cotracker3.param_shapes(), seed)
   return cotracker.CoTrackerTracker(params=params, online=online,
                                     interp_shape=RANDOM_TRACKER_SHAPE)
 
@@ -146,9 +190,10 @@ class DepthModel:
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     """Depth [T, H, W] float32 of frames [T, H, W, 3] uint8."""
-    frames = np.asarray(frames)
+    # float32 holds uint8 values exactly; one input dtype means one compiled network.
+    frames = np.asarray(frames).astype(np.float32)
     if self.recipe == 'released':
-      frames = frames.astype(np.float32) / 255.0  # The procedure divides by 255 once more.
+      frames = frames / 255.0  # The procedure divides by 255 once more.
     return np.stack(list(self._video.iter_video_depth(self.predictor, frames, self.metric)))
 
 
@@ -169,8 +214,12 @@ def load_depth_model(checkpoint: str | None, recipe: str, *, encoder: str | None
   from tapkit.models.depth import convert, vda  # pylint: disable=g-import-not-at-top
   if random_weights:
     config = vda.get_vda_config('tiny', metric=bool(metric))
-    return DepthModel(vda.VideoDepthAnything(config),
-                      vda.init_vda_params(config, jax.random.PRNGKey(2)), recipe, input_size)
+    module = vda.VideoDepthAnything(config)
+    x = jax.ShapeDtypeStruct((1, 2, 28, 28, 3), jnp.float32)
+    shapes = jax.eval_shape(lambda v: module.init(jax.random.PRNGKey(0), v), x)['params']
+    # A positive last bias keeps most of the (ReLU) output depth above 0.
+    params = random_params(shapes, 2, {'head/output_conv2_2/bias': 1.0})
+    return DepthModel(module, params, recipe, input_size)
   require_file(checkpoint, '--depth_checkpoint')
   if metric is None:
     metric = os.path.basename(checkpoint).startswith('metric_')
@@ -251,7 +300,7 @@ def load_dino(checkpoint: str | None, *, width: int | None = None,
   """
   if random_weights:
     config = random_dino_config(width or RANDOM_DINO_DIM)
-    return DinoFeatures(vit.build(config), vit.init_params(config, jax.random.PRNGKey(3)))
+    return DinoFeatures(vit.build(config), random_params(vit.param_shapes(config), 3))
   require_file(checkpoint, '--dino_checkpoint')
   module, params = vit.load_checkpoint(checkpoint)
   dino = DinoFeatures(module, params)
@@ -497,10 +546,12 @@ def video_clip(models: VideoModels, path: str, max_frames: int | None = None,
 
 def random_spa3d_params(model: Any, num_frames: int, dino_dim: int | None, depth: bool,
                         seed: int = 0) -> dict[str, Any]:
-  """TESTING ONLY: `model.init` parameters with DINO features of width `dino_dim` (None: no
-  DINO input) and, if `depth`, 256-wide depth features."""
+  """TESTING ONLY: random parameters (`random_params`) of the 3DSPA `model` reading DINO
+  features of width `dino_dim` (None: no DINO input) and, if `depth`, 256-wide depth
+  features."""
   from trajan3d import model as model_lib  # pylint: disable=g-import-not-at-top
   inputs = model_lib.example_inputs(model, num_frames=num_frames, depth=depth)
   if dino_dim is not None:
     inputs['dino_features'] = jnp.zeros(inputs['support_tracks'].shape[:3] + (dino_dim,))
-  return jax.jit(model.init)(jax.random.PRNGKey(seed), inputs)['params']
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x), inputs)['params']
+  return random_params(shapes, seed)
