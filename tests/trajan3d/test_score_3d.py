@@ -187,3 +187,15 @@ def test_mode_selection(spa3d_checkpoint, video, tmp_path):
                 '--out', str(tmp_path / 's.csv')])
   config = json.loads((pathlib.Path(spa3d_checkpoint).parent / 'config.json').read_text())
   assert config['model']['kind'] == '3dspa'
+
+
+def test_config_video_section_names_the_checkpoints_and_flags_win():
+  args = score.parse_args(['--video', 'v.mp4', '--config', 'configs/spa3d_video.py',
+                           '--recipe', 'released', '--out', 'o.csv'])
+  ckpt, options = score.video_options(args)
+  assert ckpt == 'checkpoints/3dspa_ckpt.npz'
+  assert options.recipe == 'released' and options.tracker == 'cotracker3'
+  assert options.depth_checkpoint == 'checkpoints/video_depth_anything_vitb.pth'
+  assert options.dino_checkpoint.endswith('model.safetensors')
+  assert options.grid_size == video_pipeline.RELEASED_GRID_SIZE
+  assert options.depth_encoder is None and options.depth_input_size == 518
