@@ -23,6 +23,8 @@ the model's frames):
    max(H, W) pixels: X = (x - cx) Z / f, Y = (y - cy) Z / f, Z.
 5. Depth feature inputs [N, T, 256]: channel 0 the sampled depth, 1 depth / 10, 2 its change from
    the previous frame, the others 0 (the released construction).
+Video decoding (`tapkit.io.video`) and the networks are this repository's ports (CoTracker3,
+Video Depth Anything and DINOv2 equal the official code numerically in float32).
 The result is a `Clip` (3D tracks, visibility, intrinsics, and the per-track DINO / depth
 features as `extras['dino_track_features']` / `extras['depth_track_features']` [T, N, D], read by
 `trajan3d.input_pipeline.support_features`).
@@ -30,14 +32,18 @@ features as `extras['dino_track_features']` / `extras['depth_track_features']` [
 Recipes. 'released' reproduces the released inference, including its mistakes; 'corrected'
 (the default of the CLI) fixes them. `RECIPE_DIFFERENCES` lists every difference:
 
-| step | released | corrected |
-|---|---|---|
-| frames into the depth model | uint8 / 255, divided by 255 again by the depth procedure | uint8, divided by 255 once |
-| depth precision | half (bfloat16 on CPU, float16 on GPU) | float32 |
-| Z of a point | the sampled relative inverse depth taken as metres (near and far swap) | relative model: Z = 1 / d (no depth where d <= 0: the point is marked not visible); metric model: d metres |
-| principal point | (W/2, H/2) | ((W - 1)/2, (H - 1)/2), the centre of the pixel grid |
-| DINO sampling | patch coordinate x w / W (half a patch off) | patch centres: (x + 0.5) w / W - 0.5 |
-| depth features | from the sampled inverse depth d | from Z |
+- frames into the depth model: released uint8 / 255, divided by 255 again by the depth
+  procedure (contrast / 255); corrected: divided by 255 once.
+- depth precision: released half (bfloat16 on CPU, float16 on GPU, the release's autocast);
+  corrected float32.
+- Z of a point: released takes the relative model's inverse depth d as metres (near and far
+  swap); corrected: Z = 1 / d for a relative model (no depth where d <= 0: the point is marked
+  not visible), d metres for a metric one.
+- principal point: released (W/2, H/2); corrected ((W - 1)/2, (H - 1)/2), the centre of the
+  pixel grid.
+- DINO sampling: released patch coordinate x w / W (half a patch off); corrected patch
+  centres, (x + 0.5) w / W - 0.5.
+- depth features: released from d; corrected from Z.
 
 `--random_weights_for_testing` models (`random_*`): small randomly initialised tracker, depth
 and DINO networks so the pipeline runs without downloads; their outputs mean nothing.
