@@ -62,6 +62,10 @@ from trajan3d import preprocess
 MODEL_INPUT_KEYS = ('support_tracks', 'support_tracks_visible', 'query_points',
                     'boundary_frame', 'dino_features', 'depth_features')
 TARGET_KEYS = ('target_points', 'target_tracks_visible')
+# Clip extras holding per-track feature inputs [T, N, D] computed before the
+# pipeline (model input key -> extras key).
+TRACK_FEATURES = {'depth_features': 'depth_track_features',
+                  'dino_features': 'dino_track_features'}
 
 
 class TrackFileError(ValueError):
@@ -149,10 +153,11 @@ def model_tracks(clip: clip_lib.Clip, coords: str) -> np.ndarray:
 
 def require_features(clip: clip_lib.Clip, depth: bool, dino: bool) -> None:
   """Raises TrackFileError when a feature input the model uses has no source field."""
-  if depth and clip.depth is None:
+  if depth and clip.depth is None and TRACK_FEATURES['depth_features'] not in clip.extras:
     raise TrackFileError(f'{clip_name(clip)}: the model uses depth features '
                          '(config.features.depth); field "depth" [T, H, W] is missing.')
-  if dino and ('dino_features' not in clip.extras or known_frame_size(clip) is None):
+  if dino and TRACK_FEATURES['dino_features'] not in clip.extras and (
+      'dino_features' not in clip.extras or known_frame_size(clip) is None):
     raise TrackFileError(f'{clip_name(clip)}: the model uses DINO features '
                          '(config.features.dino); field "dino_features" [T, h, w, 768] '
                          'is missing.')
@@ -162,9 +167,13 @@ def support_features(clip: clip_lib.Clip, support: np.ndarray, num_frames: int, 
                      depth: bool, dino: bool) -> dict[str, np.ndarray]:
   """Feature inputs of the support tracks, zero-padded / cropped in time.
 
+  Per-track features computed elsewhere (e.g. by `trajan3d.video_pipeline`) take
+  precedence: `extras['depth_track_features']` / `extras['dino_track_features']`
+  [T, N, D] are used as they are, rows `support`.
+
   Args:
     clip: the tracks' clip (`depth` [T, H, W] metres, `extras['dino_features']`
-      [T, h, w, D]).
+      [T, h, w, D], or the per-track extras above).
     support: [S] track indices.
     num_frames: F, the model's frames.
     depth, dino: which features the model uses.
@@ -177,14 +186,18 @@ def support_features(clip: clip_lib.Clip, support: np.ndarray, num_frames: int, 
   if not (depth or dino):
     return feats
   t_len = min(clip.num_frames, num_frames)
-  pixels = pixel_tracks(clip)[:t_len, support]  # [t, S, 2]
+  pixels = lambda: pixel_tracks(clip)[:t_len, support]  # [t, S, 2]
   pad = lambda x: preprocess.pad_or_crop_time(x, num_frames, axis=1)
-  if depth:
+  for key, wanted in (('depth_features', depth), ('dino_features', dino)):
+    given = clip.extras.get(TRACK_FEATURES[key])
+    if wanted and given is not None:  # [T, N, D] per track
+      feats[key] = pad(np.swapaxes(np.asarray(given, np.float32)[:t_len, support], 0, 1))
+  if depth and 'depth_features' not in feats:
     feats['depth_features'] = pad(features_lib.depth_features(
-        np.asarray(clip.depth, np.float32)[:t_len], np.swapaxes(pixels, 0, 1)))
-  if dino:
+        np.asarray(clip.depth, np.float32)[:t_len], np.swapaxes(pixels(), 0, 1)))
+  if dino and 'dino_features' not in feats:
     height, width = known_frame_size(clip)
-    norm = preprocess.normalize_pixel_tracks(pixels, width, height)
+    norm = preprocess.normalize_pixel_tracks(pixels(), width, height)
     maps = np.asarray(clip.extras['dino_features'], np.float32)[:t_len]
     feats['dino_features'] = pad(features_lib.sample_feature_maps(
         maps, np.swapaxes(norm, 0, 1)))

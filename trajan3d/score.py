@@ -4,6 +4,11 @@ r"""Motion realism / consistency score of point tracks from TRAJAN / 3DSPA recon
         --out scores.csv [--plot scores.png] [--config configs/spa3d.py:default]
     python -m trajan3d.score --video VIDEOS... --checkpoint trajan.npz --out scores.csv \
         [--tracker lk|cotracker3 --tracker_checkpoint scaled_offline.pth] [--grid_size 32]
+    python -m trajan3d.score --video VIDEOS... --checkpoint 3dspa_ckpt.npz \
+        --config configs/spa3d_video.py --tracker cotracker3 \
+        --tracker_checkpoint scaled_offline.pth --depth_checkpoint video_depth_anything_vitb.pth \
+        --dino_checkpoint dinov2_base.safetensors [--recipe corrected|released] \
+        --out scores.csv [--plot scores.png] [--report report_dir]
 
 Idea (TRAJAN, 3DSPA): an autoencoder trained on real motion reconstructs
 held-out tracks of a video from the other tracks well when the motion is
@@ -33,6 +38,13 @@ needs pixel tracks and `frame_size` (or 3D tracks + intrinsics + frame size).
 With --video (TRAJAN, 2D models), each video is read (`tapkit.io.video`; at most the
 model's frames) and a --grid_size² grid queried on frame 0 is tracked (`track_video_clip`);
 those pixel tracks are scored.
+With --video and a 3DSPA model reading DINO / depth features (or --mode 3d), the released
+3DSPA inference runs first (`trajan3d.video_pipeline`: grid tracking, Video Depth Anything
+depth, DINOv2 patch features at the tracks, lifting to 3D, depth features), with
+--recipe released (bit for bit, mistakes included) or corrected (default); the checkpoints
+come from the flags or from the `video` section of --config (configs/spa3d_video.py).
+--random_weights_for_testing replaces every missing network by a small random one (the
+scores are then meaningless; CSV, report and output say so).
 Every file becomes a `tapkit.data.clip.Clip` (2D tracks in `tracks_uv`); the
 model inputs are built by `trajan3d.input_pipeline`. Thresholds: see
 `trajan3d.evaluators`.
@@ -63,12 +75,14 @@ from tapkit.io import npz as npz_io
 from tapkit.io import video as video_io
 from tapkit.train import config as config_lib
 from tapkit.train import workdir as workdir_lib
+from tapkit.viz import html
 from tapkit.viz import plots
 from tapkit.viz import tables
 from trajan3d import checkpoint as checkpoint_lib
 from trajan3d import evaluators
 from trajan3d import input_pipeline
 from trajan3d import model as model_lib
+from trajan3d import video_pipeline
 
 # The error of unreadable track files, and the scoring API under the names the
 # quickstart and the notebooks use.
@@ -302,17 +316,45 @@ def load_checkpoint(checkpoint: str, config_arg: str | None = None
     raise ValueError(f'{checkpoint}: no config.json found in or above it; pass --config '
                      '(e.g. configs/spa3d.py:default for the official 3dspa_ckpt.npz).')
   model = model_lib.build_model_from_config(config)
-  params = checkpoint_lib.load_params(checkpoint, model=model)
+  params = checkpoint_lib.load_params(checkpoint)
+  inputs = model_lib.example_inputs(model, depth='depth_projection' in params)
+  if 'dino_projection' in params:  # DINO width as stored (768 for DINOv2-base)
+    width = np.shape(params['dino_projection'].get('kernel', np.zeros((768, 1))))[0]
+    inputs['dino_features'] = np.zeros(inputs['support_tracks'].shape[:3] + (width,),
+                                       np.float32)
+  checkpoint_lib.check_params(
+      params, checkpoint_lib.expected_param_shapes(model, inputs), checkpoint)
   return config, model, params
 
 
-def reconstructor_from_checkpoint(checkpoint: str, config_arg: str | None = None
+def reconstructor_from_checkpoint(checkpoint: str | None, config_arg: str | None = None,
+                                  random_weights: bool = False
                                   ) -> tuple[ml_collections.ConfigDict,
                                              evaluators.Reconstructor]:
-  config, model, params = load_checkpoint(checkpoint, config_arg)
+  """(config, Reconstructor) of a checkpoint; with `random_weights` and no checkpoint, a
+  randomly initialised 3DSPA reading DINO and depth features (TESTING ONLY) of the
+  --config model (default `RANDOM_SPA3D_CONFIG`)."""
+  if checkpoint is None and random_weights:
+    config = load_config_arg(config_arg or RANDOM_SPA3D_CONFIG)
+    config.model.kind = '3dspa'
+    model = model_lib.build_model_from_config(config)
+    params = video_pipeline.random_spa3d_params(
+        model, int(config.model.num_output_frames), video_pipeline.RANDOM_DINO_DIM, True)
+  elif checkpoint is None:
+    raise ValueError('--checkpoint is required (or a --config whose video section names it, '
+                     'or --random_weights_for_testing)')
+  else:
+    config, model, params = load_checkpoint(checkpoint, config_arg)
   feats = {'dino': 'dino_projection' in params, 'depth': 'depth_projection' in params}
   return config, evaluators.Reconstructor(model, params, input_pipeline.coords_of(config),
                                           feats, config.data.normalize)
+
+
+def dino_width(recon: evaluators.Reconstructor) -> int | None:
+  """Width of the DINO features the model reads (None: it reads none)."""
+  if not recon.dino:
+    return None
+  return int(np.shape(recon.params['dino_projection']['kernel'])[0])
 
 
 # ----------------------------------------------------------------------------
@@ -322,33 +364,64 @@ def reconstructor_from_checkpoint(checkpoint: str, config_arg: str | None = None
 CSV_FIELDS = ('name', 'path', 'score', 'average_jaccard', 'average_pts_within_thresh',
               'occlusion_accuracy', 'mean_error', 'error_units', 'num_frames',
               'num_tracks')
+# Extra columns of 3D (3DSPA) video scoring.
+VIDEO_3D_FIELDS = ('recipe', 'depth', 'weights')
+RANDOM_LABEL = 'RANDOM (testing only, scores meaningless)'
+# The 3DSPA model built by --random_weights_for_testing without --checkpoint / --config.
+RANDOM_SPA3D_CONFIG = 'configs/spa3d.py:smoke'
 
 
 PER_FRAME_FIELDS = ('jaccard', 'pts_within', 'occlusion_accuracy', 'mean_error')
 
 
 def write_csvs(out: str, rows: list[dict[str, Any]],
-               per_frame: list[dict[str, np.ndarray]]) -> str:
+               per_frame: list[dict[str, np.ndarray]],
+               fields: Sequence[str] = CSV_FIELDS) -> str:
   """Writes `out` (one row per video) and `<out stem>_per_frame.csv`; returns the latter."""
-  tables.write_csv(out, rows, CSV_FIELDS)
+  tables.write_csv(out, rows, fields)
   frame_rows = [{'name': row['name'], 'frame': t, **{k: pf[k][t] for k in PER_FRAME_FIELDS}}
                 for row, pf in zip(rows, per_frame) for t in range(len(pf['jaccard']))]
   return tables.write_csv(os.path.splitext(out)[0] + '_per_frame.csv', frame_rows,
                           ('name', 'frame') + PER_FRAME_FIELDS, fmt='.6g')
 
 
-def plot_scores(path: str, rows: list[dict[str, Any]],
-                per_frame: list[dict[str, np.ndarray]]) -> None:
-  """Per-frame Jaccard and error of every video (PNG)."""
+def plot_scores(path: str | None, rows: list[dict[str, Any]],
+                per_frame: list[dict[str, np.ndarray]]) -> Any:
+  """Per-frame Jaccard and error of every video (a Figure; also a PNG at `path` if given)."""
   jaccard, error = {}, {}
   for i, (row, pf) in enumerate(zip(rows, per_frame)):
     label = f'{row["name"]} ({row["score"]:.3f})'
     label = label if label not in jaccard else f'{label} #{i}'
     jaccard[label], error[label] = pf['jaccard'], pf['mean_error']
   units = f'mean error [{rows[0]["error_units"]}]' if rows else 'mean error'
-  plots.plot_score_panels(
+  return plots.plot_score_panels(
       [('per-frame Jaccard', jaccard), (units, error)], ylims=[(0, 1), None],
       title='Reconstruction score per frame (higher Jaccard = more plausible)', path=path)
+
+
+def write_report(directory: str, rows: list[dict[str, Any]],
+                 per_frame: list[dict[str, np.ndarray]], fields: Sequence[str],
+                 settings: dict[str, Any], random_weights: bool) -> tuple[str, str]:
+  """report.html + report.md in `directory`: settings, scores, per-frame plot and, for 3D
+  video scoring, the released-vs-corrected recipe table. Returns their paths."""
+  report = html.Report('Motion realism scores (TRAJAN / 3DSPA reconstruction)')
+  if random_weights:
+    report.add_text(f'WEIGHTS: {RANDOM_LABEL}. Networks were randomly initialised by '
+                    '--random_weights_for_testing; these numbers only show that the '
+                    'pipeline runs.')
+  report.add_section('Settings')
+  report.add_table([{'setting': k, 'value': str(v)} for k, v in settings.items()])
+  report.add_section('Scores per video')
+  report.add_text('score = average Jaccard of the held-out reconstruction (higher = more '
+                  'plausible motion).')
+  report.add_table(rows, list(fields))
+  report.add_image(plot_scores(None, rows, per_frame), caption='Per-frame scores',
+                   name='per_frame')
+  if 'recipe' in fields:
+    report.add_section('Recipes')
+    report.add_table([{'step': a, 'released': b, 'corrected': c}
+                      for a, b, c in video_pipeline.RECIPE_DIFFERENCES])
+  return report.write(directory)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -359,20 +432,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help='track files (.npz) and/or directories of them')
   parser.add_argument('--video', nargs='+',
                       help='instead of --tracks: videos (files, frame folders, or folders of '
-                           'them), grid-tracked first; TRAJAN (2D) models')
-  parser.add_argument('--tracker', default='lk',
-                      help="with --video: 'lk', 'cotracker3' or 'cotracker3_online'")
+                           'them), grid-tracked first (TRAJAN: 2D; 3DSPA: lifted to 3D)')
+  parser.add_argument('--mode', default='auto', choices=('auto', '2d', '3d'),
+                      help='with --video: auto = 3D when the model reads DINO / depth features')
+  parser.add_argument('--recipe', default=None, choices=video_pipeline.RECIPES,
+                      help='3D video scoring: corrected (default) or released (bit for bit, '
+                           'mistakes included)')
+  parser.add_argument('--tracker', default=None,
+                      help="with --video: 'lk' (default), 'cotracker3' or 'cotracker3_online'")
   parser.add_argument('--tracker_checkpoint', default=None,
                       help='with --video: weights of a learned tracker (CoTracker3 .pth)')
-  parser.add_argument('--grid_size', type=int, default=32,
-                      help='with --video: grid_size² query points on frame 0')
-  parser.add_argument('--checkpoint', required=True,
+  parser.add_argument('--grid_size', type=int, default=None,
+                      help='with --video: grid_size² query points on frame 0 (default 32 in '
+                           '2D, 64 in 3D as released)')
+  parser.add_argument('--depth_checkpoint', default=None,
+                      help='3D: Video Depth Anything [metric_]video_depth_anything_*.pth')
+  parser.add_argument('--depth_encoder', default=None, choices=('vits', 'vitb', 'vitl'),
+                      help='3D: depth encoder (default: inferred from the checkpoint)')
+  parser.add_argument('--depth_metric', action='store_true', default=None,
+                      help='3D: the depth checkpoint is metric (default: file name starts '
+                           'with metric_)')
+  parser.add_argument('--depth_input_size', type=int, default=None,
+                      help='3D: depth network short side in pixels (518 as released)')
+  parser.add_argument('--dino_checkpoint', default=None,
+                      help='3D: DINOv2 weights (transformers .safetensors / .npz or hub .pth)')
+  parser.add_argument('--focal', type=float, default=None,
+                      help='3D, corrected recipe: focal length in pixels (default max(H, W))')
+  parser.add_argument('--random_weights_for_testing', action='store_true',
+                      help='TESTING ONLY: random tracker / depth / DINO (and 3DSPA without '
+                           '--checkpoint) weights; the scores are meaningless')
+  parser.add_argument('--checkpoint', default=None,
                       help='training workdir, orbax checkpoint dir or official .npz')
   parser.add_argument('--config', default=None,
                       help="model config 'file.py:preset' (default: the workdir's "
-                           'config.json)')
+                           'config.json); its optional video section names the 3D checkpoints')
   parser.add_argument('--out', required=True, help='CSV, one row per video')
   parser.add_argument('--plot', default=None, help='PNG of the per-frame scores')
+  parser.add_argument('--report', default=None,
+                      help='folder for report.html / report.md (scores, plot, settings)')
   parser.add_argument('--num_support', type=int, default=None,
                       help='support tracks per fold (default config.evals.eval.num_support)')
   parser.add_argument('--num_query', type=int, default=None,
@@ -383,7 +480,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   args = parser.parse_args(argv)
   if bool(args.tracks) == bool(args.video):
     parser.error('give one of --tracks and --video')
+  if args.random_weights_for_testing and not args.video:
+    parser.error('--random_weights_for_testing needs --video')
   return args
+
+
+def video_options(args: argparse.Namespace) -> tuple[str | None, video_pipeline.VideoOptions]:
+  """(3DSPA checkpoint, pipeline options): each flag, else the --config file's `video`
+  section (configs/spa3d_video.py), else the default."""
+  section = {}
+  if args.config:
+    config = load_config_arg(args.config)
+    section = dict(config.get('video', None) or {})
+  pick = lambda flag, key, default=None: (
+      flag if flag is not None else (section.get(key) if section.get(key) not in ('', None)
+                                     else default))
+  options = video_pipeline.VideoOptions(
+      recipe=pick(args.recipe, 'recipe', 'corrected'),
+      tracker=pick(args.tracker, 'tracker', 'lk'),
+      tracker_checkpoint=pick(args.tracker_checkpoint, 'tracker_checkpoint'),
+      depth_checkpoint=pick(args.depth_checkpoint, 'depth_checkpoint'),
+      depth_encoder=pick(args.depth_encoder, 'depth_encoder'),
+      depth_metric=pick(args.depth_metric, 'depth_metric'),
+      depth_input_size=int(pick(args.depth_input_size, 'depth_input_size', 518)),
+      dino_checkpoint=pick(args.dino_checkpoint, 'dino_checkpoint'),
+      grid_size=int(pick(args.grid_size, 'grid_size', video_pipeline.RELEASED_GRID_SIZE)),
+      focal=pick(args.focal, 'focal'), random_weights=args.random_weights_for_testing)
+  video_pipeline.check_recipe(options.recipe)
+  if options.depth_input_size < 14:
+    raise ValueError(f'--depth_input_size must be >= 14, got {options.depth_input_size}')
+  return pick(args.checkpoint, 'checkpoint'), options
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -391,26 +517,47 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
   reason and the others are scored; missing inputs or an unreadable checkpoint exit with
   one `error:` line and status 2, a run that scores no file with status 1."""
   args = parse_args(argv)
+  mode, models, fields = '2d', None, CSV_FIELDS
   try:
-    config, recon = reconstructor_from_checkpoint(args.checkpoint, args.config)
+    checkpoint, options = video_options(args) if args.video else (args.checkpoint, None)
+    config, recon = reconstructor_from_checkpoint(checkpoint, args.config,
+                                                  args.random_weights_for_testing)
     if args.video:
-      if recon.coords != 'uv':
-        raise ValueError(f'--video scores 2D tracks: {args.checkpoint} is a 3D model '
-                         f'(coords {recon.coords!r}); use a TRAJAN checkpoint')
-      tracker = tracking.make_tracker(args.tracker, args.tracker_checkpoint)
+      reads_features = recon.dino or recon.depth
+      mode = args.mode if args.mode != 'auto' else ('3d' if reads_features else '2d')
+      if mode == '3d':
+        if recon.coords != 'xyz':
+          raise ValueError(f'--mode 3d scores 3D tracks: {checkpoint} is a 2D (TRAJAN) model')
+        models = video_pipeline.load_video_models(options, dino_width(recon))
+        fields = CSV_FIELDS + VIDEO_3D_FIELDS
+      elif recon.coords != 'uv':
+        raise ValueError(f'--video scores 2D tracks: {checkpoint} is a 3D model '
+                         f'(coords {recon.coords!r}) without DINO / depth inputs; use a '
+                         'TRAJAN checkpoint or --mode 3d')
+      else:
+        tracker = tracking.make_tracker(options.tracker, options.tracker_checkpoint)
       paths = [p for item in args.video for p in video_io.list_videos(item)]
     else:
       paths = expand_paths(args.tracks)
   except ValueError as e:
     raise cli.UserError(batch_lib.describe(e)) from e
+  if args.random_weights_for_testing:
+    print(f'WARNING: --random_weights_for_testing: weights {RANDOM_LABEL}', file=sys.stderr)
   num_support = args.num_support or int(config.evals.eval.num_support)
   num_query = args.num_query or int(config.evals.eval.num_query)
+  extra = {}
+  if models is not None:
+    extra = {'recipe': options.recipe,
+             'depth': 'metric' if models.depth.metric else 'relative inverse',
+             'weights': RANDOM_LABEL if options.random_weights else 'checkpoints'}
   rows, frames = [], []
   batch = batch_lib.BatchRun('video' if args.video else 'track file')
 
   def score_one(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    if args.video:
-      clip = track_video_clip(tracker, path, args.grid_size, recon.num_frames)
+    if models is not None:
+      clip = video_pipeline.video_clip(models, path, recon.num_frames)
+    elif args.video:
+      clip = track_video_clip(tracker, path, args.grid_size or 32, recon.num_frames)
     else:
       clip = load_track_file(path)
     return evaluators.score_clip(recon, clip, num_support, num_query, args.seed,
@@ -421,19 +568,26 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     if result is None:
       continue
     row, pf = result
-    row['path'] = path
+    row.update(path=path, **extra)
     rows.append(row)
     frames.append(pf)
   if not rows:
     print(batch.summary())
     raise SystemExit(batch.exit_status())
-  frame_csv = write_csvs(args.out, rows, frames)
+  frame_csv = write_csvs(args.out, rows, frames, fields)
   if args.plot:
     plot_scores(args.plot, rows, frames)
+  written = [args.out, frame_csv] + ([args.plot] if args.plot else [])
+  if args.report:
+    settings = {'mode': mode, 'checkpoint': checkpoint or '(random)', **(
+        dataclasses.asdict(options) if models is not None else {})}
+    written += write_report(args.report, rows, frames, fields, settings,
+                            args.random_weights_for_testing)
+  label = f'  [weights {RANDOM_LABEL}]' if args.random_weights_for_testing else ''
   for row in rows:
     print(f'{row["name"]:<32} score {row["score"]:.4f}  mean error {row["mean_error"]:.4f} '
-          f'{row["error_units"]}')
-  print(f'wrote {args.out} and {frame_csv}' + (f' and {args.plot}' if args.plot else ''))
+          f'{row["error_units"]}{label}')
+  print('wrote ' + ' and '.join(written))
   print(batch.summary())
   return rows
 
