@@ -65,12 +65,12 @@ def encode_record(arrays: Mapping[str, np.ndarray], name: str) -> bytes:
   """Serialises named arrays (no object arrays) and a display name into one record."""
   fields, chunks = [], []
   for key, value in arrays.items():
-    value = np.ascontiguousarray(value)
+    value = np.asarray(value)
     if value.dtype.kind not in _DTYPE_KINDS or value.dtype.fields is not None:
       raise ValueError(f'{name}: field {key!r}: cannot store dtype {value.dtype} in a record '
                        '(plain numeric or fixed-width bytes arrays only)')
     fields.append([str(key), value.dtype.str, list(value.shape)])
-    chunks.append(value.tobytes())
+    chunks.append(value.tobytes(order='C'))
   header = json.dumps({'name': str(name), 'fields': fields}, separators=(',', ':')).encode()
   return b''.join([RECORD_MAGIC, _HEADER.pack(len(header)), header, *chunks])
 
