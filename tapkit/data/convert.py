@@ -49,6 +49,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--max_bad_fraction', type=float, default=0.0,
                       help='skip unreadable files up to this fraction (default 0: stop)')
   parser.add_argument('--records_per_shard', type=int, default=builders.RECORDS_PER_SHARD)
+  parser.add_argument('--compression', choices=sorted(builders.WRITER_OPTIONS), default='zstd',
+                      help="record compression: 'zstd' (smaller files) or 'none' (faster reads)")
   return parser.parse_args(argv)
 
 
@@ -59,18 +61,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.split is None:
       raise SystemExit("--tapvid3d_dir needs --split 'minival' or 'full_eval'")
     builders.build_tapvid3d(args.tapvid3d_dir, args.split, args.out, args.max_bad_fraction,
-                            args.records_per_shard)
+                            args.records_per_shard, args.compression)
   elif args.synthetic is not None:
     builders.build_synthetic(args.out, args.synthetic, args.seed, args.num_eval,
                              num_frames=args.num_frames, height=args.height,
                              width=args.width, num_tracks=args.num_tracks,
-                             records_per_shard=args.records_per_shard)
+                             records_per_shard=args.records_per_shard,
+                             compression=args.compression)
   else:
     files = arrayrecord.list_files(args.tracks4d_dir, args.pattern)
     if not files:
       raise SystemExit(f'{args.tracks4d_dir}: no files matching {args.pattern!r}')
     builders.build_tracks4d(files, args.out, args.split or 'train', args.max_bad_fraction,
-                            args.records_per_shard)
+                            args.records_per_shard, args.compression)
   info = arrayrecord.read_info(args.out)
   for split, entry in sorted(info['splits'].items()):
     print(f'{pathlib.Path(args.out) / split}: {entry["num_examples"]} records in '
