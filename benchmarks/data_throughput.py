@@ -12,7 +12,8 @@ process, in a shuffled order, for two decodes:
   frames  the same plus every JPEG frame decoded to [T, H, W, 3] uint8
 
 Repeats alternate folder and ArrayRecord (interleaved, so machine load hits both alike);
-the table gives the best and median clips/s of each and the ratio to the folder.
+the table gives the best and median clips/s (wall clock) of each, the median clips per CPU
+second of this process (less sensitive to other processes' load) and the ratios to the folder.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ def _records_reader(dataset_dir):
   return lambda i: source[i]
 
 
-def _clips_per_s(read, order, frames: bool) -> float:
-  start = time.perf_counter()
+def _clips_per_s(read, order, frames: bool) -> tuple[float, float]:
+  """(clips per wall-clock second, clips per CPU second of this process)."""
+  start, start_cpu = time.perf_counter(), time.process_time()
   for i in order:
     clip = read(int(i))
     if frames:
       clip.frames  # pylint: disable=pointless-statement
-  return len(order) / (time.perf_counter() - start)
+  return (len(order) / (time.perf_counter() - start),
+          len(order) / (time.process_time() - start_cpu))
 
 
 def main(argv=None) -> None:
@@ -95,15 +98,17 @@ def main(argv=None) -> None:
     load = ' '.join(f.read().split()[:3])
   print(f'{args.num_clips} clips: T={args.num_frames}, {args.size}x{args.size}, '
         f'N={args.num_tracks}; {args.repeats} interleaved repeats; load average {load}')
-  print('| reader | MB on disk | decode | clips/s per worker (best / median) '
-        '| ratio to folder (median) |')
-  print('|---|---|---|---|---|')
+  print('| reader | MB on disk | decode | clips/s per worker, wall (best / median) '
+        '| clips per CPU-s (median) | ratio to folder (wall / CPU medians) |')
+  print('|---|---|---|---|---|---|')
   for decode in ('tracks', 'frames'):
-    base = statistics.median(results[('folder', decode)])
+    base = [statistics.median(r[j] for r in results[('folder', decode)]) for j in (0, 1)]
     for name in readers:
-      r = results[(name, decode)]
-      print(f'| {name} | {sizes[name] / 1e6:.2f} | {decode} | {max(r):.1f} / '
-            f'{statistics.median(r):.1f} | {statistics.median(r) / base:.2f} |')
+      wall = [r[0] for r in results[(name, decode)]]
+      cpu = statistics.median(r[1] for r in results[(name, decode)])
+      print(f'| {name} | {sizes[name] / 1e6:.2f} | {decode} | {max(wall):.1f} / '
+            f'{statistics.median(wall):.1f} | {cpu:.1f} | '
+            f'{statistics.median(wall) / base[0]:.2f} / {cpu / base[1]:.2f} |')
 
 
 if __name__ == '__main__':

@@ -79,6 +79,22 @@ def test_no_pipeline_worker_survives_its_process():
         child.kill()
 
 
+def _descendants_after_start(proc: subprocess.Popen, workdir: pathlib.Path,
+                             timeout: float = 900) -> list[psutil.Process]:
+  """The run's child processes once it has saved a checkpoint (workers running)."""
+  start = time.time()
+  ckpt_dir = workdir / 'checkpoints'
+  while time.time() - start < timeout:
+    if proc.poll() is not None:
+      raise AssertionError(f'run ended early:\n{proc.stderr.read()[-3000:]}')
+    if ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+      children = psutil.Process(proc.pid).children(recursive=True)
+      if len(children) >= 2:
+        return children
+    time.sleep(0.1)
+  raise AssertionError('no checkpoint with running workers appeared')
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGTERM])
 def test_no_worker_survives_the_run(tmp_path, sig):
