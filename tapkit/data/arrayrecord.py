@@ -6,10 +6,12 @@ A dataset folder holds, like a TFDS `array_record` dataset folder,
   <name>-<split>.array_record-<shard>-of-<shards>     ArrayRecord shards of each split
 
 and is written by `tapkit.data.arrayrecord_builders` (`python -m tapkit.data.convert`).
-Splits are read back with `grain.ArrayRecordDataSource` (random access by global record
-index over the shards of a split, in shard order), so the training loader shuffles and
-shards them per host exactly as it does a folder of clip files: record i of a split is
-file i of the sorted folder it was converted from.
+A split is a grain random-access source (`RecordSource`: global record index over the shards
+of the split, in shard order, read with `array_record`'s reader as
+`grain.ArrayRecordDataSource` does, but with a file buffer sized to the largest record), so
+the training loader shuffles and shards it per host exactly as it does a folder of clip
+files: record i of a split is file i of the sorted folder it was converted from. The shards
+are also readable as they are by `grain.ArrayRecordDataSource(split_files(dir, split))`.
 
 Record format (`encode_record` / `decode_record`), pickle-free and compact:
 
@@ -55,6 +57,8 @@ KINDS = (KIND_CLIP, KIND_TRACKS4D)
 # dtype kinds a record may hold: bool, integers, floats, complex, fixed-width bytes.
 _DTYPE_KINDS = 'biufcS'
 _HEADER = struct.Struct('<I')
+# Bounds of the per-shard file buffer of the readers (bytes).
+_MIN_BUFFER, _MAX_BUFFER = 1 << 15, 1 << 26
 
 
 # ----------------------------------------------------------------------------
@@ -168,8 +172,8 @@ def split_files(dataset_dir: str | os.PathLike, split: str) -> list[str]:
 class RecordSource(grain.RandomAccessDataSource):
   """Random access over the records of one split of a dataset folder.
 
-  `source[i]` reads record i (`grain.ArrayRecordDataSource`, opened lazily in each
-  process, so the source pickles into grain workers as its file list) and returns
+  `source[i]` reads record i (shard readers opened lazily in each process, so the source
+  pickles into grain workers as its file list) and returns
   `self.element(name, arrays, where)`: here `{'name', 'arrays'}`; subclasses build their
   own element. Decoding therefore happens in the process that reads the record.
   """
@@ -186,7 +190,15 @@ class RecordSource(grain.RandomAccessDataSource):
     self._files = split_files(dataset_dir, split)
     self._length = int(info['splits'][split]['num_examples'])
     self._shard_lengths = [int(n) for n in info['splits'][split]['shard_lengths']]
-    self._reader = None
+    if sum(self._shard_lengths) != self._length or len(self._shard_lengths) != len(self._files):
+      raise BadFileError(pathlib.Path(dataset_dir) / INFO_FILE, 'splits',
+                         f'{split}: shard_lengths {self._shard_lengths} do not match '
+                         f'{len(self._files)} files of {self._length} records')
+    # A file buffer that holds the largest record: reading a record of several MB through
+    # ArrayRecord's default 32 KiB buffer costs ~3x the CPU time.
+    largest = int(info['splits'][split].get('max_record_bytes', 0))
+    self._buffer_bytes = int(min(max(largest + 4096, _MIN_BUFFER), _MAX_BUFFER))
+    self._readers: list[Any] = [None] * len(self._files)
     self._lock = threading.Lock()
 
   def __len__(self) -> int:
@@ -198,19 +210,28 @@ class RecordSource(grain.RandomAccessDataSource):
 
   def _where(self, index: int) -> str:
     """'<shard file>[<position in it>]' of global record `index`."""
-    for path, count in zip(self._files, self._shard_lengths):
+    shard, position = self._position(index)
+    return f'{self._files[shard]}[{position}]'
+
+  def _position(self, index: int) -> tuple[int, int]:
+    """(shard, position in it) of global record `index`."""
+    for shard, count in enumerate(self._shard_lengths):
       if index < count:
-        return f'{path}[{index}]'
+        return shard, index
       index -= count
-    return f'{self._dir}:{self._split}[{index}]'
+    raise IndexError(f'record outside [0, {self._length})')
 
   def read_bytes(self, index: int) -> bytes:
     """The raw bytes of record `index`."""
-    if self._reader is None:
+    shard, position = self._position(int(index))
+    if self._readers[shard] is None:
       with self._lock:
-        if self._reader is None:
-          self._reader = grain.ArrayRecordDataSource(self._files)
-    return self._reader[int(index)]
+        if self._readers[shard] is None:
+          from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+          self._readers[shard] = array_record_module.ArrayRecordReader(
+              self._files[shard], 'readahead_buffer_size:0',
+              file_reader_buffer_size=self._buffer_bytes)
+    return self._readers[shard].read([position])[0]
 
   def __getitem__(self, index: int) -> Any:
     index = int(index)
@@ -226,7 +247,7 @@ class RecordSource(grain.RandomAccessDataSource):
 
   def __getstate__(self) -> dict[str, Any]:
     state = dict(self.__dict__)
-    state['_reader'] = None
+    state['_readers'] = [None] * len(self._files)
     state['_lock'] = None
     return state
 

@@ -124,7 +124,7 @@ class DatasetWriter:
     budget = bad_records.BadRecordBudget(f'{self.name}/{split}', total, max_bad_fraction)
     staged: list[tuple[pathlib.Path, int]] = []  # (temporary shard path, records)
     writer = None
-    written = 0
+    written = largest = 0
     try:
       for name, read in tqdm.tqdm(examples, total=total, desc=f'{self.name} {split}',
                                   unit='clip'):
@@ -141,6 +141,7 @@ class DatasetWriter:
           staged.append((self.out_dir / f'.{self.name}-{split}.shard{len(staged)}.tmp', 0))
           writer = array_record_module.ArrayRecordWriter(str(staged[-1][0]), self.options)
         writer.write(record)
+        largest = max(largest, len(record))
         staged[-1] = (staged[-1][0], staged[-1][1] + 1)
         written += 1
     except BaseException:
@@ -160,7 +161,7 @@ class DatasetWriter:
       files.append(arrayrecord.shard_file_name(self.name, split, shard, len(staged)))
       os.replace(path, self.out_dir / files[-1])
     entry = {'num_examples': written, 'files': files,
-             'shard_lengths': [count for _, count in staged],
+             'shard_lengths': [count for _, count in staged], 'max_record_bytes': largest,
              'skipped': dict(budget.bad), 'params': self.params,
              'writer_options': self.options}
     info['splits'][split] = entry

@@ -5,6 +5,7 @@ import json
 import pathlib
 import pickle
 
+import grain.python as grain
 import numpy as np
 import pytest
 
@@ -107,6 +108,11 @@ def test_tapvid3d_layout_converts_and_reads_back_equal(tmp_path, capsys):
       assert getattr(clip, field).dtype == getattr(expected, field).dtype
     assert clip.jpeg_bytes == expected.jpeg_bytes  # JPEG kept verbatim, not re-encoded.
     np.testing.assert_array_equal(clip.frames, expected.frames)
+  # The shards are plain ArrayRecord files: grain's own source reads them too.
+  shards = grain.ArrayRecordDataSource(arrayrecord.split_files(out, 'minival'))
+  assert arrayrecord.decode_record(shards[100], 'r')[0] == str(files[100])
+  assert info['splits']['minival']['max_record_bytes'] == max(
+      len(shards[i]) for i in range(150))
   # Survives pickling into a grain worker (the reader reopens there).
   np.testing.assert_array_equal(pickle.loads(pickle.dumps(source))[5].tracks_xyz,
                                 tapvid3d.load_clip(files[5]).tracks_xyz)
