@@ -4,8 +4,8 @@ r"""Clips/s of one data worker: a folder of clip `.npz` files vs an ArrayRecord 
 
 The same synthetic clips (seed 0) are written both ways: a folder as the training cache
 writes it (`tapvid3d.save_clip`, JPEG frames) and ArrayRecord splits
-(`python -m tapkit.data.convert --synthetic`, zstd-compressed and uncompressed records). One worker's work per clip is timed in this
-process, in a shuffled order, for two decodes:
+(`python -m tapkit.data.convert --synthetic`, zstd-compressed and uncompressed records).
+One worker's work per clip is timed in this process, in a shuffled order, for two decodes:
 
   tracks  the record read and validated into a `Clip` (what 3DSPA / TRAJAN training reads:
           tracks, no frames)

@@ -47,8 +47,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   config.data.update({
       # 'folder' (train_dir / synthetic clips) or 'arrayrecord' (split arrayrecord_split of
-      # the dataset folder arrayrecord_dir, written by `python -m tapkit.data.convert`).
-      'source': 'folder', 'arrayrecord_dir': '', 'arrayrecord_split': 'train',
+      # the dataset folder arrayrecord_folder, written by `python -m tapkit.data.convert`).
+      'source': 'folder', 'arrayrecord_folder': '', 'arrayrecord_split': 'train',
       'train_dir': '',  # clip files (TracksTo4D .npz or TAPVid-3D clips); '' = synthetic
       'eval_dir': '',  # held-out clip files for the eval hook ('' with train_dir: none)
       'pattern': '*.npz',

@@ -67,8 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   config.data.update({
       # 'folder' (train_dir / synthetic clips) or 'arrayrecord' (split arrayrecord_split of
-      # the dataset folder arrayrecord_dir, written by `python -m tapkit.data.convert`).
-      'source': 'folder', 'arrayrecord_dir': '', 'arrayrecord_split': 'train',
+      # the dataset folder arrayrecord_folder, written by `python -m tapkit.data.convert`).
+      'source': 'folder', 'arrayrecord_folder': '', 'arrayrecord_split': 'train',
       'train_dir': '', 'pattern': '*.npz', 'eval_dir': '',
       'coords': 'uv',
       'num_frames': 150, 'num_support': 2048, 'num_query': 2048,

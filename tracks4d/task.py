@@ -438,7 +438,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   config_lib.check_config(config, config_lib.method_reference(CONFIG_FILE))
   net = build_model(config.model, dtype=precision_lib.compute_dtype(config), remat=config.remat)
   if pipeline.data_source(config.data) == 'arrayrecord':
-    source = arrayrecord.Tracks4DRecordSource(config.data.arrayrecord_dir,
+    source = arrayrecord.Tracks4DRecordSource(config.data.arrayrecord_folder,
                                               config.data.arrayrecord_split)
   else:
     source = Tracks4DFileSource(training_files(config, workdir)[0], 'train')

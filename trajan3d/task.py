@@ -50,7 +50,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   model = model_lib.build_model_from_config(config)
   if pipeline.data_source(config.data) == 'arrayrecord':
     # Records decoded where they are read (grain workers); bad ones skipped by the engine.
-    train_dir = config.data.arrayrecord_dir
+    train_dir = config.data.arrayrecord_folder
     source = arrayrecord.ClipRecordSource(train_dir, config.data.arrayrecord_split,
                                           input_pipeline.clip_to_example(config).map)
   else:

@@ -8,7 +8,7 @@
   # TracksTo4D files (or TAPVid-3D clips) of a folder, sorted by name:
   python -m tapkit.data.convert --tracks4d_dir D --pattern '*.npz' --out DIR
 
-Train from DIR with `--config.data.source=arrayrecord --config.data.arrayrecord_dir=DIR`.
+Train from DIR with `--config.data.source=arrayrecord --config.data.arrayrecord_folder=DIR`.
 A file that cannot be read stops the conversion with an error naming it, unless
 `--max_bad_fraction` allows skipping some.
 """

@@ -56,7 +56,7 @@ class SequenceSource(grain.RandomAccessDataSource):
 # Where a method's training records come from (`config.data.source`): 'folder' = the
 # method's files (data.train_dir, or synthetic clips rendered into the workdir);
 # 'arrayrecord' = split data.arrayrecord_split of the ArrayRecord dataset folder
-# data.arrayrecord_dir (`python -m tapkit.data.convert`, read by `tapkit.data.arrayrecord`).
+# data.arrayrecord_folder (`python -m tapkit.data.convert`, read by `tapkit.data.arrayrecord`).
 DATA_SOURCES = ('folder', 'arrayrecord')
 
 
@@ -64,14 +64,14 @@ def data_source(data_config: Any) -> str:
   """`config.data.source`, checked ('folder' when the config has no such key).
 
   Raises:
-    ValueError: naming config.data.source / config.data.arrayrecord_dir when the source is
+    ValueError: naming config.data.source / config.data.arrayrecord_folder when the source is
       unknown or 'arrayrecord' without a dataset folder.
   """
   source = data_config.get('source', 'folder')
   if source not in DATA_SOURCES:
     raise ValueError(f'config.data.source must be one of {DATA_SOURCES}, got {source!r}.')
-  if source == 'arrayrecord' and not data_config.get('arrayrecord_dir'):
-    raise ValueError("config.data.source='arrayrecord' needs config.data.arrayrecord_dir "
+  if source == 'arrayrecord' and not data_config.get('arrayrecord_folder'):
+    raise ValueError("config.data.source='arrayrecord' needs config.data.arrayrecord_folder "
                      '(a folder written by `python -m tapkit.data.convert`).')
   return source
 

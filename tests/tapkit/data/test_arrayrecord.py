@@ -38,11 +38,11 @@ def _fake_official_split(root: pathlib.Path, split: str) -> list[pathlib.Path]:
   paths = []
   for source in tapvid3d.DATA_SOURCES:
     (root / source).mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(tapvid3d.split_files(split, source)):
+    for name in tapvid3d.split_files(split, source):
       clip = helpers.make_clip(seed=len(paths))
-      np.savez(root / source / name, **helpers._official_arrays(clip))  # pylint: disable=protected-access
+      official = helpers._official_arrays(clip)  # pylint: disable=protected-access
+      np.savez(root / source / name, **official)
       paths.append(root / source / name)
-      del i
   return paths
 
 
@@ -200,8 +200,9 @@ def test_bad_record_is_skipped_up_to_max_bad_fraction(tmp_path):
   skipping = bad_records.SkipBadRecords(source, max_bad_fraction=0.25)
   np.testing.assert_array_equal(skipping[1].tracks_xyz, source[2].tracks_xyz)
   assert list(skipping.bad_records) == [1]
+  strict = bad_records.SkipBadRecords(source, max_bad_fraction=0.0)
   with pytest.raises(bad_records.TooManyBadRecords):
-    bad_records.SkipBadRecords(source, max_bad_fraction=0.0)[1]  # pylint: disable=expression-not-assigned
+    strict[1]  # pylint: disable=pointless-statement
 
 
 def test_loader_over_records_equals_loader_over_the_same_clips(tmp_path):
@@ -217,8 +218,9 @@ def test_loader_over_records_equals_loader_over_the_same_clips(tmp_path):
 
 def test_data_source_config_is_checked():
   assert pipeline.data_source({}) == 'folder'
-  assert pipeline.data_source({'source': 'arrayrecord', 'arrayrecord_dir': '/d'}) == 'arrayrecord'
+  config = {'source': 'arrayrecord', 'arrayrecord_folder': '/d'}
+  assert pipeline.data_source(config) == 'arrayrecord'
   with pytest.raises(ValueError, match='config.data.source must be one of'):
     pipeline.data_source({'source': 'tfrecord'})
-  with pytest.raises(ValueError, match='config.data.arrayrecord_dir'):
-    pipeline.data_source({'source': 'arrayrecord', 'arrayrecord_dir': ''})
+  with pytest.raises(ValueError, match='config.data.arrayrecord_folder'):
+    pipeline.data_source({'source': 'arrayrecord', 'arrayrecord_folder': ''})

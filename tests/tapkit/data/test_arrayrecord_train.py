@@ -4,7 +4,8 @@ Record i of the synthetic ArrayRecord split is file clip_<i>.npz of the folder t
 renders itself (same seed and generator parameters), and both sources go through the
 same sampler: the runs see the same batches in the same order, so their losses and final
 parameters are bitwise equal. A run killed with SIGKILL resumes bitwise (iterator state
-in the checkpoint), here with 2 grain workers decoding the records.
+in the checkpoint). All runs read in-process (data.worker_count=0): grain batches within
+each worker, so the batches depend on the worker count, for both sources alike.
 """
 
 import os
@@ -95,13 +96,13 @@ def test_arrayrecord_training_equals_folder_and_resumes_after_sigkill(tmp_path):
   data = tmp_path / 'arrayrecord'
   builders.build_synthetic(data, CLIPS, SEED, num_frames=FRAMES, height=SIZE, width=SIZE,
                            num_tracks=TRACKS)
-  records = ('data.source=arrayrecord', f'data.arrayrecord_dir={data}')
+  records = ('data.source=arrayrecord', f'data.arrayrecord_folder={data}')
   # One after the other (the first fills the compilation cache): folder, ArrayRecord, then
-  # ArrayRecord with 2 workers killed after its first checkpoint and resumed.
+  # ArrayRecord killed after its first checkpoint and resumed.
   _finish(_start(tmp_path / 'folder'))
   _finish(_start(tmp_path / 'records', *records))
   killed_dir = tmp_path / 'killed'
-  killed = _start(killed_dir, *records, 'data.worker_count=2')
+  killed = _start(killed_dir, *records)
   try:
     ckpt_dir = killed_dir / 'checkpoints'
     deadline = time.time() + 600
@@ -116,7 +117,7 @@ def test_arrayrecord_training_equals_folder_and_resumes_after_sigkill(tmp_path):
       killed.kill()
   interrupted_step, _ = ckpt_lib.load_state_numpy(killed_dir)
   assert interrupted_step < TOTAL  # Killed mid-run.
-  _finish(_start(killed_dir, *records, 'data.worker_count=2'))  # Resumes.
+  _finish(_start(killed_dir, *records))  # Resumes.
   assert _losses(tmp_path / 'folder') == _losses(tmp_path / 'records')
   _assert_params_equal(tmp_path / 'folder', tmp_path / 'records')
   _assert_params_equal(tmp_path / 'records', killed_dir)
