@@ -198,6 +198,10 @@ class RecordSource(grain.RandomAccessDataSource):
     # ArrayRecord's default 32 KiB buffer costs ~3x the CPU time.
     largest = int(info['splits'][split].get('max_record_bytes', 0))
     self._buffer_bytes = int(min(max(largest + 4096, _MIN_BUFFER), _MAX_BUFFER))
+    missing = [f for f in self._files if not os.path.isfile(f)]
+    if missing:
+      raise FileNotFoundError(f'{dataset_dir}: shard files of split {split!r} are missing: '
+                              f'{missing[:3]}')
     self._readers: list[Any] = [None] * len(self._files)
     self._lock = threading.Lock()
 
@@ -222,16 +226,24 @@ class RecordSource(grain.RandomAccessDataSource):
     raise IndexError(f'record outside [0, {self._length})')
 
   def read_bytes(self, index: int) -> bytes:
-    """The raw bytes of record `index`."""
+    """The raw bytes of record `index`.
+
+    Raises:
+      BadFileError: the shard cannot be opened or the record's chunk is damaged.
+    """
     shard, position = self._position(int(index))
-    if self._readers[shard] is None:
-      with self._lock:
-        if self._readers[shard] is None:
-          from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-          self._readers[shard] = array_record_module.ArrayRecordReader(
-              self._files[shard], 'readahead_buffer_size:0',
-              file_reader_buffer_size=self._buffer_bytes)
-    return self._readers[shard].read([position])[0]
+    try:
+      if self._readers[shard] is None:
+        with self._lock:
+          if self._readers[shard] is None:
+            from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+            self._readers[shard] = array_record_module.ArrayRecordReader(
+                self._files[shard], 'readahead_buffer_size:0',
+                file_reader_buffer_size=self._buffer_bytes)
+      return self._readers[shard].read([position])[0]
+    except (RuntimeError, ValueError, OSError) as e:  # Errors of the C++ reader.
+      raise BadFileError(f'{self._files[shard]}[{position}]', None,
+                         f'unreadable ArrayRecord record: {e}') from e
 
   def __getitem__(self, index: int) -> Any:
     index = int(index)
@@ -277,7 +289,7 @@ class ClipRecordSource(RecordSource):
     self._to_element = to_element
 
   def element(self, name: str, arrays: dict[str, np.ndarray], where: str) -> Any:
-    clip = tapvid3d.clip_from_arrays(arrays, where)
+    clip = tapvid3d.clip_from_arrays(arrays, f'{where} ({name})')
     clip.name = name
     return clip if self._to_element is None else self._to_element(clip)
 

@@ -224,3 +224,15 @@ def test_data_source_config_is_checked():
     pipeline.data_source({'source': 'tfrecord'})
   with pytest.raises(ValueError, match='config.data.arrayrecord_folder'):
     pipeline.data_source({'source': 'arrayrecord', 'arrayrecord_folder': ''})
+
+
+def test_truncated_shard_raises_bad_file_error_and_missing_shard_is_named(tmp_path):
+  dataset = _clip_dataset(tmp_path)
+  shard = pathlib.Path(arrayrecord.split_files(dataset, 'train')[0])
+  shard.write_bytes(shard.read_bytes()[:-100])  # Truncated, e.g. by an interrupted copy.
+  with pytest.raises(BadFileError, match='unreadable ArrayRecord record') as info:
+    arrayrecord.ClipRecordSource(dataset, 'train')[0]  # pylint: disable=expression-not-assigned
+  assert info.value.path == f'{shard}[0]'
+  shard.unlink()
+  with pytest.raises(FileNotFoundError, match='shard files of split'):
+    arrayrecord.ClipRecordSource(dataset, 'train')
