@@ -80,6 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Data: TAPVid-3D-layout clips. `train_dir` = '' renders synthetic clips into
   # <workdir>/synthetic (or `synthetic.dir` when set, to share them).
   config.data.update({
+      # 'folder' (train_dir / synthetic clips) or 'arrayrecord' (split arrayrecord_split of
+      # the dataset folder arrayrecord_folder, written by `python -m tapkit.data.convert`).
+      'source': 'folder', 'arrayrecord_folder': '', 'arrayrecord_split': 'train',
       'train_dir': '',
       'pattern': '*.npz',
       'eval_dir': '',  # held-out clips for evals.eval ('' = synthetic eval clips)

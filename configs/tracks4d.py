@@ -46,6 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'loss_clamp': 100.0,
   })
   config.data.update({
+      # 'folder' (train_dir / synthetic clips) or 'arrayrecord' (split arrayrecord_split of
+      # the dataset folder arrayrecord_folder, written by `python -m tapkit.data.convert`).
+      'source': 'folder', 'arrayrecord_folder': '', 'arrayrecord_split': 'train',
       'train_dir': '',  # clip files (TracksTo4D .npz or TAPVid-3D clips); '' = synthetic
       'eval_dir': '',  # held-out clip files for the eval hook ('' with train_dir: none)
       'pattern': '*.npz',

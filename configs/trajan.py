@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'certainty_threshold': 0.01,  # normalised units
   })
   config.data.update({
+      # 'folder' (train_dir / synthetic clips) or 'arrayrecord' (split arrayrecord_split of
+      # the dataset folder arrayrecord_folder, written by `python -m tapkit.data.convert`).
+      'source': 'folder', 'arrayrecord_folder': '', 'arrayrecord_split': 'train',
       'train_dir': '', 'pattern': '*.npz', 'eval_dir': '',
       'coords': 'uv',
       'num_frames': 150, 'num_support': 2048, 'num_query': 2048,

@@ -44,6 +44,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from tapkit.data import arrayrecord
+from tapkit.data import pipeline
 from tapkit.data import synthetic
 from tapkit.train import config as config_lib
 from tapkit.train import loop
@@ -435,8 +437,12 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   """
   config_lib.check_config(config, config_lib.method_reference(CONFIG_FILE))
   net = build_model(config.model, dtype=precision_lib.compute_dtype(config), remat=config.remat)
-  train_paths, _ = training_files(config, workdir)
-  phases = phase_steps(config, len(train_paths))
+  if pipeline.data_source(config.data) == 'arrayrecord':
+    source = arrayrecord.Tracks4DRecordSource(config.data.arrayrecord_folder,
+                                              config.data.arrayrecord_split)
+  else:
+    source = Tracks4DFileSource(training_files(config, workdir)[0], 'train')
+  phases = phase_steps(config, len(source))
   random_windows = int(config.schedule.random_window_from_epoch) >= 0
   coeffs = dict(config.loss)
   loss_fn = make_loss_fn(net, phases, coeffs, float(config.schedule.loss_clamp), random_windows)
@@ -453,5 +459,5 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     transforms.append(HasEnoughPoints(config.data.min_points))
 
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn,
-                     train_source=Tracks4DFileSource(train_paths, 'train'),
+                     train_source=source,
                      train_transforms=transforms, has_extra=True)

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from tapkit.data import arrayrecord
+from tapkit.data import pipeline
 from tapkit.train import config as config_lib
 from tapkit.train import loop
 from trajan3d import input_pipeline
@@ -46,10 +48,16 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     raise ValueError(f'config.data.num_frames={config.data.num_frames} must equal '
                      f'config.model.num_output_frames={config.model.num_output_frames}.')
   model = model_lib.build_model_from_config(config)
-  train_dir, pattern, _ = input_pipeline.data_dirs(config, workdir)
-  source = input_pipeline.TrackExampleSource(
-      train_dir, pattern, input_pipeline.clip_to_example(config),
-      max_bad_fraction=float(config.data.max_bad_fraction))
+  if pipeline.data_source(config.data) == 'arrayrecord':
+    # Records decoded where they are read (grain workers); bad ones skipped by the engine.
+    train_dir = config.data.arrayrecord_folder
+    source = arrayrecord.ClipRecordSource(train_dir, config.data.arrayrecord_split,
+                                          input_pipeline.clip_to_example(config).map)
+  else:
+    train_dir, pattern, _ = input_pipeline.data_dirs(config, workdir)
+    source = input_pipeline.TrackExampleSource(
+        train_dir, pattern, input_pipeline.clip_to_example(config),
+        max_bad_fraction=float(config.data.max_bad_fraction))
   logging.info('Training on %d clips from %s.', len(source), train_dir)
 
   def init_fn(rng: jax.Array, batch: dict[str, Any]) -> Any:

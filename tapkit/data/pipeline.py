@@ -53,6 +53,29 @@ class SequenceSource(grain.RandomAccessDataSource):
     return f'SequenceSource(name={self._name!r}, len={len(self._items)})'
 
 
+# Where a method's training records come from (`config.data.source`): 'folder' = the
+# method's files (data.train_dir, or synthetic clips rendered into the workdir);
+# 'arrayrecord' = split data.arrayrecord_split of the ArrayRecord dataset folder
+# data.arrayrecord_folder (`python -m tapkit.data.convert`, read by `tapkit.data.arrayrecord`).
+DATA_SOURCES = ('folder', 'arrayrecord')
+
+
+def data_source(data_config: Any) -> str:
+  """`config.data.source`, checked ('folder' when the config has no such key).
+
+  Raises:
+    ValueError: naming config.data.source / config.data.arrayrecord_folder when the source is
+      unknown or 'arrayrecord' without a dataset folder.
+  """
+  source = data_config.get('source', 'folder')
+  if source not in DATA_SOURCES:
+    raise ValueError(f'config.data.source must be one of {DATA_SOURCES}, got {source!r}.')
+  if source == 'arrayrecord' and not data_config.get('arrayrecord_folder'):
+    raise ValueError("config.data.source='arrayrecord' needs config.data.arrayrecord_folder "
+                     '(a folder written by `python -m tapkit.data.convert`).')
+  return source
+
+
 # ----------------------------------------------------------------------------
 # Loader.
 

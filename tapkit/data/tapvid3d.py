@@ -386,6 +386,20 @@ def _clip_arrays(clip: Clip, frames_format: str, jpeg_quality: int) -> dict[str,
   return arrays
 
 
+def clip_arrays(clip: Clip, frames_format: str = 'png_blob', jpeg_quality: int = 95
+                ) -> dict[str, np.ndarray]:
+  """The fields `save_clip` writes for `clip` (same `frames_format`s), without writing."""
+  if frames_format not in FRAMES_FORMATS:
+    raise ValueError(f'frames_format must be one of {FRAMES_FORMATS}, got {frames_format!r}')
+  return _clip_arrays(clip, frames_format, jpeg_quality)
+
+
+def clip_from_arrays(arrays: dict[str, np.ndarray], name: str) -> Clip:
+  """A validated `Clip` from the fields of a clip file (the checks of `load_clip`);
+  errors name `name`."""
+  return _clip_from_arrays(arrays, name)
+
+
 def save_clip(
     path: str | os.PathLike[str],
     clip: Clip,

@@ -48,10 +48,14 @@ def start_parent_watch(poll_s: float = POLL_S) -> bool:
 
   Returns whether a watch was started.
   """
-  if multiprocessing.parent_process() is None:
+  parent = multiprocessing.parent_process()
+  if parent is None:
     return False
-  parent_pid = os.getppid()
-  if parent_pid == 1:  # Already orphaned while starting.
+  # The pid multiprocessing recorded at spawn time, not os.getppid(): a worker whose parent
+  # died while it was still starting has already been re-parented (to init or to a
+  # sub-reaper, whose pid is not 1 in containers) and must end too.
+  parent_pid = parent.pid
+  if parent_pid is None or os.getppid() != parent_pid:
     os._exit(0)  # pylint: disable=protected-access
   threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), daemon=True,
                    name='tapkit-parent-watch').start()
