@@ -22,9 +22,9 @@ from tapkit.data import arrayrecord_builders as builders
 from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import writers
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 FRAMES, SIZE, TRACKS, CLIPS, SEED = 8, 32, 24, 6, 3
-TOTAL, EVERY = 60, 10
+TOTAL, EVERY = 30, 10
 
 pytestmark = pytest.mark.slow
 
