@@ -75,6 +75,10 @@ class _TextCollector(html.parser.HTMLParser):
   page is an attribute, not text of this document)."""
 
   _HIDDEN = frozenset({'head', 'script', 'style', 'template', 'iframe', 'noscript'})
+  # Elements that start a new line or cell: their text is separated from their neighbours'.
+  _BLOCKS = frozenset({'p', 'div', 'br', 'li', 'ul', 'ol', 'table', 'tr', 'td', 'th',
+                       'caption', 'figure', 'figcaption', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6',
+                       'pre', 'body', 'section', 'label', 'button'})
 
   def __init__(self):
     super().__init__(convert_charrefs=True)
@@ -84,10 +88,14 @@ class _TextCollector(html.parser.HTMLParser):
   def handle_starttag(self, tag, attrs):
     if tag in self._HIDDEN:
       self._hidden += 1
+    elif tag in self._BLOCKS:
+      self.parts.append(' ')
 
   def handle_endtag(self, tag):
     if tag in self._HIDDEN and self._hidden:
       self._hidden -= 1
+    elif tag in self._BLOCKS:
+      self.parts.append(' ')
 
   def handle_data(self, data):
     if not self._hidden:
@@ -99,7 +107,7 @@ def visible_text(dom: str) -> str:
   collector = _TextCollector()
   collector.feed(dom)
   collector.close()
-  return ' '.join(' '.join(collector.parts).split())
+  return ' '.join(''.join(collector.parts).split())
 
 
 def _page(page: str | os.PathLike) -> pathlib.Path:
