@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dpov_jax import demo as dpov_demo
 from tapkit.data import tapvid3d
 from tapkit.viz import browser
+from tracks4d import demo as tracks4d_demo
+from trajan3d import demo as trajan3d_demo
 from trajan3d import score
 
 needs_chromium = pytest.mark.skipif(
@@ -177,3 +180,28 @@ def test_report_and_score_cli_print_the_same_score(finished, tmp_path):
   capped, _ = score.score_track_set(recon, clip, support, query, seed=0,
                                     max_tracks=clip.num_tracks + 1)
   assert whole['mean_error'] == capped['mean_error'] and whole['score'] == capped['score']
+
+
+def test_note_sentences_are_conditional_on_the_numbers(tmp_path):
+  pose = {'untrained': {'ate': 0.5, 'rpe_trans': 0.197, 'rpe_rot': 9.0},
+          'trained': {'ate': 0.4, 'rpe_trans': 0.247, 'rpe_rot': 3.0}}
+  note = tracks4d_demo.rpe_note(pose, 0.2)
+  assert note.startswith('RPE translation worsens with training (0.197 → 0.247 m)')
+  assert 'never move would score 0.200 m' in note and 'rotations improve' in note
+  pose['trained']['rpe_trans'] = 0.15
+  assert tracks4d_demo.rpe_note(pose, 0.2) == ''
+  rows = {'static (no motion)': {'acc': 0.727, 'err_px': 10.69, 'median_err_px': 9.23},
+          'start backbone': {'acc': 0.632, 'err_px': 13.67, 'median_err_px': 10.74},
+          'student @ 300': {'acc': 0.640, 'err_px': 13.52, 'median_err_px': 10.46}}
+  note = dpov_demo.static_note(rows, 14.0, 14)
+  assert note.startswith('Matching is below the "nothing moved" guess on these clips (0.727 vs '
+                         '0.640 for the best features, student @ 300)')
+  assert '73% of the points move less than 14 px' in note and 'one token per 14 px' in note
+  rows['student @ 300']['acc'] = 0.8
+  assert dpov_demo.static_note(rows, 14.0, 14) == ''
+  metrics = tmp_path / 'metrics.jsonl'
+  metrics.write_text('\n'.join(json.dumps({'step': s, 'train/loss_certainty': float(np.log(2))})
+                               for s in (1, 2, 3)))
+  assert 'stays at ln 2 = 0.6931 over all 3 logged steps' in trajan3d_demo.certainty_note(metrics)
+  metrics.write_text('{"step": 1, "train/loss_certainty": 0.5}\n')
+  assert trajan3d_demo.certainty_note(metrics) == ''
