@@ -85,10 +85,41 @@ def summary(result: Mapping[str, Any]) -> str:
                                            for k, v in result['matching'].items())
 
 
+STATIC_ROW = 'static (no motion)'
+
+
+def static_note(matching: Mapping[str, Mapping[str, float]], threshold_px: float,
+                patch_px: int | None) -> str:
+  """A sentence when the "nothing moved" guess matches better than every learned feature.
+
+  The static guess predicts each point where it was queried, so its error is the true
+  motion of the point: its accuracy is the share of points that move less than the
+  threshold between the two frames.
+  """
+  static = matching.get(STATIC_ROW)
+  learned = {k: v for k, v in matching.items() if k != STATIC_ROW}
+  if static is None or not learned:
+    return ''
+  best_name, best = max(learned.items(), key=lambda kv: kv[1]['acc'])
+  if best['acc'] >= static['acc']:
+    return ''
+  text = (f'Matching is below the "nothing moved" guess on these clips ({static["acc"]:.3f} vs '
+          f'{best["acc"]:.3f} for the best features, {best_name}): the guess is the query '
+          f'position itself, and {static["acc"]:.0%} of the points move less than '
+          f'{threshold_px:g} px between the two frames (mean motion {static["err_px"]:.1f} px, '
+          f'median {static["median_err_px"]:.1f} px).')
+  if patch_px:
+    text += (f' The features come from a token grid of one token per {patch_px} px' +
+             (', as coarse as the threshold.' if patch_px >= threshold_px else '.'))
+  return text + (' What this check measures is the change from the start backbone to the '
+                 'fine-tuned one, not tracking quality.')
+
+
 def add_section(report: Any, result: Mapping[str, Any],
                 inputs: Mapping[str, Mapping[str, Any]]) -> None:
   """The 3DPoV section: matching table, feature PCA, correspondences, training curves."""
   del inputs
+  wd = pathlib.Path(result['workdir'])
   report.add_section('3DPoV (dpov_jax): teacher–student fine-tuning of a ViT')
   report.add_text(
       'The tiny ViT is pre-trained on the synthetic frames (dense crop contrast, '
@@ -101,12 +132,19 @@ def add_section(report: Any, result: Mapping[str, Any],
                     for k, v in result['matching'].items()],
                    columns=['features', 'acc', 'err_px', 'median_err_px'])
   try:
-    _add_figures(report, pathlib.Path(result['workdir']))
+    patch_px = int(task.build_backbone(workdir_lib.load_config(wd)).config.patch_size)
+  except Exception:  # pylint: disable=broad-except
+    patch_px = None  # A workdir without its config: the note leaves the token size out.
+  note = static_note(result['matching'], float(result['threshold_px']), patch_px)
+  if note:
+    report.add_text(note)
+  try:
+    _add_figures(report, wd)
   except Exception as err:  # pylint: disable=broad-except
     # Figures are illustrations; the numbers above stand without them.
     logging.warning('dpov figures skipped: %s', err)
     report.add_text(f'(figures skipped: {err})')
-  report.add_training_curves(pathlib.Path(result['workdir']) / 'metrics.jsonl', '3DPoV')
+  report.add_training_curves(wd / 'metrics.jsonl', '3DPoV')
 
 
 def _add_figures(report: Any, wd: pathlib.Path) -> None:
@@ -139,7 +177,9 @@ def _add_figures(report: Any, wd: pathlib.Path) -> None:
     pred = np.asarray(jax.jit(lambda a, b, q: matcher.match_points(a, b, q, (h, w)))(
         maps[name][0], maps[name][1], queries))
     ok = np.linalg.norm(pred - targets, axis=-1) <= thr
+    # Small frames: drawn 4x larger (nearest neighbour) so the matches are legible.
     image = correspondences.draw_correspondences(frames[0], frames[1], queries[valid],
-                                                 pred[valid], ok[valid], max_matches=64)
+                                                 pred[valid], ok[valid], max_matches=64,
+                                                 scale=4, radius=5.0, line_width=2, gap=24)
     report.add_image(image, caption=f'{name}: matches frame 0 → distant frame '
                      f'(green = within {thr:g} px)', name=f'dpov_matches_{name}')

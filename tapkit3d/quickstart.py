@@ -51,6 +51,8 @@ from trajan3d import demo as trajan3d_demo
 DEMOS: dict[str, ModuleType] = {d.STAGE: d for d in (trajan3d_demo, tracks4d_demo, dpov_demo)}
 STAGES = ('data', *DEMOS, 'report')
 _FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
+# Report images narrower than this (pixels) are enlarged (tapkit.viz.html.Report).
+REPORT_MIN_IMAGE_WIDTH = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +170,7 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
   """<workdir>/report.html and report.md with a section per finished method stage."""
   from tapkit.viz import html  # pylint: disable=g-import-not-at-top
 
-  report = html.Report('tapkit quickstart')
+  report = html.Report('tapkit quickstart', min_image_width=REPORT_MIN_IMAGE_WIDTH)
   report.add_text(f'Workdir `{workdir}`. Everything runs on synthetic data generated here; '
                   'the presets are the `smoke` ones (tiny models, minutes on a CPU).')
   filled = []

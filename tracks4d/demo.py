@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from tapkit import tracking
-from tapkit.data import synthetic, tracks4d_format
+from tapkit.data import geometry, synthetic, tracks4d_format
 from tapkit.io import npz as npz_io
 from tapkit.train import config as config_lib
 from tapkit.train import launch
@@ -139,6 +139,50 @@ def summary(result: Mapping[str, Any]) -> str:
                                       for k, v in result['metrics'].items())
 
 
+def static_camera_rpe(paths: list[str]) -> float | None:
+  """RPE translation (m) that cameras which never move would score, mean over the scenes.
+
+  With a constant predicted pose the relative-pose error of consecutive frames is the true
+  relative motion, so this is the RMS of the ground-truth frame-to-frame camera translation
+  (`tapkit.metrics.pose`); None when no file has ground-truth poses (`Ms_all`).
+  """
+  per_scene = []
+  for path in paths:
+    data = tracks4d_format.load_tracks4d_npz(path)
+    if 'Ms_all' not in data or data['Ms_all'].shape[0] < 2:
+      continue
+    centres = geometry.invert_pose(np.asarray(data['Ms_all'], np.float64))[:, :3, 3]  # [T, 3]
+    steps = np.linalg.norm(np.diff(centres, axis=0), axis=-1)
+    per_scene.append(float(np.sqrt(np.mean(steps**2))))
+  return float(np.mean(per_scene)) if per_scene else None
+
+
+def rpe_note(metrics: Mapping[str, Mapping[str, float]], static_rpe: float | None) -> str:
+  """A sentence when RPE translation is worse trained than untrained, else ''."""
+  before, after = metrics.get('untrained'), metrics.get('trained')
+  if not before or not after or not after['rpe_trans'] > before['rpe_trans']:
+    return ''
+  tuned = metrics.get('fine-tuned')
+  text = (f'RPE translation worsens with training ({before["rpe_trans"]:.3f} → '
+          f'{after["rpe_trans"]:.3f} m' +
+          (f', {tuned["rpe_trans"]:.3f} m fine-tuned' if tuned else '') +
+          f') while RPE rotation goes {before["rpe_rot"]:.2f} → {after["rpe_rot"]:.2f}° '
+          f'and ATE {before["ate"]:.3f} → {after["ate"]:.3f} m. RPE compares consecutive '
+          'frames after one Sim(3) alignment of the whole trajectory, so it measures the '
+          'small per-frame camera steps.')
+  if static_rpe is not None:
+    text += (f' For scale: cameras that never move would score {static_rpe:.3f} m on these '
+             'scenes (the RMS of the true frame-to-frame camera translation)')
+    if after['rpe_trans'] > static_rpe:
+      text += ('; the trained smoke model\'s frame-to-frame translations are further from '
+               'the truth than no motion at all' +
+               (', while its rotations improve.' if after['rpe_rot'] < before['rpe_rot']
+                else '.'))
+    else:
+      text += '.'
+  return text
+
+
 def add_section(report: Any, result: Mapping[str, Any],
                 inputs: Mapping[str, Mapping[str, Any]]) -> None:
   """The TracksTo4D section: metric table, predicted 3D points, 3D views, training curves."""
@@ -162,14 +206,19 @@ def add_section(report: Any, result: Mapping[str, Any],
   cols = ['ate', 'rpe_trans', 'rpe_rot', 'pixel_error', 'abs_rel', 'delta_1']
   report.add_table([{'model': m, **{c: v.get(c, float('nan')) for c in cols}}
                     for m, v in result['metrics'].items()], columns=['model'] + cols)
+  note = rpe_note(result['metrics'], static_camera_rpe(result.get('inputs', [])))
+  if note:
+    report.add_text(note)
   if result['predictions']:
     pred = npz_io.read_npz(result['predictions'][0])
     fig = tracks3d.plot_tracks_3d(pred['points_world'], visible=pred['visible'],
                                   color_by='motion', motion=pred['motion_level'],
-                                  w2c=pred['w2c'], intrinsics=None)
+                                  w2c=pred['w2c'], intrinsics=None, figsize=(8.0, 7.0),
+                                  units='arbitrary units')
     report.add_image(fig, caption='Predicted 3D points (colour = motion level) and cameras, '
-                     'first held-out scene after fine-tuning', name='tracks4d_points')
-    for view in result['views'][:3]:
+                     'first held-out scene after fine-tuning (predicted world frame: the '
+                     'scale is arbitrary)', name='tracks4d_points')
+    for view in result['views']:
       report.add_link(pathlib.Path(result['workdir']) / view,
                       f'interactive 3D view: {pathlib.Path(view).stem}')
   report.add_training_curves(pathlib.Path(result['workdir']) / 'metrics.jsonl', 'TracksTo4D')

@@ -105,8 +105,10 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
     clip = tapvid3d.load_clip(os.path.join(heldout_dir, rel))
     clean = score.track_set_from_clip(clip)
     corrupted = score.corrupt_track_set(clean, seed=i)
-    row_clean, pf_clean = score.score_track_set(recon, clean, num_support, num_query, seed=i)
-    row_bad, pf_bad = score.score_track_set(recon, corrupted, num_support, num_query, seed=i)
+    # The CLI's defaults, so `python -m trajan3d.score` prints the same score for the clip.
+    kwargs = {'seed': score.DEFAULT_SEED, 'max_tracks': score.DEFAULT_MAX_TRACKS}
+    row_clean, pf_clean = score.score_track_set(recon, clean, num_support, num_query, **kwargs)
+    row_bad, pf_bad = score.score_track_set(recon, corrupted, num_support, num_query, **kwargs)
     scores.append({'clip': clean.name, 'clean': row_clean['score'],
                    'corrupted': row_bad['score']})
     if i == 0:
@@ -128,7 +130,7 @@ def summary(result: Mapping[str, Any]) -> str:
 def add_section(report: Any, result: Mapping[str, Any],
                 inputs: Mapping[str, Mapping[str, Any]]) -> None:
   """The 3DSPA section: metric table, realism scores, per-frame curve, tracks, training curves."""
-  from tapkit.viz import plots, tracks2d, tracks3d  # pylint: disable=g-import-not-at-top
+  from tapkit.viz import plots, tables, tracks2d, tracks3d  # pylint: disable=g-import-not-at-top
 
   heldout = inputs['data']
   report.add_section('3DSPA (trajan3d): reconstruction of held-out 3D tracks')
@@ -143,8 +145,14 @@ def add_section(report: Any, result: Mapping[str, Any],
   report.add_text(
       f'Realism score (average Jaccard of the held-out reconstruction; higher = more '
       f'plausible motion): clean clip above its corrupted copy on '
-      f'{result["clean_above_corrupted"]} of {len(result["scores"])} clips.')
-  report.add_table(result['scores'], columns=['clip', 'clean', 'corrupted'])
+      f'{result["clean_above_corrupted"]} of {len(result["scores"])} clips. The clean '
+      'column is the score `python -m trajan3d.score --tracks <clip> --checkpoint '
+      f'<workdir>/{STAGE}` prints for the clip (same folds: seed {score.DEFAULT_SEED}, at most '
+      f'{score.DEFAULT_MAX_TRACKS} tracks), to the same 4 decimals.')
+  score_column = tables.COLUMNS['score']
+  report.add_table(result['scores'], columns=['clip', 'clean', 'corrupted'], specs={
+      'clean': dataclasses.replace(score_column, label='realism score, clean clip'),
+      'corrupted': dataclasses.replace(score_column, label='realism score, corrupted copy')})
   pf = result['per_frame_scores']
   if pf:
     fig = plots.plot_score_curves({'clean': pf['clean'], 'corrupted': pf['corrupted']},
@@ -153,12 +161,41 @@ def add_section(report: Any, result: Mapping[str, Any],
     report.add_image(fig, caption='Per-frame realism score, clean vs corrupted',
                      name='trajan3d_per_frame')
     clip = tapvid3d.load_clip(os.path.join(heldout['heldout_dir'], pf['clip']))
-    painted = tracks2d.paint_clip(clip, color_by='rainbow')
-    t = painted.shape[0]
-    strip = np.concatenate([painted[i] for i in (0, t // 2, t - 1)], axis=1)
-    report.add_image(strip, caption=f'{pf["clip"]}: ground-truth tracks painted on frames '
+    t = clip.num_frames
+    # Small synthetic frames: painted 4x larger (nearest neighbour) so the tracks are legible.
+    painted = tracks2d.paint_clip(clip, color_by='rainbow', scale=4, radius=4.0, line_width=2)
+    gap = np.full((painted.shape[1], 8, 3), 255, np.uint8)
+    strip = np.concatenate([painted[0], gap, painted[t // 2], gap, painted[t - 1]], axis=1)
+    report.add_image(strip, caption=f'`{pf["clip"]}`: ground-truth tracks painted on frames '
                      f'0, {t // 2}, {t - 1}', name='trajan3d_tracks2d')
-    fig = tracks3d.plot_clip(clip, color_by='track')
-    report.add_image(fig, caption=f'{pf["clip"]}: 3D tracks and cameras (world frame)',
-                     name='trajan3d_tracks3d')
-  report.add_training_curves(pathlib.Path(result['workdir']) / 'metrics.jsonl', '3DSPA')
+    fig = tracks3d.plot_clip(clip, color_by='track', figsize=(8.0, 7.0))
+    report.add_image(fig, caption=f'`{pf["clip"]}`: 3D tracks and cameras (world frame, '
+                     'metres)', name='trajan3d_tracks3d')
+  metrics_path = pathlib.Path(result['workdir']) / 'metrics.jsonl'
+  report.add_training_curves(metrics_path, '3DSPA')
+  note = certainty_note(metrics_path)
+  if note:
+    report.add_text(note)
+
+
+def certainty_note(metrics_path: str | os.PathLike) -> str:
+  """A sentence on `train/loss_certainty` when the run logged it constant at ln 2, else ''.
+
+  3DSPA has no certainty head: its certainty logits are zeros, so the logged binary cross-
+  entropy is ln 2 at every step, and the term has weight 0 (configs/spa3d.py), as in the
+  released model, which never trains certainty.
+  """
+  from tapkit.viz import plots  # pylint: disable=g-import-not-at-top
+
+  if not os.path.isfile(metrics_path):
+    return ''
+  series = plots.load_jsonl_scalars(metrics_path).get('train/loss_certainty')
+  if series is None or not len(series[1]):
+    return ''
+  values = series[1]
+  if not np.all(np.abs(values - np.log(2.0)) < 1e-4):
+    return ''
+  return (f'`loss_certainty` stays at ln 2 = {np.log(2.0):.4f} over all {len(values)} logged '
+          'steps: 3DSPA has no certainty head (its certainty logits are zeros, so the binary '
+          'cross-entropy is that of a constant 0.5 prediction) and the term has weight 0. The '
+          'released 3DSPA never trains certainty either; the curve is logged, not learned.')

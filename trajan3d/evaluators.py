@@ -201,7 +201,8 @@ def score_clip(recon: Reconstructor, clip: clip_lib.Clip, num_support: int = 204
     num_support: the most support tracks per fold.
     num_query: tracks per fold.
     seed: seeds the track subset (`max_tracks`) and the fold permutation.
-    max_tracks: score at most this many tracks (a seeded subset); None = all.
+    max_tracks: score at most this many tracks (a seeded subset); None = all. A clip with
+      no more tracks than this is scored whole, exactly as with None (same folds).
 
   Returns:
     (row, per_frame): row = {'score', 'average_jaccard', 'occlusion_accuracy',
@@ -215,7 +216,8 @@ def score_clip(recon: Reconstructor, clip: clip_lib.Clip, num_support: int = 204
     raise input_pipeline.TrackFileError(f'{name}: need at least 2 tracks to score, '
                                         f'got {n}.')
   rng = np.random.default_rng(seed)
-  kept = np.sort(rng.permutation(n)[:max_tracks]) if max_tracks else np.arange(n)
+  subset = max_tracks is not None and 0 < max_tracks < n
+  kept = np.sort(rng.permutation(n)[:max_tracks]) if subset else np.arange(n)
   order = rng.permutation(kept)
   num_folds = max(2, math.ceil(len(order) / max(1, num_query)))
   qframes = clip.query_frames

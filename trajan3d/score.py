@@ -373,6 +373,11 @@ RANDOM_SPA3D_CONFIG = 'configs/spa3d.py:smoke'
 
 PER_FRAME_FIELDS = ('jaccard', 'pts_within', 'occlusion_accuracy', 'mean_error')
 
+# Default --max_tracks and --seed: the quickstart scores its clips with the same settings,
+# so its report and this CLI print the same score for a clip.
+DEFAULT_MAX_TRACKS = 2048
+DEFAULT_SEED = 0
+
 
 def write_csvs(out: str, rows: list[dict[str, Any]],
                per_frame: list[dict[str, np.ndarray]],
@@ -474,9 +479,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help='support tracks per fold (default config.evals.eval.num_support)')
   parser.add_argument('--num_query', type=int, default=None,
                       help='tracks per fold (default config.evals.eval.num_query)')
-  parser.add_argument('--max_tracks', type=int, default=2048,
+  parser.add_argument('--max_tracks', type=int, default=DEFAULT_MAX_TRACKS,
                       help='score at most this many tracks per video (0 = all)')
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--seed', type=int, default=DEFAULT_SEED)
   args = parser.parse_args(argv)
   if bool(args.tracks) == bool(args.video):
     parser.error('give one of --tracks and --video')

@@ -9,6 +9,9 @@ Modules (import them directly; nothing heavy is imported here):
   features         joint-PCA RGB maps of backbone feature maps
   correspondences  matched keypoints between two images
   html             `Report`: self-contained report.html plus report.md
+  markdown         the report's Markdown subset (inline code, bold, italics, links, lists)
+                   rendered to escaped HTML
+  browser          headless Chromium: screenshots and the rendered DOM / text of a page
 
 Everything renders with matplotlib's Agg canvas or PIL; no display is needed.
 """

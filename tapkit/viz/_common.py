@@ -47,6 +47,24 @@ def image_to_png(image: np.ndarray) -> bytes:
   return buf.getvalue()
 
 
+def upscale_nearest(image: Any, factor: int) -> np.ndarray:
+  """[H * f, W * f, ...] copy of an [H, W, ...] image, each pixel repeated f x f (no blur)."""
+  factor = int(factor)
+  if factor < 1:
+    raise ValueError(f'factor must be a positive integer, got {factor}')
+  image = np.asarray(image)
+  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def upscale_pixel_coords(xy: Any, factor: int) -> np.ndarray:
+  """(x, y) pixel coordinates [..., 2] (centres at integers) in an image `upscale_nearest`d.
+
+  Pixel i spans [i - 0.5, i + 0.5]; scaled by f it spans [f i - 0.5, f (i + 1) - 0.5], so
+  its centre moves to f (i + 0.5) - 0.5.
+  """
+  return (np.asarray(xy, np.float64) + 0.5) * int(factor) - 0.5
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int | None = None) -> str:
   """Writes `fig` as PNG (or any format matplotlib infers from the suffix); returns the path."""
   path = os.fspath(path)

@@ -40,7 +40,7 @@ def side_by_side(image_a: Any, image_b: Any, gap: int = 8,
 def draw_correspondences(image_a: Any, image_b: Any, keypoints_a: Any, keypoints_b: Any,
                          correct: Any | None = None, *, max_matches: int | None = 200,
                          radius: float = 2.5, line_width: int = 1, gap: int = 8,
-                         line_alpha: float = 0.8,
+                         line_alpha: float = 0.8, scale: int = 1,
                          path: str | os.PathLike | None = None) -> np.ndarray:
   """Draws matches between two images.
 
@@ -53,10 +53,13 @@ def draw_correspondences(image_a: Any, image_b: Any, keypoints_a: Any, keypoints
     line_width: line width in pixels.
     gap: blank columns between the images.
     line_alpha: line opacity in [0, 1] (markers are opaque).
+    scale: draw on images enlarged by this integer factor (nearest neighbour), so matches
+      on small images stay legible; `radius`, `line_width` and `gap` are in the enlarged
+      image's pixels.
     path: if given, also written there as PNG.
 
   Returns:
-    [max(Ha, Hb), Wa + gap + Wb, 3] uint8 image.
+    [scale * max(Ha, Hb), scale * (Wa + Wb) + gap, 3] uint8 image.
   """
   from PIL import Image, ImageDraw  # Local import: drawing only.
 
@@ -75,6 +78,11 @@ def draw_correspondences(image_a: Any, image_b: Any, keypoints_a: Any, keypoints
   keep = np.arange(num)
   if max_matches is not None and num > max_matches:
     keep = np.unique(np.linspace(0, num - 1, max_matches).round().astype(int))
+  if scale != 1:
+    image_a = _common.upscale_nearest(_common.to_uint8(image_a), scale)
+    image_b = _common.upscale_nearest(_common.to_uint8(image_b), scale)
+    kp_a = _common.upscale_pixel_coords(kp_a, scale)
+    kp_b = _common.upscale_pixel_coords(kp_b, scale)
   canvas, offset = side_by_side(image_a, image_b, gap)
   base = Image.fromarray(canvas).convert('RGBA')
   overlay = Image.new('RGBA', base.size, (0, 0, 0, 0))

@@ -132,7 +132,7 @@ def plot_score_panels(panels: Sequence[tuple[str, Mapping[str, Series]]], *,
 
 def plot_training_curves(metrics: Mapping[str, Series] | str | os.PathLike, *,
                          smoothing: float = 0.0, log_scale: Sequence[str] = ('loss',),
-                         columns: int = 3, title: str = '',
+                         columns: int = 3, title: str = '', min_points_to_smooth: int = 5,
                          path: str | os.PathLike | None = None) -> Figure:
   """A grid of training curves, one panel per metric.
 
@@ -140,7 +140,9 @@ def plot_training_curves(metrics: Mapping[str, Series] | str | os.PathLike, *,
     metrics: name -> values per step, or (steps, values); or a TensorBoard
       event directory / a JSON-lines metrics file, read with
       `load_tensorboard_scalars` / `load_jsonl_scalars`.
-    smoothing: EMA weight in [0, 1); the raw curve stays visible, faint.
+    smoothing: EMA weight in [0, 1); the raw curve stays visible, faint. Series with
+      fewer than `min_points_to_smooth` points (e.g. a few evaluations) are drawn as
+      logged, with a marker per point, so their last point is the logged value.
     log_scale: metrics whose name contains one of these substrings and whose
       values are all positive get a log y axis.
     columns: panels per row.
@@ -160,11 +162,12 @@ def plot_training_curves(metrics: Mapping[str, Series] | str | os.PathLike, *,
   for i, name in enumerate(names):
     ax = fig.add_subplot(rows, cols, i + 1)
     x, y = _xy(metrics[name])
-    if smoothing > 0:
+    few = len(x) < min_points_to_smooth
+    if smoothing > 0 and not few:
       ax.plot(x, y, color='C0', alpha=0.25, lw=1)
       ax.plot(x, smooth_ema(y, smoothing), color='C0', lw=1.5)
     else:
-      ax.plot(x, y, color='C0', lw=1.5)
+      ax.plot(x, y, color='C0', lw=1.5, marker='o' if few else None, ms=4)
     finite = y[np.isfinite(y)]
     if any(s in name for s in log_scale) and finite.size and np.all(finite > 0):
       ax.set_yscale('log')

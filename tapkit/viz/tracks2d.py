@@ -125,7 +125,7 @@ def track_colors(tracks: Any, visible: Any | None = None, color_by: str = 'rainb
 def paint_tracks(frames: Any, tracks: Any, visible: Any | None = None,
                  colors: Any | None = None, *, trail: int = 8, radius: float = 2.0,
                  line_width: int = 1, occluded: str = 'hollow',
-                 trail_alpha: float = 0.8) -> np.ndarray:
+                 trail_alpha: float = 0.8, scale: int = 1) -> np.ndarray:
   """Draws track points and fading trails on every frame.
 
   Args:
@@ -139,9 +139,12 @@ def paint_tracks(frames: Any, tracks: Any, visible: Any | None = None,
     line_width: trail and hollow-circle width in pixels.
     occluded: 'hollow' draws occluded points as rings, 'hide' skips them.
     trail_alpha: opacity of the newest trail segment, in [0, 1].
+    scale: paint on frames enlarged by this integer factor (nearest neighbour, so the
+      video's pixels stay sharp) for legible tracks on small frames; `radius` and
+      `line_width` are in the enlarged image's pixels.
 
   Returns:
-    [T, H, W, 3] uint8 painted copy of `frames`.
+    [T, H * scale, W * scale, 3] uint8 painted copy of `frames`.
   """
   from PIL import Image, ImageDraw  # Local import: drawing only.
 
@@ -161,6 +164,9 @@ def paint_tracks(frames: Any, tracks: Any, visible: Any | None = None,
   if colors is None:
     colors = track_colors(tracks, visible, 'rainbow')
   colors = _common.to_uint8(colors).reshape(num_tracks, 3)
+  if scale != 1:
+    frames = np.stack([_common.upscale_nearest(f, scale) for f in frames])
+    tracks = _common.upscale_pixel_coords(tracks, scale)
   finite = np.all(np.isfinite(tracks), axis=-1)  # [T, N]
   out = np.empty_like(frames)
   for t in range(num_frames):

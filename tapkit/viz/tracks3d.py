@@ -126,11 +126,11 @@ def _display_basis(up: np.ndarray) -> np.ndarray:
   return np.stack([e1, np.cross(up, e1), up])
 
 
-def _axis_label(v: np.ndarray, fallback: str) -> str:
+def _axis_label(v: np.ndarray, fallback: str, units: str = 'm') -> str:
   axis = int(np.argmax(np.abs(v)))
-  if abs(v[axis]) > 0.999:
-    return ('' if v[axis] > 0 else '-') + 'xyz'[axis] + ' (m)'
-  return fallback
+  name = ('' if v[axis] > 0 else '-') + 'xyz'[axis] if abs(v[axis]) > 0.999 else fallback
+  return f'{name} ({units})'
+
 
 
 def _subsample(num: int, keep: int) -> np.ndarray:
@@ -148,7 +148,7 @@ def plot_tracks_3d(points: Any, *, visible: Any | None = None, color_by: str = '
                    max_points: int = 400, drop_outliers: bool = True,
                    cmap: str | None = None, title: str = '',
                    elev: float = 25.0, azim: float = -60.0,
-                   figsize: tuple[float, float] = (7.0, 6.0),
+                   figsize: tuple[float, float] = (7.0, 6.0), units: str = 'm',
                    path: str | os.PathLike | None = None) -> Figure:
   """Static 3D view of point tracks and (optionally) the camera trajectory.
 
@@ -172,6 +172,8 @@ def plot_tracks_3d(points: Any, *, visible: Any | None = None, color_by: str = '
       dome, depth outliers) do not shrink the scene to a dot.
     cmap: colormap (default 'viridis' for time, 'coolwarm' for motion).
     title, elev, azim, figsize: figure options.
+    units: length unit of `points` for the axis labels: 'm' for metric data, e.g.
+      'arbitrary units' for a prediction known only up to scale.
     path: if given, also saved there as PNG.
 
   Returns:
@@ -209,7 +211,7 @@ def plot_tracks_3d(points: Any, *, visible: Any | None = None, color_by: str = '
       values = (tracks2d.motion_magnitude(points, visible) if motion is None
                 else np.asarray(motion, np.float64).reshape(-1))[keep]
       track_rgb = _common.map_colors(values, cmap or 'coolwarm') / 255.0
-      label = 'motion' if motion is not None else 'mean motion (m / frame)'
+      label = 'motion' if motion is not None else f'mean motion ({units} / frame)'
       mappable = _scalar_mappable(values, cmap or 'coolwarm')
       fig.colorbar(mappable, ax=ax, shrink=0.6, label=label)
     else:
@@ -237,9 +239,9 @@ def plot_tracks_3d(points: Any, *, visible: Any | None = None, color_by: str = '
     ax.legend(loc='upper left', fontsize='small')
   _set_equal_axes(ax, np.concatenate(shown) if shown[0].size or len(shown) > 1
                   else np.zeros((1, 3)))
-  ax.set_xlabel(_axis_label(basis[0], 'e1 (m)'))
-  ax.set_ylabel(_axis_label(basis[1], 'e2 (m)'))
-  ax.set_zlabel(_axis_label(basis[2], 'up (m)'))
+  for set_label, v, fallback in zip((ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), basis,
+                                    ('e1', 'e2', 'up')):
+    set_label(_axis_label(v, fallback, units))
   ax.view_init(elev=elev, azim=azim)
   if title:
     ax.set_title(title)

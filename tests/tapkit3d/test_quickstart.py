@@ -11,13 +11,6 @@ from tapkit.viz import browser
 from tapkit3d import quickstart
 
 
-@pytest.fixture(scope='module')
-def finished(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('quickstart')
-  results = quickstart.run(workdir, fast=True)
-  return workdir, results
-
-
 def _finite_numbers(tree) -> list[float]:
   if isinstance(tree, dict):
     return [x for v in tree.values() for x in _finite_numbers(v)]

@@ -48,3 +48,16 @@ def test_report_renders(tmp_path):
   shot = _screenshot(tmp_path / 'out' / os.path.basename(html_path), tmp_path)
   assert shot.std() > 20
   assert len(np.unique(shot.reshape(-1, 3), axis=0)) > 30  # text and the coloured plot
+
+
+def test_dom_text_of_a_rendered_report(tmp_path):
+  rep = viz_html.Report('Report check')
+  rep.add_text('Run `make` with **care**.')
+  rep.add_link(tracks3d.interactive_html(tmp_path / 'viewer.html', np.zeros((2, 3, 3)),
+                                         title='viewer `x`'), 'view', embed=True)
+  html_path, _ = rep.write(tmp_path / 'out')
+  dom = browser.dump_dom(html_path)
+  assert '<code>make</code>' in dom and '<strong>care</strong>' in dom
+  text = browser.visible_text(dom)
+  assert text == 'Report check Run make with care. view'  # no iframe page, style or script
+  assert browser.visible_text('<p>a <script>b</script><style>c</style>d</p>') == 'a d'

@@ -44,3 +44,14 @@ def test_rainbow_without_flags_and_subsampling():
     correspondences.draw_correspondences(img, img, kp, kp[:3])
   with pytest.raises(ValueError, match='flags'):
     correspondences.draw_correspondences(img, img, kp, kp, np.ones(3, bool))
+
+
+def test_drawn_on_enlarged_images():
+  a = np.zeros((10, 12, 3), np.uint8)
+  b = np.full((10, 12, 3), 50, np.uint8)
+  out = correspondences.draw_correspondences(a, b, [[2.0, 3.0]], [[7.0, 5.0]], [True],
+                                             radius=1.0, gap=6, scale=3)
+  assert out.shape == (30, 3 * 12 + 6 + 3 * 12, 3)
+  assert tuple(out[3 * 3 + 1, 3 * 2 + 1]) == correspondences.CORRECT_RGB
+  assert tuple(out[3 * 5 + 1, 42 + 3 * 7 + 1]) == correspondences.CORRECT_RGB
+  assert tuple(out[0, 45]) == (50, 50, 50)  # image B, enlarged

@@ -107,3 +107,47 @@ def test_gif_images_and_errors(tmp_path):
     rep.add_image(b'not an image')
   with pytest.raises(ValueError):
     rep.add_section('x', level=1)
+
+
+def test_markdown_rendered_in_html_kept_in_markdown(tmp_path):
+  rep = viz_html.Report('r')
+  rep.add_section('The `smoke` preset')
+  rep.add_text('Run `python -m x` with **care**:\n- one\n- two <b>')
+  rep.add_table([{'model': 'a', 'ate': 0.1234}], caption='see *below*')
+  html_path, md_path = rep.write(tmp_path / 'out')
+  page = open(html_path, encoding='utf-8').read()
+  assert '<h2>The <code>smoke</code> preset</h2>' in page
+  assert ('<p>Run <code>python -m x</code> with <strong>care</strong>:</p>\n'
+          '<ul><li>one</li><li>two &lt;b&gt;</li></ul>') in page
+  assert '<caption>see <em>below</em></caption>' in page
+  assert '<th>ATE (m)</th>' in page and '<td>0.123</td>' in page
+  md = open(md_path, encoding='utf-8').read()
+  assert 'Run `python -m x` with **care**:\n- one\n- two <b>' in md
+  assert '| model | ATE (m) |' in md and '| a | 0.123 |' in md
+
+
+def test_small_images_enlarged_and_sources_relative(tmp_path):
+  image = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+  metrics = tmp_path / 'run' / 'metrics.jsonl'
+  metrics.parent.mkdir()
+  metrics.write_text('{"step": 1, "eval/aj": 0.5}\n{"step": 2, "eval/aj": 0.7}\n')
+  rep = viz_html.Report('r', min_image_width=600)
+  rep.add_image(image, caption='tiny')
+  rep.add_image(plots.plot_bars({'a': 1.0}, figsize=(2.0, 2.0)), caption='small figure')
+  rep.add_training_curves(metrics, 'run')
+  html_path, md_path = rep.write(tmp_path)
+  parser = _Collector()
+  parser.feed(open(html_path, encoding='utf-8').read())
+  pngs = [base64.b64decode(a['src'].split(',', 1)[1]) for tag, a in parser.attrs
+          if tag == 'img']
+  with Image.open(io.BytesIO(pngs[0])) as png:
+    enlarged = np.asarray(png.convert('RGB'))
+  assert enlarged.shape == (400, 600, 3)  # 200 x nearest neighbour
+  np.testing.assert_array_equal(enlarged[::200, ::200], image)
+  for data in pngs[1:]:
+    with Image.open(io.BytesIO(data)) as png:
+      assert png.width >= 600
+  md = open(md_path, encoding='utf-8').read()
+  assert '*run: training curves (`run/metrics.jsonl`)*' in md
+  assert str(tmp_path) not in md
+  assert 'run: training curves (<code>run/metrics.jsonl</code>)' in open(html_path).read()

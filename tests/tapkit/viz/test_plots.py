@@ -128,3 +128,14 @@ def test_score_panels(tmp_path):
   assert bottom.get_ylabel() == 'error' and bottom.get_xlabel() == 'frame'
   assert top.get_legend() is not None
   assert (tmp_path / 'p.png').stat().st_size > 1000
+
+
+def test_short_eval_curves_are_drawn_as_logged_with_markers():
+  metrics = {'eval/aj': (np.array([100, 200, 400]), np.array([0.02, 0.06, 0.097])),
+             'train/loss': list(np.exp(-np.arange(20) / 5.0))}
+  fig = plots.plot_training_curves(metrics, smoothing=0.6, columns=2)
+  by_title = {ax.get_title(): ax for ax in fig.axes}
+  (line,) = by_title['eval/aj'].get_lines()  # one unsmoothed line
+  assert line.get_marker() == 'o'
+  np.testing.assert_array_equal(line.get_ydata(), [0.02, 0.06, 0.097])  # ends at the logged
+  assert len(by_title['train/loss'].get_lines()) == 2  # long series: raw + smoothed

@@ -39,3 +39,25 @@ def test_write_csv(tmp_path):
                    ['name', 't', 'score'], fmt='.6g')
   assert list(csv.reader(open(tmp_path / 'f.csv'))) == [['name', 't', 'score'],
                                                        ['v', '2', '0.333333']]
+
+
+def test_column_decimals_one_fixed_format_per_column():
+  assert tables.column_decimals([0.612345]) == 4
+  assert tables.column_decimals([0.9]) == 1
+  assert tables.column_decimals([24222.53, 161.18, 106.7]) == 1
+  assert tables.column_decimals([19860.0, 20011.0]) == 0
+  assert tables.column_decimals([2.861e-05, 0.5]) == 6  # capped: never 2.861e-05
+  assert tables.column_decimals(['a', 3, float('nan'), 0.0]) == 0
+
+
+def test_formatted_columns_units_and_specs():
+  rows = [{'model': 'a', 'ate': 1.0698, 'pixel_error': 24222.53, 'x': 0.5},
+          {'model': 'b', 'ate': 0.5, 'pixel_error': 161.18, 'x': 19860.0}]
+  headers, cells = tables.formatted_columns(rows, ['model', 'ate', 'pixel_error', 'x'])
+  assert headers == ['model', 'ATE (m)', 'reprojection error (px)', 'x']
+  assert cells == [['a', '1.070', '24222.5', '0.5'], ['b', '0.500', '161.2', '19860.0']]
+  custom = {'x': tables.Column('speed', 'm/s', 2)}
+  headers, cells = tables.formatted_columns(rows, ['x'], custom)
+  assert headers == ['speed (m/s)'] and cells == [['0.50'], ['19860.00']]
+  assert tables.column_spec('rpe_rot').header == 'RPE rotation (deg)'
+  assert tables.column_spec('unknown').header == 'unknown'

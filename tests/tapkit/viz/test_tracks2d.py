@@ -148,3 +148,17 @@ def test_write_video_mp4_when_ffmpeg_exists(tmp_path, clip):
   assert video.shape[0] == clip.num_frames
   # Lossy, but close to the painted frames.
   assert np.abs(video[:, :47, :63].astype(float) - frames).mean() < 12.0
+
+
+def test_paint_on_enlarged_frames():
+  frames = np.zeros((2, 16, 20, 3), np.uint8)
+  frames[:, 4, 5] = (10, 20, 30)  # one marked pixel
+  tracks = np.array([[[2.0, 3.0]], [[12.0, 8.0]]])  # [T=2, N=1, 2]
+  colors = np.array([[255, 0, 0]], np.uint8)
+  out = tracks2d.paint_tracks(frames, tracks, colors=colors, trail=0, radius=1.0, scale=4)
+  assert out.shape == (2, 64, 80, 3)
+  # Nearest neighbour: the marked pixel becomes a sharp 4 x 4 block.
+  np.testing.assert_array_equal(out[0, 16:20, 20:24], np.full((4, 4, 3), (10, 20, 30)))
+  # The point is drawn at the pixel centre's new position: (x + 0.5) * 4 - 0.5.
+  assert tuple(out[0, 13, 9]) == (255, 0, 0) and tuple(out[1, 33, 49]) == (255, 0, 0)
+  assert tuple(out[0, 33, 49]) == (0, 0, 0)

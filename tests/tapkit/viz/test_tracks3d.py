@@ -155,3 +155,15 @@ def test_interactive_html_caps_and_per_frame_colours(tmp_path):
   assert len(json.dumps(data)) < 200_000
   with pytest.raises(ValueError, match='colors'):
     tracks3d.viewer_data(points, colors[0, :10])
+
+
+def test_axis_labels_name_the_units(clip):
+  fig = tracks3d.plot_tracks_3d(_world_tracks(clip), w2c=clip.extrinsics_w2c)
+  ax = fig.axes[0]
+  labels = [ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()]
+  assert all(label.endswith(' (m)') for label in labels), labels
+  fig = tracks3d.plot_tracks_3d(clip.tracks_xyz, color_by='motion', units='arbitrary units')
+  ax = fig.axes[0]
+  labels = [ax.get_xlabel(), ax.get_ylabel(), ax.get_zlabel()]
+  assert all(label.endswith(' (arbitrary units)') for label in labels), labels
+  assert fig.axes[1].get_ylabel() == 'mean motion (arbitrary units / frame)'
