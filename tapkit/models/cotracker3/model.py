@@ -213,29 +213,37 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
     time_emb = time_emb[:, None]  # [B, 1, S, 1110]
   if frame_mask is not None:  # [B, S, 1, 1]: frame t + 1 is real (the forward motion exists).
     next_real = jnp.pad(frame_mask[:, 1:], ((0, 0), (0, 1)))[:, :, None, None]
-  frame_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32)[None, :, None], (b, s, n))
-  frame_idx = frame_idx.reshape(b, s * n)
+  # Points are sampled query-major ([B, N, S] order), so each query's S·49 neighbourhood
+  # vectors form one contiguous [S·49, C] block and the correlation with its 49 support vectors
+  # is a batched matrix product with the batch axes leading (no transposes).
+  frame_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32)[None, None, :], (b, n, s))
+  frame_idx = frame_idx.reshape(b, n * s)
   apply = functools.partial(MODEL.apply, {'params': params})
 
   def step(state, _):
     coords, vis, conf = state
+    coords_q = jnp.swapaxes(coords, 1, 2)  # [B, N, S, 2]
     volumes, embs = [], []
     for l, fmaps in enumerate(pyramid):
-      c = (coords / (2 ** l)).reshape(b, s * n, 2)
+      c = (coords_q / (2 ** l)).reshape(b, n * s, 2)
       feats = blocks.sample_neighbourhoods(fmaps, frame_idx, c[..., 0], c[..., 1])
-      feats = feats.reshape((b, s, n) + feats.shape[2:])  # [B, S, N, 7, 7, C]
-      volume = jnp.einsum('btnhwc,bnijc->btnhwij', feats, support[l],
-                          precision=jax.lax.Precision.HIGHEST)
-      emb = apply(volume.reshape(b, s, n, -1), method=CoTrackerThree.embed_corr)
-      volumes.append(volume)
-      embs.append(emb)
+      c_dim = feats.shape[-1]
+      feats = feats.reshape(b, n, s * 49, c_dim)  # [B, N, S·7·7, C]
+      volume = jax.lax.dot_general(
+          feats, support[l].reshape(b, n, 49, c_dim), (((3,), (3,)), ((0, 1), (0, 1))),
+          precision=jax.lax.Precision.HIGHEST)  # [B, N, S·7·7, 7·7]
+      volume = volume.reshape(b, n, s, 49 * 49)
+      embs.append(apply(volume, method=CoTrackerThree.embed_corr))  # [B, N, S, 256]
+      if intermediates:
+        volumes.append(jnp.swapaxes(volume, 1, 2).reshape((b, s, n) + (7,) * 4))
     forward = jnp.pad(coords[:, :-1] - coords[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))
     if frame_mask is not None:
       forward = jnp.where(next_real, forward, 0.0)
     backward = jnp.pad(coords[:, 1:] - coords[:, :-1], ((0, 0), (1, 0), (0, 0), (0, 0)))
     motion = blocks.posenc(jnp.concatenate([forward / scale, backward / scale], axis=-1), 0, 10)
-    tokens = jnp.concatenate([vis[..., None], conf[..., None], *embs, motion], axis=-1)
-    tokens = jnp.swapaxes(tokens, 1, 2) + time_emb  # [B, N, S, 1110]
+    head = jnp.stack([vis, conf], axis=-1)  # [B, S, N, 2]
+    tokens = jnp.concatenate([jnp.swapaxes(head, 1, 2), *embs, jnp.swapaxes(motion, 1, 2)],
+                             axis=-1) + time_emb  # [B, N, S, 1110]
     delta = apply(tokens, add_space_attn, frame_mask, point_mask,
                   method=CoTrackerThree.update)  # [B, N, S, 4]
     delta = jnp.swapaxes(delta, 1, 2)
@@ -244,7 +252,8 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
     conf = conf + delta[..., 3]
     out = {'coords': coords * float(blocks.STRIDE), 'vis': vis, 'conf': conf}
     if intermediates:
-      out.update(corr_volume=jnp.stack(volumes), corr_emb=jnp.stack(embs),
+      out.update(corr_volume=jnp.stack(volumes),
+                 corr_emb=jnp.swapaxes(jnp.stack(embs), 2, 3),
                  updateformer_in=tokens, updateformer_out=jnp.swapaxes(delta, 1, 2))
     return (coords, vis, conf), out
 
