@@ -5,19 +5,28 @@ facebookresearch/co-tracker (`--official_repo DIR`; the code is not pip-installa
 the same parameters (the golden parameter rule `make_params.py` of
 `$TAPKIT_SHARED_DIR/golden/cotracker3` when present, else our random initialisation exported
 to the official layout), the same video (B = 1: the official forward rejects B > 1) and
-queries, `iters` updates, under `torch.no_grad()` with the same number of threads. The table
-reports the best-of-`--repeats` wall-clock seconds per forward (ours after compilation; the
-compile time is listed separately), the ratio official / ours, and the largest coordinate
-difference between the two (pixels). Without `--official_repo` (or if it cannot be imported) the
-peer is skipped with a message and only our timings are printed.
+queries, `iters` updates, under `torch.no_grad()` with torch set to as many threads as XLA's
+CPU client uses (the CPUs this process may run on). Ours and the official forward are timed
+INTERLEAVED (after one untimed warm-up call of each: ours, official, ours, official, ...), so
+load from other processes hits both alike; the table reports the best and the median of
+`--repeats` wall-clock seconds per forward (ours after compilation; the compile time is listed
+separately), the ratio official / ours of the best times, and the largest coordinate
+difference between the two (pixels). A second table splits the time into the feature CNN
+(ours: `encode_frames` incl. the pyramid; official: `fnet`) and the rest (correlation,
+transformer: (forward − CNN) / iters per update). Without `--official_repo` (or if it cannot be
+imported) the peer is skipped with a message and only our timings are printed. No XLA flags are
+set.
 
-A second table lists our compiled forward's peak temporary memory (XLA's buffer assignment,
-no run needed) against the number of queries at the larger size.
+The memory table follows the path users run: `predictor.predict_offline` with N explicit
+queries at the larger size (the 6×6 support grid is appended, 6 iterations, the predictor's
+default `query_chunk`); every network call it makes is compiled (not run) and XLA's buffer
+assignment gives the call's peak temporary memory; the table lists the calls and the largest
+peak.
 
 Usage (from the repository root):
   python -m benchmarks.cotracker3_forward --official_repo ~/co-tracker \
       [--sizes 8x64x96,16x192x256] [--queries 64] [--iters 4] [--repeats 2] \
-      [--memory_queries 16,64,256,1024]
+      [--memory_queries 16,64,256,1024] [--memory_iters 6]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import numpy as np
 
 from tapkit.models.cotracker3 import convert
 from tapkit.models.cotracker3 import model as model_lib
+from tapkit.models.cotracker3 import predictor as pred
 from tapkit.viz import tables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -94,13 +104,47 @@ def load_official(repo: str | None):
   return cotracker3_offline.CoTrackerThreeOffline, ''
 
 
-def best_of(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+def xla_threads() -> int:
+  """CPUs XLA's CPU client runs on (its thread pool covers the CPUs this process may use)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:
+    return os.cpu_count() or 1
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
+  """Wall-clock seconds of each function, called in turn `repeats` times (after a warm-up)."""
+  times = {name: [] for name in fns}
+  for fn in fns.values():
     fn()
-    times.append(time.perf_counter() - start)
-  return min(times)
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+class MemoryProbe:
+  """A `model_fn` for `predict_offline` that compiles (does not run) the offline network for
+  every call and records XLA's peak temporary bytes; returns zero tracks."""
+
+  def __init__(self, model_fn: pred.OfflineModel):
+    self.model = model_fn
+    self.model_resolution = model_fn.model_resolution
+    self.calls = []  # (queries per call, temp bytes)
+
+  def __call__(self, video, queries, num_frames=None, num_queries=None):
+    m = self.model
+    compiled = model_lib.offline_forward.lower(
+        m.params, video, queries, iters=m.iters, window_len=m.window_len,
+        model_resolution=tuple(m.model_resolution)).compile()
+    analysis = compiled.memory_analysis()
+    temp = getattr(analysis, 'temp_size_in_bytes', None) if analysis is not None else None
+    self.calls.append((queries.shape[1], float('nan') if temp is None else temp))
+    b, t, n = video.shape[0], video.shape[1], queries.shape[1]
+    return np.zeros((b, t, n, 2), np.float32), np.zeros((b, t, n), np.float32), np.zeros(
+        (b, t, n), np.float32)
 
 
 def main(argv=None) -> None:
@@ -109,8 +153,9 @@ def main(argv=None) -> None:
   ap.add_argument('--sizes', default='8x64x96,16x192x256', help='TxHxW,...')
   ap.add_argument('--queries', type=int, default=64)
   ap.add_argument('--iters', type=int, default=4)
-  ap.add_argument('--repeats', type=int, default=2)
+  ap.add_argument('--repeats', type=int, default=3)
   ap.add_argument('--memory_queries', default='16,64,256,1024')
+  ap.add_argument('--memory_iters', type=int, default=6)
   args = ap.parse_args(argv)
   sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes.split(',')]
 
@@ -118,55 +163,80 @@ def main(argv=None) -> None:
   params = jax.tree_util.tree_map(jnp.asarray, convert.params_from_state_dict(state))
   official_cls, why = load_official(args.official_repo)
   peer = None
+  threads = xla_threads()
   if official_cls is None:
     print(f'[peer skipped] official PyTorch model not available: {why}')
   else:
     import torch  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(threads)
     peer = official_cls(stride=4, corr_radius=3, window_len=60)
     peer.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     peer.eval()
     print(f'peer: official CoTrackerThreeOffline, torch {torch.__version__}, '
           f'{torch.get_num_threads()} threads')
-  print(f'parameters: {origin}; jax {jax.__version__} on {jax.devices()[0].platform}; '
-        f'N = {args.queries}, iters = {args.iters}, best of {args.repeats}')
+  print(f'parameters: {origin}; jax {jax.__version__} on {jax.devices()[0].platform} '
+        f'({threads} CPUs); N = {args.queries}, iters = {args.iters}, {args.repeats} interleaved '
+        f'repeats; load average before: {os.getloadavg()[0]:.1f}')
 
-  rows = []
+  rows, stage_rows = [], []
+  encode = jax.jit(model_lib.encode_frames)
   for t, h, w in sizes:
     video, queries = make_inputs(t, h, w, args.queries)
-    forward = lambda: jax.block_until_ready(model_lib.offline_forward(
-        params, video, queries, iters=args.iters))
+    result = {}
+
+    def ours():
+      result['ours'] = jax.block_until_ready(model_lib.offline_forward(
+          params, video, queries, iters=args.iters))
+
+    fns = {'ours': ours, 'ours cnn': lambda: jax.block_until_ready(encode(params, video))}
     start = time.perf_counter()
-    ours_out = forward()
+    ours()
     compile_s = time.perf_counter() - start
-    ours_s = best_of(forward, args.repeats)
-    row = {'video T×H×W': f'{t}×{h}×{w}', 'ours s': ours_s, 'ours compile s': compile_s}
     if peer is not None:
       import torch  # pylint: disable=g-import-not-at-top
       tv, tq = torch.from_numpy(video), torch.from_numpy(queries)
-      result = {}
+      frames = (2 * (tv / 255.0) - 1.0).reshape(-1, 3, h, w)
 
-      def run_peer():
+      def official():
         with torch.no_grad():
-          result['coords'] = peer(tv, tq, iters=args.iters)[0]
+          result['official'] = peer(tv, tq, iters=args.iters)[0]
 
-      run_peer()  # Warm-up (allocator, thread pool), not timed: both sides are timed warm.
-      peer_s = best_of(run_peer, args.repeats)
-      diff = float(np.max(np.abs(result['coords'].numpy() - np.asarray(ours_out['coords']))))
-      row.update({'official s': peer_s, 'official / ours': peer_s / ours_s,
-                  'max |Δcoords| px': diff})
+      def official_cnn():
+        with torch.no_grad():
+          peer.fnet(frames)
+
+      fns.update({'official': official, 'official cnn': official_cnn})
+    times = interleaved(fns, args.repeats)
+    best = {k: min(v) for k, v in times.items()}
+    row = {'video T×H×W': f'{t}×{h}×{w}', 'ours s': best['ours'],
+           'ours median s': float(np.median(times['ours'])), 'ours compile s': compile_s}
+    stage = {'video T×H×W': f'{t}×{h}×{w}', 'ours CNN s': best['ours cnn'],
+             'ours per update s': (best['ours'] - best['ours cnn']) / args.iters}
+    if peer is not None:
+      diff = float(np.max(np.abs(result['official'].numpy() - np.asarray(result['ours']['coords']))))
+      row.update({'official s': best['official'],
+                  'official median s': float(np.median(times['official'])),
+                  'official / ours': best['official'] / best['ours'], 'max |Δcoords| px': diff})
+      stage.update({'official CNN s': best['official cnn'],
+                    'official per update s': (best['official'] - best['official cnn'])
+                                             / args.iters})
     rows.append(row)
+    stage_rows.append(stage)
   print(tables.markdown_table(rows))
+  print(tables.markdown_table(stage_rows))
+  print(f'load average after: {os.getloadavg()[0]:.1f}')
 
   t, h, w = sizes[-1]
   mem_rows = []
+  model_fn = pred.make_model_fn(params, iters=args.memory_iters)
   for n in (int(v) for v in args.memory_queries.split(',')):
     video, queries = make_inputs(t, h, w, n)
-    compiled = model_lib.offline_forward.lower(params, video, queries,
-                                               iters=args.iters).compile()
-    analysis = compiled.memory_analysis()
-    temp = getattr(analysis, 'temp_size_in_bytes', None) if analysis is not None else None
+    frames = np.transpose(video[0], (0, 2, 3, 1))  # [T, H, W, 3] float 0..255
+    probe = MemoryProbe(model_fn)
+    pred.predict_offline(probe, frames, queries=queries[0], interp_shape=(h, w))
     mem_rows.append({'queries N': n, 'video T×H×W': f'{t}×{h}×{w}',
-                     'peak temp MiB': float('nan') if temp is None else temp / 2 ** 20})
+                     'network calls (queries each)': ', '.join(str(c[0]) for c in probe.calls),
+                     'peak temp MiB': max(c[1] for c in probe.calls) / 2 ** 20})
   print(tables.markdown_table(mem_rows))
 
 

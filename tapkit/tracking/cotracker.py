@@ -111,7 +111,7 @@ class CoTrackerTracker:
     window_len: model window length (frames); None = the model's default (60 offline,
       16 online).
     query_chunk: track at most this many queries per model call (bounded memory; None
-      = all at once). Offline only.
+      = the predictor's default, 1024; 0 = all at once). Offline only.
     shard_queries: split the offline network's queries over the local devices (module
       docstring); False runs on the default device only.
     iters: refinement iterations per window (the official predictors' 6).

@@ -41,6 +41,9 @@ Params = Any
 # Frames per CNN call: bounds the feature CNN's working memory on long videos (the official
 # code uses chunks of 200 frames at 384×512; the result does not depend on the chunk size).
 FMAPS_CHUNK_SIZE = 32
+# Queries per correlation block inside an update: bounds the sampled neighbourhoods' memory
+# (about 1.4 MB per query at 16 frames; the result does not depend on it).
+CORR_QUERY_CHUNK = 64
 
 
 class CoTrackerThree(nn.Module):
@@ -213,29 +216,57 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
     time_emb = time_emb[:, None]  # [B, 1, S, 1110]
   if frame_mask is not None:  # [B, S, 1, 1]: frame t + 1 is real (the forward motion exists).
     next_real = jnp.pad(frame_mask[:, 1:], ((0, 0), (0, 1)))[:, :, None, None]
-  frame_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32)[None, :, None], (b, s, n))
-  frame_idx = frame_idx.reshape(b, s * n)
   apply = functools.partial(MODEL.apply, {'params': params})
+  support = [f.reshape(b, n, 49, f.shape[-1]) for f in support]  # [B, N, 7·7, C] per level
+
+  def correlate(coords_q, support):
+    """coords_q [B, n, S, 2] cells, support per level [B, n, 49, C] -> embeddings [B, n, S,
+    L·256] and the volumes [B, n, S, 2401] per level."""
+    nq = coords_q.shape[1]
+    # Points are sampled query-major, so each query's S·49 neighbourhood vectors form one
+    # contiguous [S·49, C] block and its correlation with the query's 49 support vectors is a
+    # batched matrix product with the batch axes leading (no transposes).
+    frame_idx = jnp.broadcast_to(jnp.arange(s, dtype=jnp.int32), (b, nq, s)).reshape(b, nq * s)
+    volumes, embs = [], []
+    for l, fmaps in enumerate(pyramid):
+      c = (coords_q / (2 ** l)).reshape(b, nq * s, 2)
+      feats = blocks.sample_neighbourhoods(fmaps, frame_idx, c[..., 0], c[..., 1])
+      feats = feats.reshape(b, nq, s * 49, feats.shape[-1])  # [B, n, S·7·7, C]
+      volume = jax.lax.dot_general(feats, support[l], (((3,), (3,)), ((0, 1), (0, 1))),
+                                   precision=jax.lax.Precision.HIGHEST)  # [B, n, S·49, 49]
+      volume = volume.reshape(b, nq, s, 49 * 49)
+      embs.append(apply(volume, method=CoTrackerThree.embed_corr))  # [B, n, S, 256]
+      volumes.append(volume)
+    return jnp.concatenate(embs, axis=-1), volumes
+
+  chunk = CORR_QUERY_CHUNK
+  if intermediates or n <= chunk:
+    correlate_all = correlate
+  else:
+    # The correlation's working set (a (2r + 2)² × C patch per point and level) grows with N:
+    # it is computed for CORR_QUERY_CHUNK queries at a time (queries are independent here).
+    k = -(-n // chunk)
+    pad_support = [jnp.pad(f, ((0, 0), (0, k * chunk - n), (0, 0), (0, 0))) for f in support]
+    split = lambda a: jnp.moveaxis(a.reshape((b, k, chunk) + a.shape[2:]), 1, 0)
+    sup_chunks = [split(f) for f in pad_support]  # [k, B, chunk, 49, C]
+
+    def correlate_all(coords_q, _):
+      coords_q = split(jnp.pad(coords_q, ((0, 0), (0, k * chunk - n), (0, 0), (0, 0))))
+      emb = jax.lax.map(lambda xs: correlate(xs[0], xs[1])[0], (coords_q, sup_chunks))
+      emb = jnp.moveaxis(emb, 0, 1).reshape((b, k * chunk) + emb.shape[3:])
+      return emb[:, :n], None
 
   def step(state, _):
     coords, vis, conf = state
-    volumes, embs = [], []
-    for l, fmaps in enumerate(pyramid):
-      c = (coords / (2 ** l)).reshape(b, s * n, 2)
-      feats = blocks.sample_neighbourhoods(fmaps, frame_idx, c[..., 0], c[..., 1])
-      feats = feats.reshape((b, s, n) + feats.shape[2:])  # [B, S, N, 7, 7, C]
-      volume = jnp.einsum('btnhwc,bnijc->btnhwij', feats, support[l],
-                          precision=jax.lax.Precision.HIGHEST)
-      emb = apply(volume.reshape(b, s, n, -1), method=CoTrackerThree.embed_corr)
-      volumes.append(volume)
-      embs.append(emb)
+    emb, volumes = correlate_all(jnp.swapaxes(coords, 1, 2), support)  # [B, N, S, L·256]
     forward = jnp.pad(coords[:, :-1] - coords[:, 1:], ((0, 0), (0, 1), (0, 0), (0, 0)))
     if frame_mask is not None:
       forward = jnp.where(next_real, forward, 0.0)
     backward = jnp.pad(coords[:, 1:] - coords[:, :-1], ((0, 0), (1, 0), (0, 0), (0, 0)))
     motion = blocks.posenc(jnp.concatenate([forward / scale, backward / scale], axis=-1), 0, 10)
-    tokens = jnp.concatenate([vis[..., None], conf[..., None], *embs, motion], axis=-1)
-    tokens = jnp.swapaxes(tokens, 1, 2) + time_emb  # [B, N, S, 1110]
+    head = jnp.stack([vis, conf], axis=-1)  # [B, S, N, 2]
+    tokens = jnp.concatenate([jnp.swapaxes(head, 1, 2), emb, jnp.swapaxes(motion, 1, 2)],
+                             axis=-1) + time_emb  # [B, N, S, 1110]
     delta = apply(tokens, add_space_attn, frame_mask, point_mask,
                   method=CoTrackerThree.update)  # [B, N, S, 4]
     delta = jnp.swapaxes(delta, 1, 2)
@@ -244,7 +275,11 @@ def window_iterations(params: Params, pyramid: Sequence[Array], support: Sequenc
     conf = conf + delta[..., 3]
     out = {'coords': coords * float(blocks.STRIDE), 'vis': vis, 'conf': conf}
     if intermediates:
-      out.update(corr_volume=jnp.stack(volumes), corr_emb=jnp.stack(embs),
+      volumes = jnp.stack(volumes)  # [L, B, N, S, 2401]
+      embs = jnp.moveaxis(emb.reshape(b, n, s, len(pyramid), -1), 3, 0)  # [L, B, N, S, 256]
+      out.update(corr_volume=jnp.swapaxes(volumes, 2, 3).reshape(volumes.shape[:2] + (s, n)
+                                                                 + (7,) * 4),
+                 corr_emb=jnp.swapaxes(embs, 2, 3),
                  updateformer_in=tokens, updateformer_out=jnp.swapaxes(delta, 1, 2))
     return (coords, vis, conf), out
 
