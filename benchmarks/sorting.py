@@ -51,7 +51,7 @@ def _wall_and_cpu(fn) -> tuple[float, float]:
   return wall, _cpu_seconds() - cpu
 
 
-def _pick_torch_threads(torch, fn, repeats: int = 2) -> int:
+def _pick_torch_threads(torch, fn, repeats: int = 1) -> int:
   """Fastest torch intra-op thread count of 1 and all cores for `fn`."""
   best = None
   for threads in sorted({1, os.cpu_count() or 1}):
@@ -97,7 +97,7 @@ def main() -> None:
     return jnp.sum(p * w_perm) + jnp.sum(y * w_sorted), (y, p)
 
   ours = jax.jit(jax.grad(ours_loss, has_aux=True))
-  print(header)
+  print(header, flush=True)
   rows_out = []
   for rows in args.rows:
     load_before = os.getloadavg()[0]
