@@ -163,6 +163,21 @@ class LayerScale(nn.Module):
     return x * gamma
 
 
+class _DenseParams(nn.Module):
+  """The parameters of `nn.Dense(features)` (same names, shapes and initialisers), unapplied."""
+  features: int
+  use_bias: bool
+
+  @nn.compact
+  def __call__(self, in_features: int) -> tuple[Array, Array | None]:
+    """-> (kernel [in_features, features], bias [features] or None)."""
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (in_features, self.features),
+                        jnp.float32)
+    bias = (self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+            if self.use_bias else None)
+    return kernel, bias
+
+
 class Attention(nn.Module):
   """Multi-head self-attention with optional 2-D RoPE on the patch tokens.
 
@@ -181,13 +196,19 @@ class Attention(nn.Module):
     b, t, d = x.shape
     heads, hd = cfg.num_heads, cfg.head_dim
 
-    def proj(name: str, bias: bool) -> Array:
-      y = nn.Dense(d, use_bias=bias, precision=self.precision, dtype=self.dtype, name=name)(x)
-      return y.reshape(b, t, heads, hd)  # [B, T, H, hd]
-
-    q = proj('q_proj', cfg.query_bias)
-    k = proj('k_proj', cfg.key_bias)
-    v = proj('v_proj', cfg.value_bias)
+    # One [D, 3D] matmul for q, k and v (the parameters stay three Dense layers): a wider
+    # matmul runs faster on CPU than three narrow ones.
+    kernels, biases = [], []
+    for name, use_bias in (('q_proj', cfg.query_bias), ('k_proj', cfg.key_bias),
+                           ('v_proj', cfg.value_bias)):
+      kernel, bias = _DenseParams(d, use_bias, name=name)(d)
+      kernels.append(kernel)
+      biases.append(bias if bias is not None else jnp.zeros((d,), kernel.dtype))
+    xc, kernel = x.astype(self.dtype), jnp.concatenate(kernels, axis=1).astype(self.dtype)
+    qkv = jax.lax.dot_general(xc, kernel, (((2,), (0,)), ((), ())), precision=self.precision)
+    qkv = qkv + jnp.concatenate(biases).astype(self.dtype)  # [B, T, 3D]
+    q, k, v = jnp.split(qkv.reshape(b, t, 3, heads, hd), 3, axis=2)
+    q, k, v = q[:, :, 0], k[:, :, 0], v[:, :, 0]  # [B, T, H, hd] each
     if rope is not None:
       cos, sin = rope  # [N, hd]
       n = cos.shape[0]
