@@ -31,24 +31,47 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from dpov_jax import demo as dpov_demo
-from tracks4d import demo as tracks4d_demo
 from tapkit import cli
-from trajan3d import demo as trajan3d_demo
+
+
+class _DemoModules(Mapping[str, ModuleType]):
+  """{stage: its demo module}, each imported on first use.
+
+  The demo modules import JAX and the models; importing them lazily keeps `--help` and
+  argument errors of the command fast.
+  """
+
+  def __init__(self, modules: Mapping[str, str]):
+    self._names = dict(modules)
+
+  def __getitem__(self, stage: str) -> ModuleType:
+    module = importlib.import_module(self._names[stage])
+    if module.STAGE != stage:
+      raise RuntimeError(f'{module.__name__}.STAGE is {module.STAGE!r}, expected {stage!r}')
+    return module
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._names)
+
+  def __len__(self) -> int:
+    return len(self._names)
+
 
 # The method stages, in the order they run and appear in the report.
-DEMOS: dict[str, ModuleType] = {d.STAGE: d for d in (trajan3d_demo, tracks4d_demo, dpov_demo)}
+DEMOS: Mapping[str, ModuleType] = _DemoModules(
+    {'trajan3d': 'trajan3d.demo', 'tracks4d': 'tracks4d.demo', 'dpov': 'dpov_jax.demo'})
 STAGES = ('data', *DEMOS, 'report')
 _FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
 

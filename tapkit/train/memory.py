@@ -137,6 +137,9 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, str | N
       method_spec = value
     elif name == '--json':
       as_json = True
+    elif name in ('--help', '-h'):
+      print(__doc__)
+      sys.exit(0)
     elif name.startswith('--config.'):
       overrides.append((name[len('--config.'):], value))
     else:
