@@ -30,6 +30,7 @@ minute: the numbers are then meaningless, the plumbing is what it checks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -74,6 +75,8 @@ DEMOS: Mapping[str, ModuleType] = _DemoModules(
     {'trajan3d': 'trajan3d.demo', 'tracks4d': 'tracks4d.demo', 'dpov': 'dpov_jax.demo'})
 STAGES = ('data', *DEMOS, 'report')
 _FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
+# JAX's persistent compilation cache of the run, under the workdir (`compilation_cache`).
+COMPILE_CACHE = '.jax_cache'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +211,47 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
   return {'html': html_path, 'markdown': md_path, 'sections': filled}
 
 
+# -------------------------------------------------------------- compilation cache
+
+# Programs compiled faster than this are not written to the cache (seconds).
+_CACHE_MIN_COMPILE_S = 0.2
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: pathlib.Path) -> Iterator[str | None]:
+  """JAX's persistent compilation cache in `directory` while the stages run.
+
+  The stages compile the same programs more than once (the same model's apply for the
+  untrained and the trained evaluation, the matcher during training and after it), and a
+  rerun with --force or after an interruption compiles everything again: with the cache each
+  program is compiled once per workdir. Cached programs are bit-identical to freshly compiled
+  ones, so results do not change. A cache directory the user configured
+  (JAX_COMPILATION_CACHE_DIR / jax_compilation_cache_dir) is kept as it is.
+
+  Yields:
+    the cache directory in use (None when JAX's cache is disabled).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+
+  if not jax.config.jax_enable_compilation_cache:
+    yield None
+    return
+  if jax.config.jax_compilation_cache_dir:
+    yield jax.config.jax_compilation_cache_dir
+    return
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  cc.reset_cache()  # The cache binds its directory once per process.
+  cc.set_cache_dir(str(directory))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', _CACHE_MIN_COMPILE_S)
+  try:
+    yield str(directory)
+  finally:
+    cc.reset_cache()
+    jax.config.update('jax_compilation_cache_dir', None)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', min_time)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -225,22 +269,23 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
               **{stage: demo.DESCRIPTION for stage, demo in DEMOS.items()},
               'report': 'report.html / report.md'}
   results = {}
-  for stage in ordered:
-    progress.stage(stage, describe[stage])
-    if stage != 'report' and not force and _done_path(workdir, stage).is_file():
-      results[stage] = read_done(workdir, stage)
-      progress.done(stage, 'already finished (done.json; --force to redo)')
-      continue
-    if stage == 'data':
-      result = stage_data(workdir, FAST if fast else FULL, progress)
-    elif stage == 'report':
-      result = stage_report(workdir, progress)
-    else:
-      result = stage_method(workdir, DEMOS[stage], fast, progress)
-    result['fast'] = fast
-    _write_done(workdir, stage, result)
-    results[stage] = result
-    progress.done(stage, _summary(stage, result))
+  with compilation_cache(workdir / COMPILE_CACHE):
+    for stage in ordered:
+      progress.stage(stage, describe[stage])
+      if stage != 'report' and not force and _done_path(workdir, stage).is_file():
+        results[stage] = read_done(workdir, stage)
+        progress.done(stage, 'already finished (done.json; --force to redo)')
+        continue
+      if stage == 'data':
+        result = stage_data(workdir, FAST if fast else FULL, progress)
+      elif stage == 'report':
+        result = stage_report(workdir, progress)
+      else:
+        result = stage_method(workdir, DEMOS[stage], fast, progress)
+      result['fast'] = fast
+      _write_done(workdir, stage, result)
+      results[stage] = result
+      progress.done(stage, _summary(stage, result))
   return results
 
 

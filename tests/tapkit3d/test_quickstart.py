@@ -3,6 +3,12 @@ report, browser."""
 
 import json
 import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,12 +16,47 @@ import pytest
 from tapkit.viz import browser
 from tapkit3d import quickstart
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# Library lines a user must not see in the default output (each was seen once): orbax's
+# checkpoint chatter, JAX's TPU probe, TensorFlow's banners, absl's pre-init warning, optax's
+# schedule note, Python warnings.
+NOISE = (r'Given directory is read only', r'Metadata file does not exist',
+         r'Unable to initialize backend', r'TPU', r'[Tt]ensor[Ff]low', r'oneDNN',
+         r'cuda', r'absl::InitializeLog', r'INFO:absl', r'CheckpointManager',
+         r'polynomial schedule', r'Warning:', r'Traceback')
+
 
 @pytest.fixture(scope='module')
-def finished(tmp_path_factory):
+def cli_run(tmp_path_factory):
+  """`python -m tapkit3d.quickstart --fast` as a user runs it: (workdir, output, seconds)."""
   workdir = tmp_path_factory.mktemp('quickstart')
-  results = quickstart.run(workdir, fast=True)
-  return workdir, results
+  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      [str(REPO), *filter(None, [os.environ.get('PYTHONPATH')])])}
+  start = time.perf_counter()
+  proc = subprocess.run([sys.executable, '-m', 'tapkit3d.quickstart', '--workdir',
+                         str(workdir), '--fast'], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=1800, check=False)
+  seconds = time.perf_counter() - start
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  print(f'quickstart --fast: {seconds:.0f} s wall (load {os.getloadavg()[0]:.1f})')
+  return workdir, proc.stdout + proc.stderr, seconds
+
+
+@pytest.fixture(scope='module')
+def finished(cli_run):
+  workdir, _, _ = cli_run
+  return workdir, {stage: quickstart.read_done(workdir, stage) for stage in quickstart.STAGES}
+
+
+def test_output_shows_progress_and_no_library_noise(cli_run):
+  workdir, output, _ = cli_run
+  for stage in quickstart.STAGES:
+    assert re.search(rf'quickstart \| +{stage} done in ', output), stage
+  assert f'report: {workdir / "report.html"}' in output
+  for line in output.splitlines():
+    for pattern in NOISE:
+      assert not re.search(pattern, line), f'library noise ({pattern}): {line}'
+  assert (workdir / quickstart.COMPILE_CACHE).is_dir()  # programs reused across stages
 
 
 def _finite_numbers(tree) -> list[float]:
