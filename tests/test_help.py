@@ -18,7 +18,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGES = ('tapkit', 'trajan3d', 'tracks4d', 'dpov_jax', 'tapkit3d')
-# Seconds; an idle machine takes about 1 s (README "Command-line help").
+# Seconds; about 1 s on an idle 2-core machine, several on a loaded one.
 HELP_BOUND_S = 6.0
 # Modules that import JAX before parsing their arguments (their import graph needs it at
 # module level); --help works, just not fast. Each entry should disappear, not grow.
@@ -38,10 +38,11 @@ def _module_name(path: pathlib.Path) -> str:
 def command_modules() -> list[str]:
   """Modules run as `python -m X`: README commands and package modules with a main block."""
   readme = (REPO / 'README.md').read_text(encoding='utf-8')
-  names = set(re.findall(r'python -m ((?:%s)(?:\.\w+)*)' % '|'.join(PACKAGES), readme))
+  names = set(re.findall(r'python -m ((?:%s)(?:\.\w+)*)\b' % '|'.join(PACKAGES), readme))
+  main_block = re.compile(r"^if __name__ == '__main__':", re.MULTILINE)
   for package in PACKAGES:
     for path in (REPO / package).rglob('*.py'):
-      if "if __name__ == '__main__':" in path.read_text(encoding='utf-8'):
+      if main_block.search(path.read_text(encoding='utf-8')):
         names.add(_module_name(path))
   return sorted(names)
 
