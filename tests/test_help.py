@@ -24,7 +24,7 @@ HELP_BOUND_S = 6.0
 # module level); --help works, just not fast. Each entry should disappear, not grow.
 SLOW_IMPORTS = {
     'dpov_jax.evaluate', 'dpov_jax.prepare', 'dpov_jax.pretrain', 'tapkit.train.memory',
-    'tapkit.train.toy', 'tracks4d.infer', 'trajan3d.evaluate_tapvid3d', 'trajan3d.score',
+    'tapkit.train.toy', 'tracks4d.infer', 'trajan3d.score',
 }
 
 
@@ -71,8 +71,11 @@ def test_help_exits_0_and_lists_options(module):
   text = proc.stdout + proc.stderr
   assert 'usage' in text.lower() or 'flags' in text.lower(), text[:500]
   assert '--' in text  # at least one option is listed
+  print(f'{module} --help: {seconds:.2f} s (load {os.getloadavg()[0]:.1f})')
   if module not in SLOW_IMPORTS:
-    assert seconds < HELP_BOUND_S, f'{module} --help took {seconds:.1f} s'
+    # A machine busier than its cores stretches every process start by about that factor.
+    bound = HELP_BOUND_S * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert seconds < bound, f'{module} --help took {seconds:.1f} s (bound {bound:.0f} s)'
 
 
 @pytest.mark.parametrize('module', command_modules())

@@ -138,7 +138,8 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, str | N
     elif name == '--json':
       as_json = True
     elif name in ('--help', '-h'):
-      print(__doc__)
+      print(f'usage: python -m tapkit.train.memory --config FILE[:preset] [--config.key=value '
+            f'...] [--method module:function] [--json]\n\n{__doc__}')
       sys.exit(0)
     elif name.startswith('--config.'):
       overrides.append((name[len('--config.'):], value))
