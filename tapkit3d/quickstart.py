@@ -23,8 +23,9 @@ The three method stages are the methods' `demo.py` modules (trajan3d/demo.py doc
 common interface); this runner adds the data and report stages, the done records and the
 progress log. A finished stage writes <workdir>/<stage>/done.json with its results and is
 skipped on the next run (training itself also resumes from its checkpoints); --force redoes the
-chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to run in about a
-minute: the numbers are then meaningless, the plumbing is what it checks.
+chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to a few of each
+(compilation is then most of the time): the numbers are meaningless, the plumbing is what it
+checks.
 
 On a machine with 2 or more cores (--jobs 2, the default there) the dpov stage runs in a second
 process beside data, trajan3d and tracks4d (its output in <workdir>/dpov/quickstart.log); each
