@@ -24,12 +24,14 @@ import dataclasses
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tapkit import cli
-from tapkit.models import vit as bb
+
+if TYPE_CHECKING:
+  from tapkit.models import vit as bb  # Imported where used: `--help` needs no JAX.
 
 LAYOUTS = ('transformers', 'hub')
 EXTENSIONS = ('.safetensors', '.npz', '.pth', '.pt')
@@ -66,6 +68,7 @@ def export(params: Any, config: bb.BackboneConfig, out: str | os.PathLike,
   ext = os.path.splitext(out)[1].lower()
   if ext not in EXTENSIONS:
     raise ValueError(f'--out {out}: use one of {EXTENSIONS}')
+  from tapkit.models import vit as bb  # pylint: disable=g-import-not-at-top,redefined-outer-name
   if layout == 'transformers':
     sd = bb.export_transformers_state_dict(params, config)
   elif layout == 'hub':

@@ -32,8 +32,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from dpov_jax import matcher as matcher_lib
-from dpov_jax import task
 from tapkit import cli
 
 
@@ -55,8 +53,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
   args = _parse(argv)
+  # Imported after parsing: `--help` and argument errors need no JAX.
   import ml_collections  # pylint: disable=g-import-not-at-top
 
+  from dpov_jax import matcher as matcher_lib  # pylint: disable=g-import-not-at-top
+  from dpov_jax import task  # pylint: disable=g-import-not-at-top
   from tapkit.train import checkpoint as engine_ckpt  # pylint: disable=g-import-not-at-top
 
   path = os.path.join(args.workdir, 'config.json')

@@ -22,7 +22,6 @@ from typing import Any
 import ml_collections
 
 from tapkit import cli
-from tapkit.train import checkpoint as ckpt_lib
 from tapkit.train import evaluators
 
 
@@ -56,6 +55,8 @@ def run(workdir: str | os.PathLike, name: str, step: int | None = None) -> dict[
   workdir = os.fspath(workdir)
   config = load_run_config(workdir)
   evaluator = evaluators.build(config, workdir, name)
+  # Imported here: the checkpoint library loads JAX, which `--help` does not need.
+  from tapkit.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
   step, tree = ckpt_lib.load_state_numpy(workdir, step)
   state = evaluators.EvalState(step=step, params=tree['params'],
                                ema_params=tree.get('ema_params'), extra=tree.get('extra'))

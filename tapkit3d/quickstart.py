@@ -23,36 +23,70 @@ The three method stages are the methods' `demo.py` modules (trajan3d/demo.py doc
 common interface); this runner adds the data and report stages, the done records and the
 progress log. A finished stage writes <workdir>/<stage>/done.json with its results and is
 skipped on the next run (training itself also resumes from its checkpoints); --force redoes the
-chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to run in about a
-minute: the numbers are then meaningless, the plumbing is what it checks.
+chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to a few of each
+(compilation is then most of the time): the numbers are meaningless, the plumbing is what it
+checks.
+
+On a machine with 2 or more cores (--jobs 2, the default there) the dpov stage runs in a second
+process beside data, trajan3d and tracks4d (its output in <workdir>/dpov/quickstart.log); each
+process computes what it computes alone, so the numbers equal those of --jobs 1. Compiled
+programs are kept in JAX's persistent compilation cache under <workdir>/.jax_cache and reused
+by later stages and reruns.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import pathlib
+import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from dpov_jax import demo as dpov_demo
-from tracks4d import demo as tracks4d_demo
 from tapkit import cli
-from trajan3d import demo as trajan3d_demo
+
+
+class _DemoModules(Mapping[str, ModuleType]):
+  """{stage: its demo module}, each imported on first use.
+
+  The demo modules import JAX and the models; importing them lazily keeps `--help` and
+  argument errors of the command fast.
+  """
+
+  def __init__(self, modules: Mapping[str, str]):
+    self._names = dict(modules)
+
+  def __getitem__(self, stage: str) -> ModuleType:
+    module = importlib.import_module(self._names[stage])
+    if module.STAGE != stage:
+      raise RuntimeError(f'{module.__name__}.STAGE is {module.STAGE!r}, expected {stage!r}')
+    return module
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self._names)
+
+  def __len__(self) -> int:
+    return len(self._names)
+
 
 # The method stages, in the order they run and appear in the report.
-DEMOS: dict[str, ModuleType] = {d.STAGE: d for d in (trajan3d_demo, tracks4d_demo, dpov_demo)}
+DEMOS: Mapping[str, ModuleType] = _DemoModules(
+    {'trajan3d': 'trajan3d.demo', 'tracks4d': 'tracks4d.demo', 'dpov': 'dpov_jax.demo'})
 STAGES = ('data', *DEMOS, 'report')
 _FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
 # Report images narrower than this (pixels) are enlarged (tapkit.viz.html.Report).
 REPORT_MIN_IMAGE_WIDTH = 600
+# JAX's persistent compilation cache of the run, under the workdir (`compilation_cache`).
+COMPILE_CACHE = '.jax_cache'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +129,10 @@ class Progress:
   def step(self, text: str) -> None:
     self._print(f'    {text} ({self._elapsed(self._stage_t0)} into the stage)')
 
-  def done(self, name: str, summary: str = '') -> None:
-    self._print(f'    {name} done in {self._elapsed(self._stage_t0)}'
+  def done(self, name: str, summary: str = '', started: float | None = None) -> None:
+    """The end of stage `name` (begun at perf_counter() `started`, default: the last one)."""
+    since = self._stage_t0 if started is None else started
+    self._print(f'    {name} done in {self._elapsed(since)}'
                 f'{"; " + summary if summary else ""} (total {self._elapsed(self._t0)})')
 
   def _print(self, text: str) -> None:
@@ -187,15 +223,127 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
   return {'html': html_path, 'markdown': md_path, 'sections': filled}
 
 
+# -------------------------------------------------------------- compilation cache
+
+# Programs compiled faster than this are not written to the cache (seconds).
+_CACHE_MIN_COMPILE_S = 0.2
+
+
+@contextlib.contextmanager
+def compilation_cache(directory: pathlib.Path) -> Iterator[str | None]:
+  """JAX's persistent compilation cache in `directory` while the stages run.
+
+  The stages compile the same programs more than once (the same model's apply for the
+  untrained and the trained evaluation, the matcher during training and after it), and a
+  rerun with --force or after an interruption compiles everything again: with the cache each
+  program is compiled once per workdir. Cached programs are bit-identical to freshly compiled
+  ones, so results do not change. A cache directory the user configured
+  (JAX_COMPILATION_CACHE_DIR / jax_compilation_cache_dir) is kept as it is.
+
+  Yields:
+    the cache directory in use (None when JAX's cache is disabled).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+
+  if not jax.config.jax_enable_compilation_cache:
+    yield None
+    return
+  if jax.config.jax_compilation_cache_dir:
+    yield jax.config.jax_compilation_cache_dir
+    return
+  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+  cc.reset_cache()  # The cache binds its directory once per process.
+  cc.set_cache_dir(str(directory))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', _CACHE_MIN_COMPILE_S)
+  try:
+    yield str(directory)
+  finally:
+    cc.reset_cache()
+    jax.config.update('jax_compilation_cache_dir', None)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', min_time)
+
+
+# ----------------------------------------------------------------- second process
+
+# The stage that runs in a second process while the others run in this one (with --jobs 2):
+# it reads no other stage's output, and it takes about as long as the other stages together.
+PARALLEL_STAGE = 'dpov'
+_REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+
+
+class StageProcess:
+  """One stage run by `python -m tapkit3d.quickstart --stages STAGE` in a child process.
+
+  Its output goes to <workdir>/<stage>/quickstart.log; `join` waits for it, repeats its
+  progress lines and returns its done record.
+  """
+
+  def __init__(self, workdir: pathlib.Path, stage: str, *, fast: bool, force: bool):
+    self.stage, self.workdir = stage, workdir
+    self.log_path = workdir / stage / 'quickstart.log'
+    self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, '-m', 'tapkit3d.quickstart', '--workdir', str(workdir),
+               '--stages', stage, '--jobs', '1', *(['--fast'] if fast else []),
+               *(['--force'] if force else [])]
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([_REPO_ROOT, *filter(None, [env.get('PYTHONPATH')])])
+    self.started = time.perf_counter()
+    with open(self.log_path, 'w') as log:
+      self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    stdin=subprocess.DEVNULL)
+
+  def join(self, progress: Progress) -> dict[str, Any]:
+    """Waits for the stage; its record (RuntimeError with the log's end if it failed)."""
+    code = self._proc.wait()
+    lines = self.log_path.read_text(errors='replace').splitlines()
+    if code != 0:
+      tail = '\n'.join(lines[-30:])
+      raise RuntimeError(f'stage {self.stage} (second process) failed with exit code {code}; '
+                         f'its output is in {self.log_path}, which ends with:\n{tail}')
+    for line in lines:
+      if line.startswith('quickstart |     ') and ' done in ' not in line:
+        progress.step(f'{self.stage}: {line[len("quickstart |     "):]}')
+    result = read_done(self.workdir, self.stage)
+    progress.done(self.stage, _summary(self.stage, result), started=self.started)
+    return result
+
+  def stop(self) -> None:
+    """Ends the child (when this process fails first)."""
+    if self._proc.poll() is None:
+      self._proc.terminate()
+      try:
+        self._proc.wait(timeout=10)
+      except subprocess.TimeoutExpired:  # A library may hold SIGTERM (checkpoint saving).
+        self._proc.kill()
+        self._proc.wait()
+
+
+def _needs_run(workdir: pathlib.Path, stage: str, force: bool) -> bool:
+  return stage != 'report' and (force or not _done_path(workdir, stage).is_file())
+
+
+def default_jobs() -> int:
+  """2 on a machine with at least 2 CPU cores, else 1."""
+  return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 # --------------------------------------------------------------------------- main
 
 
 def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: bool = False,
-        force: bool = False) -> dict[str, dict[str, Any]]:
-  """Runs `stages` in order (skipping finished ones unless `force`); returns their results."""
+        force: bool = False, jobs: int = 1) -> dict[str, dict[str, Any]]:
+  """Runs `stages` in order (skipping finished ones unless `force`); returns their results.
+
+  With `jobs` >= 2 the PARALLEL_STAGE runs in a second process (`StageProcess`) while the
+  other stages run here; the report waits for both. Each process computes exactly what it
+  computes alone, so the results are those of a sequential run.
+  """
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
     raise ValueError(f'--stages: unknown {unknown}; choose from {",".join(STAGES)}')
+  if jobs < 1:
+    raise ValueError(f'--jobs must be >= 1, got {jobs}')
   workdir = pathlib.Path(workdir).resolve()  # orbax wants absolute checkpoint paths
   workdir.mkdir(parents=True, exist_ok=True)
   ordered = [s for s in STAGES if s in stages]
@@ -203,24 +351,42 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
   describe = {'data': 'held-out synthetic TAPVid-3D clips',
               **{stage: demo.DESCRIPTION for stage, demo in DEMOS.items()},
               'report': 'report.html / report.md'}
-  results = {}
-  for stage in ordered:
-    progress.stage(stage, describe[stage])
-    if stage != 'report' and not force and _done_path(workdir, stage).is_file():
-      results[stage] = read_done(workdir, stage)
-      progress.done(stage, 'already finished (done.json; --force to redo)')
-      continue
-    if stage == 'data':
-      result = stage_data(workdir, FAST if fast else FULL, progress)
-    elif stage == 'report':
-      result = stage_report(workdir, progress)
-    else:
-      result = stage_method(workdir, DEMOS[stage], fast, progress)
-    result['fast'] = fast
-    _write_done(workdir, stage, result)
-    results[stage] = result
-    progress.done(stage, _summary(stage, result))
-  return results
+  to_run = [s for s in ordered if _needs_run(workdir, s, force)]
+  results, background = {}, None
+  with compilation_cache(workdir / COMPILE_CACHE):
+    try:
+      if jobs > 1 and PARALLEL_STAGE in to_run and len(to_run) > 1:
+        progress.stage(PARALLEL_STAGE, describe[PARALLEL_STAGE])
+        background = StageProcess(workdir, PARALLEL_STAGE, fast=fast, force=force)
+        progress.step(f'running in a second process (output: {background.log_path})')
+      for stage in ordered:
+        if background is not None and stage == background.stage:
+          continue
+        if background is not None and stage == 'report':
+          results[background.stage] = background.join(progress)
+          background = None
+        progress.stage(stage, describe[stage])
+        if stage not in to_run and stage != 'report':
+          results[stage] = read_done(workdir, stage)
+          progress.done(stage, 'already finished (done.json; --force to redo)')
+          continue
+        if stage == 'data':
+          result = stage_data(workdir, FAST if fast else FULL, progress)
+        elif stage == 'report':
+          result = stage_report(workdir, progress)
+        else:
+          result = stage_method(workdir, DEMOS[stage], fast, progress)
+        result['fast'] = fast
+        _write_done(workdir, stage, result)
+        results[stage] = result
+        progress.done(stage, _summary(stage, result))
+      if background is not None:
+        results[background.stage] = background.join(progress)
+        background = None
+    finally:
+      if background is not None:
+        background.stop()
+  return {stage: results[stage] for stage in ordered}
 
 
 def _summary(stage: str, result: Mapping[str, Any]) -> str:
@@ -241,17 +407,22 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--fast', action='store_true',
                       help=f'tiny sizes (also env {_FAST_ENV}=1)')
   parser.add_argument('--force', action='store_true', help='redo finished stages')
+  parser.add_argument('--jobs', type=int, default=default_jobs(),
+                      help=f'processes: 2 runs the {PARALLEL_STAGE} stage in a second process '
+                      'beside the others (default: 2 on a machine with 2 or more cores); the '
+                      'results are the same')
   return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
   args = _parse(argv)
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from tapkit.train import launch  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.INFO)
+  # absl logging stays at WARNING: at INFO it shows orbax's, grain's and optax's per-call
+  # notes (checkpoint managers, schedules), which the filter below cannot all attribute.
   launch.quiet_library_info()
   stages = [s.strip() for s in args.stages.split(',') if s.strip()]
-  results = run(args.workdir, stages, fast=args.fast or fast_from_env(), force=args.force)
+  results = run(args.workdir, stages, fast=args.fast or fast_from_env(), force=args.force,
+                jobs=args.jobs)
   if 'report' in results:
     print(f'report: {results["report"]["html"]}')
   return results

@@ -9,10 +9,18 @@ its metrics), `task` (`build_method` for the engine), `train`, and the CLIs
 `score` (realism score) and `evaluate_tapvid3d` (TAPVid-3D benchmark).
 """
 
-from trajan3d.model import TrackAutoEncoder
-from trajan3d.model import TrackAutoEncoder3D
-from trajan3d.model import TrackAutoEncoderResults
-from trajan3d.model import build_model
+import importlib
+from typing import Any
 
 __all__ = ['TrackAutoEncoder', 'TrackAutoEncoder3D', 'TrackAutoEncoderResults',
            'build_model']
+
+
+def __getattr__(name: str) -> Any:
+  """The model names of `__all__`, imported from `trajan3d.model` on first use.
+
+  Importing the package (e.g. for a command's `--help`) then does not load JAX and Flax.
+  """
+  if name in __all__:
+    return getattr(importlib.import_module('trajan3d.model'), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -41,20 +41,20 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tqdm
 
 from tapkit import cli
 from tapkit import evaluate_tapvid3d as tapkit_eval
-from tapkit.data import pipeline
 from tapkit.data import tapvid3d
 from tapkit.io import batch as batch_lib
-from trajan3d import evaluators
-from trajan3d import input_pipeline
-from trajan3d import model as model_lib
-from trajan3d import score as score_lib
+
+if TYPE_CHECKING:
+  from trajan3d import evaluators
+# The model side (JAX, Flax, grain) is imported where it is used, after argument parsing:
+# `--help` and argument errors stay fast.
 
 PROTOCOLS = ('heldout', 'self')
 
@@ -66,6 +66,7 @@ def split_heldout(num_tracks: int, num_support: int, num_query: int,
   if num_tracks < 2:
     raise ValueError(f'held-out protocol needs at least 2 tracks, got {num_tracks}.')
   nq = max(1, min(num_query, num_tracks // 2))
+  from tapkit.data import pipeline  # pylint: disable=g-import-not-at-top
   support, query = pipeline.split_support_query(rng.permutation(num_tracks), num_support, nq)
   return np.sort(support), np.sort(query)
 
@@ -90,6 +91,7 @@ def predict_clip(recon: evaluators.Reconstructor, clip: tapvid3d.Clip, protocol:
   Returns:
     (tracks_XYZ [T, Q, 3] float32, visibility [T, Q] bool, query track indices [Q]).
   """
+  from trajan3d import evaluators, input_pipeline  # pylint: disable=g-import-not-at-top,redefined-outer-name
   clip = input_pipeline.track_clip(clip)
   tracks = input_pipeline.model_tracks(clip, recon.coords)  # [T, N, 3]
   if protocol == 'heldout':
@@ -116,6 +118,9 @@ def random_reconstructor(config, seed: int = 0) -> evaluators.Reconstructor:
   """An untrained model (Flax default init from `seed`): the baseline."""
   import jax  # pylint: disable=g-import-not-at-top
 
+  from trajan3d import evaluators, input_pipeline  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  from trajan3d import model as model_lib  # pylint: disable=g-import-not-at-top
+
   model = model_lib.build_model_from_config(config)
   inputs = model_lib.example_inputs(model, dino=bool(config.features.dino),
                                     depth=bool(config.features.depth))
@@ -132,6 +137,7 @@ def run(checkpoint: str | None, tapvid3d_dir: str, out: str, protocol: str = 'he
         num_support: int | None = None, num_query: int | None = None, seed: int = 0,
         heldout_gt_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
   """Writes predictions for every clip and evaluates them (module docstring)."""
+  from trajan3d import score as score_lib  # pylint: disable=g-import-not-at-top
   if protocol not in PROTOCOLS:
     raise ValueError(f'--protocol must be one of {PROTOCOLS}, got {protocol!r}.')
   if random_init:

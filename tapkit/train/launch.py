@@ -92,9 +92,10 @@ def save_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -
 
 
 class _QuietLibraryInfo(logging.Filter):
-  """Drops INFO records from orbax and grain: they log every save step by step."""
+  """Drops INFO records from orbax and grain (they log every save step by step) and optax
+  (a constant schedule when a cosine schedule has no warm-up)."""
 
-  _NOISY = (os.sep + 'orbax' + os.sep, os.sep + 'grain' + os.sep)
+  _NOISY = (os.sep + 'orbax' + os.sep, os.sep + 'grain' + os.sep, os.sep + 'optax' + os.sep)
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.levelno > logging.INFO:
@@ -103,10 +104,16 @@ class _QuietLibraryInfo(logging.Filter):
 
 
 def quiet_library_info() -> None:
-  """Installs the orbax / grain INFO filter on the root and absl log handlers."""
+  """Installs the orbax / grain INFO filter on the absl logger and the root and absl handlers.
+
+  On the logger itself it also holds for handlers created later (a first module-level
+  `logging.info` call creates the root handler).
+  """
   quiet = _QuietLibraryInfo()
-  for handler in logging.getLogger().handlers + logging.getLogger('absl').handlers:
-    handler.addFilter(quiet)
+  absl_logger = logging.getLogger('absl')
+  for obj in [absl_logger, *logging.getLogger().handlers, *absl_logger.handlers]:
+    if not any(isinstance(f, _QuietLibraryInfo) for f in obj.filters):
+      obj.addFilter(quiet)
 
 
 BuildMethod = Callable[[ml_collections.ConfigDict, str], 'loop.Method']

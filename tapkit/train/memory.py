@@ -137,6 +137,10 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, str | N
       method_spec = value
     elif name == '--json':
       as_json = True
+    elif name in ('--help', '-h'):
+      print(f'usage: python -m tapkit.train.memory --config FILE[:preset] [--config.key=value '
+            f'...] [--method module:function] [--json]\n\n{__doc__}')
+      sys.exit(0)
     elif name.startswith('--config.'):
       overrides.append((name[len('--config.'):], value))
     else:

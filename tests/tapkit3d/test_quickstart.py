@@ -3,12 +3,34 @@ report, browser."""
 
 import json
 import math
+import pathlib
+import re
 
 import numpy as np
 import pytest
 
 from tapkit.viz import browser
 from tapkit3d import quickstart
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# Library lines a user must not see in the default output (each was seen once): orbax's
+# checkpoint chatter, JAX's TPU probe, TensorFlow's banners, absl's pre-init warning, optax's
+# schedule note, Python warnings.
+NOISE = (r'Given directory is read only', r'Metadata file does not exist',
+         r'Unable to initialize backend', r'TPU', r'[Tt]ensor[Ff]low', r'oneDNN',
+         r'cuda', r'absl::InitializeLog', r'INFO:absl', r'CheckpointManager',
+         r'polynomial schedule', r'Warning:', r'Traceback')
+
+
+def test_output_shows_progress_and_no_library_noise(cli_run):
+  workdir, output, _ = cli_run
+  for stage in quickstart.STAGES:
+    assert re.search(rf'quickstart \| +{stage} done in ', output), stage
+  assert f'report: {workdir / "report.html"}' in output
+  for line in output.splitlines():
+    for pattern in NOISE:
+      assert not re.search(pattern, line), f'library noise ({pattern}): {line}'
+  assert (workdir / quickstart.COMPILE_CACHE).is_dir()  # programs reused across stages
 
 
 def _finite_numbers(tree) -> list[float]:
