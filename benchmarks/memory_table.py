@@ -79,7 +79,7 @@ def run_row(name: str) -> dict:
   with tempfile.TemporaryDirectory() as workdir:
     method = memory.build_for_memory(_without_dino(config), builder, workdir)
     example = memory.example_batch(method)
-    if config.features.dino:
+    if 'features' in config and config.features.get('dino'):
       example = {**example, 'dino_features': jax.ShapeDtypeStruct(
           (1, config.data.num_support, config.data.num_frames, 768), np.float32)}
     return memory.analyze(config, method, example)
