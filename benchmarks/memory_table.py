@@ -30,7 +30,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPA3D = {'model.kind': '3dspa', 'features.depth': True, 'data.num_support': 512,
+SPA3D = {'model.kind': '3dspa', 'features.depth': True, 'features.dino': True, 'data.num_support': 512,
          'data.num_query': 128, 'data.num_frames': 150, 'model.num_output_frames': 150,
          'batch_size': 1}
 ROWS = {
@@ -51,6 +51,15 @@ def _set(config, dotted, value):
   node[last] = value
 
 
+def _without_dino(config):
+  """A copy of `config` whose input pipeline does not read DINO feature maps."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  plain = ml_collections.ConfigDict(config.to_dict())
+  if 'features' in plain:
+    plain.features.dino = False
+  return plain
+
+
 def run_row(name: str) -> dict:
   """Compiles one row's train step (in this process) and returns the report."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -68,17 +77,11 @@ def run_row(name: str) -> dict:
                                   'num_tracks': 700})
   builder = memory.resolve_builder(memory.builder_for(spec))
   with tempfile.TemporaryDirectory() as workdir:
-    if name.startswith('spa3d'):
-      plain = ml_collections.ConfigDict(config.to_dict())
-      plain.features.dino = False
-      example = memory.example_batch(memory.build_for_memory(plain, builder, workdir))
-      config.features.dino = True
-      s, t = config.data.num_support, config.data.num_frames
-      example = {**example, 'dino_features': jax.ShapeDtypeStruct((1, s, t, 768), np.float32)}
-      method = memory.build_for_memory(config, builder, workdir + '/dino')
-    else:
-      method = memory.build_for_memory(config, builder, workdir)
-      example = memory.example_batch(method)
+    method = memory.build_for_memory(_without_dino(config), builder, workdir)
+    example = memory.example_batch(method)
+    if 'features' in config and config.features.get('dino'):
+      example = {**example, 'dino_features': jax.ShapeDtypeStruct(
+          (1, config.data.num_support, config.data.num_frames, 768), np.float32)}
     return memory.analyze(config, method, example)
 
 

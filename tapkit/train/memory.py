@@ -1,7 +1,8 @@
 """Memory and FLOPs of a config's train step, from the compiled program alone.
 
     python -m tapkit.train.memory --config configs/spa3d.py:default \
-        --config.batch_size=1 --config.remat=block [--method trajan3d.task:build_method]
+        --config.batch_size=1 --config.remat=block [--method trajan3d.task:build_method] \
+        [--run_step[=N]] [--json]
 
 No parameter is allocated and no step runs: the initial state is traced with
 `jax.eval_shape` (ShapeDtypeStructs with the engine's FSDP shardings), the step
@@ -25,6 +26,11 @@ rematerialised recomputation); XLA counts a loop body once, so the count is
 multiplied by `accumulate_steps` and is a lower bound for models that scan
 internally (3DSPA with `decoder_scan_chunk_size` below the number of queries).
 Peaks per device kind are in `costs.PEAK_FLOPS`.
+
+`--run_step` then initialises the state for real and executes 2 (or N) training
+steps on synthetic inputs of the example's shapes (`run_steps`), and adds the
+process's measured peak resident memory and the step times: evidence that the
+configuration runs on this machine, not only that XLA planned it.
 """
 
 from __future__ import annotations
@@ -104,6 +110,74 @@ def analyze(config: ml_collections.ConfigDict, method: Any, example: Any,
   return costs.report(config, compiled, abstract_state, batch, num_devices)
 
 
+def synthetic_batch(example: Any, batch_size: int, seed: int = 0) -> Any:
+  """A numpy batch [batch_size, ...] of the example's shapes and dtypes.
+
+  Array leaves ([1, ...] records) are repeated along the batch; ShapeDtypeStruct
+  leaves (inputs the example lacks, such as DINO features) are filled with
+  standard-normal floats (zeros for integer / boolean leaves).
+  """
+  rng = np.random.default_rng(seed)
+
+  def make(x):
+    shape = (batch_size, *np.shape(x)[1:])
+    if isinstance(x, jax.ShapeDtypeStruct):
+      if np.issubdtype(x.dtype, np.floating):
+        return rng.standard_normal(shape).astype(x.dtype)
+      return np.zeros(shape, x.dtype)
+    x = np.asarray(x)
+    return np.repeat(x[:1], batch_size, axis=0)
+
+  return jax.tree.map(make, example)
+
+
+def run_steps(config: ml_collections.ConfigDict, method: Any, example: Any,
+              num_steps: int = 2, mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+  """Runs `num_steps` real train steps on `synthetic_batch(example)`; returns measurements.
+
+  The state is initialised for real (parameters, optimiser state) and the compiled
+  step is executed, so the numbers include what XLA's plan leaves out (the
+  runtime's own buffers, the host copies of the batch). Returned keys:
+  'rss_before_bytes' (resident memory after compiling and initialising),
+  'peak_rss_bytes' (largest resident memory sampled every 50 ms during the steps),
+  'step_seconds' (wall time of each step, the first included), 'loss' (last).
+  """
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import psutil  # pylint: disable=g-import-not-at-top
+  mesh = mesh or mesh_lib.make_mesh(config.mesh)
+  batch = synthetic_batch(example, int(config.batch_size), int(config.seed))
+  state, abstract_state, tx = loop.build_state(config, method, batch, mesh)
+  step, new_metrics = loop.compile_step(config, method, tx, abstract_state, batch, mesh)
+  process = psutil.Process()
+  global_batch = mesh_lib.make_global_batch(batch, mesh)
+  compiled = step.lower(abstract_state, global_batch, new_metrics()).compile()
+  rss_before = process.memory_info().rss
+  peak = [rss_before]
+  done = threading.Event()
+
+  def watch():
+    while not done.wait(0.05):
+      peak[0] = max(peak[0], process.memory_info().rss)
+
+  watcher = threading.Thread(target=watch, daemon=True)
+  watcher.start()
+  times, metrics = [], None
+  try:
+    for _ in range(num_steps):
+      start = time.perf_counter()
+      state, metrics, _ = compiled(state, global_batch, new_metrics())
+      jax.block_until_ready(state.params)
+      times.append(time.perf_counter() - start)
+  finally:
+    done.set()
+    watcher.join()
+  peak[0] = max(peak[0], process.memory_info().rss)
+  values = jax.device_get(metrics.compute())
+  return {'rss_before_bytes': int(rss_before), 'peak_rss_bytes': int(peak[0]),
+          'step_seconds': times, 'loss': float(values.get('loss', np.nan))}
+
+
 def build_for_memory(config: ml_collections.ConfigDict, builder: Callable[..., Any],
                      workdir: str) -> Any:
   """`builder(config, workdir)` with one synthetic training clip and no evaluators."""
@@ -166,13 +240,33 @@ def parse_args(argv: list[str]) -> tuple[ml_collections.ConfigDict, str, str | N
 
 
 def main(argv: list[str] | None = None) -> None:
-  """Prints the report of the config given on the command line (module docstring)."""
-  config, spec, method_spec, as_json = parse_args(list(sys.argv[1:] if argv is None else argv))
+  """Prints the report of the config given on the command line (module docstring).
+
+  `--run_step` (or `--run_step=N`) also runs 2 (N) real steps on synthetic inputs and
+  adds the measured peak resident memory and step times.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  steps = 0
+  for arg in list(argv):
+    if arg == '--run_step' or arg.startswith('--run_step='):
+      steps = int(arg.partition('=')[2] or 2)
+      argv.remove(arg)
+  config, spec, method_spec, as_json = parse_args(argv)
   builder = resolve_builder(method_spec or builder_for(spec))
   with tempfile.TemporaryDirectory() as workdir:
     method = build_for_memory(config, builder, workdir)
-    r = analyze(config, method, example_batch(method))
-  print(json.dumps(r) if as_json else costs.format_report(r))
+    example = example_batch(method)
+    r = analyze(config, method, example)
+    if steps:
+      r.update(run_steps(config, method, example, steps))
+  if as_json:
+    print(json.dumps(r))
+    return
+  print(costs.format_report(r))
+  if steps:
+    print(f"  {'measured peak RSS':20s}{r['peak_rss_bytes'] / 2**20:10.1f} MiB (process, "
+          f"{r['rss_before_bytes'] / 2**20:.1f} MiB before the steps); step times "
+          + ', '.join(f'{t:.2f}' for t in r['step_seconds']) + ' s')
 
 
 if __name__ == '__main__':

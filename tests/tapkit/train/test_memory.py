@@ -53,3 +53,18 @@ def test_command_line_parses_overrides():
        '--config.precision.compute_dtype=bfloat16', '--json'])
   assert (config.batch_size, config.precision.compute_dtype, as_json) == (8, 'bfloat16', True)
   assert memory.builder_for(spec) == 'tapkit.train.toy:build_method' and method is None
+
+
+def test_run_step_executes_real_steps_and_measures_memory(capsys):
+  config = config_lib.load_config('configs/toy.py:smoke')
+  config.batch_size = 8
+  method = toy.build_method(config)
+  example = memory.example_batch(method)
+  mesh = mesh_lib.make_mesh(config.mesh, jax.devices()[:1])
+  out = memory.run_steps(config, method, example, num_steps=2, mesh=mesh)
+  assert len(out['step_seconds']) == 2 and all(t > 0 for t in out['step_seconds'])
+  assert out['peak_rss_bytes'] >= out['rss_before_bytes'] > 0
+  assert np.isfinite(out['loss'])
+  batch = memory.synthetic_batch(
+      {'a': np.ones((1, 3), np.float32), 'b': jax.ShapeDtypeStruct((1, 2), np.int32)}, 4)
+  assert batch['a'].shape == (4, 3) and batch['b'].shape == (4, 2) and batch['b'].dtype == np.int32
