@@ -1,9 +1,12 @@
 """Gradient accumulation: accumulate_steps=4 equals one step on the whole batch.
 
 Each run is a subprocess (1 or 8 forced host devices, FSDP on) that trains the
-same global batch with accumulate_steps 1 and 4 (20 steps for the toy, the
-first update for 3DSPA, see _RUN) and prints the largest relative parameter
-difference (3DSPA: of the gradient).
+same global batch of 32 with accumulate_steps 1 and 4 for 20 steps and prints the
+largest relative parameter difference. Methods: the toy task (a mean over
+examples), 3DSPA (position loss divided by the batch's visible-point count) and
+TracksTo4D (reprojection means over the batch's visible entries, a summed depth
+term, the clamp and the camera-initialisation phase switch), the last two through
+their `accumulation.SumsLoss`.
 """
 
 import os
@@ -31,28 +34,33 @@ _RUN = textwrap.dedent('''
         config = config_lib.load_config('configs/toy.py:smoke')
         config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
         config.sharding.fsdp_min_size = 256
-      else:
+      elif method == 'spa3d':
         from trajan3d import task
         config = config_lib.load_config('configs/spa3d.py:smoke')
-        # The mean BCE over all points weighs every example equally (the position
-        # term divides by the visible count of the whole (micro-)batch instead).
-        config.loss.position_weight = 0.0
         config.data.update({'num_support': 32, 'num_query': 16, 'num_frames': 8})
         config.model.num_output_frames = 8
         config.data.synthetic.update({'num_train': 8, 'num_tracks': 96, 'height': 32,
                                       'width': 32, 'num_frames': 8, 'dir': f'{workdir}/clips'})
+        config.sharding.fsdp_min_size = 2**12
+      else:
+        from tracks4d import task
+        config = config_lib.load_config('configs/tracks4d.py:smoke')
+        config.model.update({'width': 16, 'num_heads': 2, 'head_dim': 8, 'mlp_dim': 32})
+        config.data.update({'max_points': 24, 'min_points': 24, 'first_phase_frames': 8})
+        config.data.synthetic.update({'num_train': 8, 'num_eval': 1, 'num_frames': 8,
+                                      'height': 32, 'width': 48, 'num_tracks': 60})
+        # One step per epoch: camera initialisation for steps 0-2 (unless it ends
+        # earlier), the loss clamped from step 1 on.
+        config.schedule.update({'camera_init_until_epoch': 3, 'clamp_from_epoch': 1})
+        config.sharding.fsdp_min_size = 2**8
+      if method != 'toy':
+        config.evals = {}
         # SGD with momentum: a linear function of the gradients. (Adam's first
         # steps are ~lr * sign(g), so components whose gradient is rounding
-        # noise -- e.g. the frozen position head here -- flip by 2 lr.)
-        config.optimizer.update({'name': 'sgd', 'lr': 0.05, 'b1': 0.9, 'warmup_steps': 0,
+        # noise flip by 2 lr between the two runs.)
+        config.optimizer.update({'name': 'sgd', 'lr': 0.02, 'b1': 0.9, 'warmup_steps': 0,
                                  'schedule': 'constant', 'weight_decay': 0.0})
-        config.evals = {}
-        config.sharding.fsdp_min_size = 2**12
-      # 3DSPA rounds its latents to a quantisation grid: once float rounding has
-      # moved a latent across a bin edge the two runs follow different (equally
-      # valid) paths, so 3DSPA compares the first update, where both runs start
-      # from the same parameters and only the gradient summation order differs.
-      config.total_steps = 20 if method == 'toy' else 1
+      config.total_steps = 20
       config.batch_size = 32
       config.log_every = 20
       config.checkpoint.every_steps = 100
@@ -64,12 +72,9 @@ _RUN = textwrap.dedent('''
         sharded = [x.sharding.spec for x in jax.tree.leaves(state.params)
                    if 'fsdp' in tuple(x.sharding.spec)]
         print('SHARDED', len(sharded))
-      # 3DSPA: the SGD momentum buffer after the first update is the gradient itself.
-      compared = state.params if method == 'toy' else state.opt_state
-      params[k] = [np.asarray(x) for x in jax.tree.leaves(compared) if np.ndim(x) > 0]
+      params[k] = [np.asarray(x) for x in jax.tree.leaves(state.params) if np.ndim(x) > 0]
     rel = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
               for a, b in zip(params[1], params[4]))
-
     print('REL', rel)
 ''')
 
@@ -88,7 +93,7 @@ def _run(tmp_path, method, devices, data, fsdp):
   return rel, sharded
 
 
-@pytest.mark.parametrize('method', ['toy'])
+@pytest.mark.parametrize('method', ['toy', 'spa3d', 'tracks4d'])
 @pytest.mark.parametrize('devices,data,fsdp', [(1, 1, 1), (8, 2, 4)])
 def test_accumulate_four_micro_batches_equals_the_whole_batch(tmp_path, method, devices, data,
                                                               fsdp):
