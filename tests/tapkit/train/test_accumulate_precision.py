@@ -99,6 +99,7 @@ def test_bfloat16_run_checkpoints_float32_params_moments_and_ema(tmp_path):
   config.precision.compute_dtype = 'bfloat16'
   config.accumulate_steps = 2
   config.total_steps = 4
+  config.optimizer.warmup_steps = 1
   config.checkpoint.every_steps = 2
   config.ema.momentum = 0.9
   state = loop.train(config, tmp_path, toy.build_method(config, tmp_path))
