@@ -18,6 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'num_records': 512, 'dim_in': 16, 'dim_out': 4, 'data_seed': 1234,
       'noise_std': 0.05, 'nan_steps': (), 'delay_s': 0.0,
       'eval_every': 0,  # 0 = no eval hook
+      'masked_loss': False,  # MSE over positive targets / their batch count (a SumsLoss)
   })
   config.model = ml_collections.ConfigDict({'hidden': (64, 64), 'dropout': 0.1})
   config.optimizer.lr = 3e-3

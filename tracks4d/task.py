@@ -47,6 +47,7 @@ import numpy as np
 from tapkit.data import arrayrecord
 from tapkit.data import pipeline
 from tapkit.data import synthetic
+from tapkit.train import accumulation
 from tapkit.train import config as config_lib
 from tapkit.train import loop
 from tapkit.train import precision as precision_lib
@@ -282,32 +283,44 @@ def phase_steps(config: ml_collections.ConfigDict, num_files: int) -> PhaseSteps
 
 
 def make_loss_fn(net: model_lib.TracksTo4D, phases: PhaseSteps, coeffs: Mapping[str, float],
-                 loss_clamp: float, random_windows: bool):
-  """loss_fn(params, batch, rng, state) -> (loss, (aux, new_extra)) for the engine."""
+                 loss_clamp: float, random_windows: bool) -> accumulation.SumsLoss:
+  """loss_fn(params, batch, rng, state) -> (loss, (aux, new_extra)) for the engine.
 
-  def sample_terms(params, batch, prefix):
+  An `accumulation.SumsLoss`: the network runs in `sums` (sums over the batch's points,
+  frames and samples), the ratios, the clamp and the phase switch in `combine`, so that
+  `config.accumulate_steps` micro-batches give the loss, metrics and camera-initialisation
+  flag of the whole batch.
+  """
+
+  def sample_sums(params, batch, prefix):
     tracks = batch[f'{prefix}/tracks']  # [B, N, 3, F]
     pmask = batch[f'{prefix}/point_mask']  # [B, N]
     fmask = batch[f'{prefix}/frame_mask']  # [B, F]
     vis = batch[f'{prefix}/visible'] & fmask[:, :, None]  # [B, F, N]
     out = net.apply({'params': params}, tracks, pmask, fmask)
-    terms = losses.loss_terms(out, tracks, vis, coeffs, pmask)
+    totals, weights = losses.loss_sums(out, tracks, vis, pmask)
     # Padded frames contribute nothing to the camera-initialisation loss.
-    terms['loss_camera_init'] = losses.camera_init_loss(out.translations, out.rotations,
-                                                        fmask)
-    return terms
+    cam_totals, cam_weights = losses.camera_init_sums(out.translations, out.rotations, fmask)
+    return {**totals, **cam_totals}, {**weights, **cam_weights}
 
-  def loss_fn(params, batch, rng, state):
+  def use_random_windows(step):
+    if random_windows and phases.random_window_from >= 0:
+      return step >= phases.random_window_from
+    return jnp.zeros((), bool)
+
+  def sums(params, batch, rng, state):
     del rng  # Deterministic forward (no dropout).
+    if random_windows and phases.random_window_from >= 0:
+      return jax.lax.cond(use_random_windows(state.step),
+                          lambda: sample_sums(params, batch, 'random'),
+                          lambda: sample_sums(params, batch, 'fixed'))
+    return sample_sums(params, batch, 'fixed')
+
+  def combine(totals, weights, state):
     step = state.step
     init_done = state.extra['camera_init_done'] > 0
-    if random_windows and phases.random_window_from >= 0:
-      use_random = step >= phases.random_window_from
-      terms = jax.lax.cond(use_random, lambda: sample_terms(params, batch, 'random'),
-                           lambda: sample_terms(params, batch, 'fixed'))
-    else:
-      use_random = jnp.zeros((), bool)
-      terms = sample_terms(params, batch, 'fixed')
+    terms = losses.combine_loss_terms(totals, weights, coeffs)
+    terms['loss_camera_init'] = losses.combine_camera_init(totals, weights)
     in_init = (step < phases.camera_init_until) & ~init_done
     total = terms['loss_total']
     trained = jnp.where(step >= phases.clamp_from,
@@ -316,10 +329,10 @@ def make_loss_fn(net: model_lib.TracksTo4D, phases: PhaseSteps, coeffs: Mapping[
     done = init_done | (in_init & (terms['loss_camera_init'] < losses.CAMERA_INIT_EXIT_THRESHOLD))
     aux = dict(terms)
     aux['camera_init_phase'] = in_init.astype(jnp.float32)
-    aux['random_window'] = jnp.asarray(use_random, jnp.float32)
+    aux['random_window'] = jnp.asarray(use_random_windows(step), jnp.float32)
     return loss, (aux, {'camera_init_done': done.astype(jnp.int32)})
 
-  return loss_fn
+  return accumulation.SumsLoss(sums, combine)
 
 
 # --------------------------------------------------------------------- evaluation

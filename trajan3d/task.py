@@ -3,7 +3,9 @@
 `build_method` assembles the parts: the model (`trajan3d.model`), the training
 data (`trajan3d.input_pipeline`: clip files or synthetic clips, then
 support / query sampling, normalisation and features per record) and the loss
-(`trajan3d.losses.track_losses` with `config.loss`). The held-out evaluation is
+(`trajan3d.losses.track_losses` with `config.loss`, as an
+`accumulation.SumsLoss`: its batch-wide visible-point normaliser stays exact under
+`config.accumulate_steps`). The held-out evaluation is
 `config.evals.eval` of type `trajan3d.held_out` (`trajan3d.evaluators`:
 reconstruction of the eval clips' query tracks from disjoint support tracks;
 average Jaccard / occlusion accuracy / mean error as in `trajan3d.score`),
@@ -21,6 +23,7 @@ import ml_collections
 
 from tapkit.data import arrayrecord
 from tapkit.data import pipeline
+from tapkit.train import accumulation
 from tapkit.train import config as config_lib
 from tapkit.train import loop
 from trajan3d import input_pipeline
@@ -64,12 +67,19 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     inputs = jax.tree.map(lambda x: jnp.asarray(x[:1]), input_pipeline.model_inputs(batch))
     return model.init(rng, inputs)['params']
 
-  def loss_fn(params, batch, rng, state):
+  def loss_sums(params, batch, rng, state):
     del rng, state
     out = model.apply({'params': params}, input_pipeline.model_inputs(batch))
-    return losses.track_losses(out.tracks, out.visible_logits, out.certain_logits,
-                               batch['target_points'], batch['target_tracks_visible'],
-                               config.loss)
+    return losses.track_loss_sums(out.tracks, out.visible_logits, out.certain_logits,
+                                  batch['target_points'], batch['target_tracks_visible'],
+                                  config.loss)
+
+  def combine(totals, weights, state):
+    del state
+    return losses.combine_track_losses(totals, weights, config.loss)
+
+  # Sums over points, then the ratios: exact under config.accumulate_steps.
+  loss_fn = accumulation.SumsLoss(loss_sums, combine)
 
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn, train_source=source,
                      train_transforms=input_pipeline.train_transforms(config))

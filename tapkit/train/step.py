@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
+from tapkit.train import accumulation
 from tapkit.train import optim
 from tapkit.train.state import TrainState
 
@@ -55,10 +56,14 @@ def make_train_step(
   metrics are the means of the k micro-batch values (all in float32): for a loss
   that is a mean over equally weighted examples this equals one step on the
   whole batch up to float rounding. A loss normalised by a batch-wide count
-  (e.g. a sum over visible points divided by their number) becomes the mean of
-  the k per-micro-batch ratios instead. Micro-batch i uses the rng
-  `fold_in(step_rng, i)` and sees the `extra` left by micro-batch i-1; with
-  k = 1 the step is exactly the plain one (same rng, same graph).
+  (e.g. a sum over visible points divided by their number) would become the
+  mean of the k per-micro-batch ratios instead: such a loss is written as an
+  `accumulation.SumsLoss` (sums over examples, then a combine function), which
+  the step accumulates exactly (`accumulation.accumulate_exact`: loss, aux,
+  extra and gradient of the whole batch). Micro-batch i uses the rng
+  `fold_in(step_rng, i)`; with a plain loss_fn it sees the `extra` left by
+  micro-batch i-1, with a SumsLoss the `extra` of the state before the step.
+  With k = 1 the step is exactly the plain one (same rng, same graph).
 
   Args:
     loss_fn, tx, metrics_cls, ema_momentum, has_extra: see loop.Method and
@@ -84,19 +89,24 @@ def make_train_step(
 
   value_and_grad = jax.value_and_grad(objective, has_aux=True)
 
+  def constrain(grads):
+    if grad_shardings is None:
+      return grads
+    return jax.lax.with_sharding_constraint(grads, grad_shardings)
+
   def accumulated(state: TrainState, batch: Any, rng: jax.Array):
     """Mean loss, aux and gradient over the micro-batches; last extra."""
     k = accumulate_steps
     micro = split_micro_batches(batch, k, micro_batch_sharding)  # [k, B/k, ...]
+    if isinstance(loss_fn, accumulation.SumsLoss):
+      loss, aux, extra, grads = accumulation.accumulate_exact(
+          loss_fn, state, micro, rng, has_extra=has_extra, constrain=constrain)
+      grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, state.params)
+      return loss, aux, extra, grads
     first = jax.tree.map(lambda x: x[0], micro)
     shapes = jax.eval_shape(value_and_grad, state.params, first, rng, state)
     (_, (aux_shape, _)), _ = shapes
     zeros = lambda tree: jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), tree)
-
-    def constrain(grads):
-      if grad_shardings is None:
-        return grads
-      return jax.lax.with_sharding_constraint(grads, grad_shardings)
 
     def body(carry, xs):
       grad_sum, loss_sum, aux_sum, extra = carry

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tapkit.train import launch, loop, precision
+from tapkit.train import accumulation, launch, loop, precision
 
 
 class ToySource(grain.RandomAccessDataSource):
@@ -106,6 +106,25 @@ def build_method(config: ml_collections.ConfigDict,
     # zero here, so only the loss check can catch it).
     loss = jnp.where(jnp.isin(state.step, nan_steps), jnp.nan, mse)
     return loss, {'mse': mse, 'pred_abs': jnp.mean(jnp.abs(pred))}
+
+  def masked_sums(params, batch, rng, state):
+    del state
+    pred = model.apply({'params': params}, batch['x'], train=True,
+                       rngs={'dropout': rng})  # [B, D_out]
+    m = (batch['y'] > 0).astype(jnp.float32)  # [B, D_out]
+    totals = {'masked_sq': jnp.sum(jnp.square(pred - batch['y']) * m),
+              'abs': jnp.sum(jnp.abs(pred))}
+    return totals, {'masked': jnp.sum(m), 'entries': jnp.asarray(m.size, jnp.float32)}
+
+  def masked_combine(totals, weights, state):
+    mse = totals['masked_sq'] / jnp.maximum(1.0, weights['masked'])
+    loss = jnp.where(jnp.isin(state.step, nan_steps), jnp.nan, mse)
+    return loss, {'mse': mse, 'pred_abs': totals['abs'] / weights['entries']}
+
+  if config.toy.masked_loss:
+    # The squared error over the positive targets, divided by their count in the
+    # whole batch: a batch-wide normaliser, exact under accumulate_steps.
+    loss_fn = accumulation.SumsLoss(masked_sums, masked_combine)
 
   source = ToySource(config.toy.num_records, config.toy.dim_in, config.toy.dim_out,
                      config.toy.data_seed)

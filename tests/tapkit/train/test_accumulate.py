@@ -1,9 +1,12 @@
 """Gradient accumulation: accumulate_steps=4 equals one step on the whole batch.
 
 Each run is a subprocess (1 or 8 forced host devices, FSDP on) that trains the
-same global batch with accumulate_steps 1 and 4 (20 steps for the toy, the
-first update for 3DSPA, see _RUN) and prints the largest relative parameter
-difference (3DSPA: of the gradient).
+same global batch of 32 with accumulate_steps 1 and 4 for 20 steps and prints the
+largest relative parameter difference. Methods: the toy task (a mean over
+examples), 3DSPA (position loss divided by the batch's visible-point count) and
+TracksTo4D (reprojection means over the batch's visible entries, a summed depth
+term, the clamp and the camera-initialisation phase switch), the last two through
+their `accumulation.SumsLoss`.
 """
 
 import os
@@ -26,33 +29,44 @@ _RUN = textwrap.dedent('''
     workdir, method, data, fsdp = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     params = {}
     for k in (1, 4):
-      if method == 'toy':
+      if method.startswith('toy'):
         from tapkit.train import toy as task
         config = config_lib.load_config('configs/toy.py:smoke')
         config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
         config.sharding.fsdp_min_size = 256
-      else:
+        # toy_masked: MSE over positive targets / their count in the batch (a SumsLoss).
+        config.toy.masked_loss = method == 'toy_masked'
+      elif method == 'spa3d':
         from trajan3d import task
         config = config_lib.load_config('configs/spa3d.py:smoke')
-        # The mean BCE over all points weighs every example equally (the position
-        # term divides by the visible count of the whole (micro-)batch instead).
-        config.loss.position_weight = 0.0
         config.data.update({'num_support': 32, 'num_query': 16, 'num_frames': 8})
         config.model.num_output_frames = 8
         config.data.synthetic.update({'num_train': 8, 'num_tracks': 96, 'height': 32,
                                       'width': 32, 'num_frames': 8, 'dir': f'{workdir}/clips'})
+        config.sharding.fsdp_min_size = 2**12
+      else:
+        from tracks4d import task
+        config = config_lib.load_config('configs/tracks4d.py:smoke')
+        config.model.update({'width': 16, 'num_heads': 2, 'head_dim': 8, 'mlp_dim': 32})
+        config.data.update({'max_points': 24, 'min_points': 24, 'first_phase_frames': 8})
+        config.data.synthetic.update({'num_train': 8, 'num_eval': 1, 'num_frames': 8,
+                                      'height': 32, 'width': 48, 'num_tracks': 60})
+        # One step per epoch: camera initialisation for steps 0-2 (unless it ends
+        # earlier), the loss clamped from step 1 on.
+        config.schedule.update({'camera_init_until_epoch': 3, 'clamp_from_epoch': 1})
+        config.sharding.fsdp_min_size = 2**8
+      if not method.startswith('toy'):
+        config.evals = {}
         # SGD with momentum: a linear function of the gradients. (Adam's first
         # steps are ~lr * sign(g), so components whose gradient is rounding
-        # noise -- e.g. the frozen position head here -- flip by 2 lr.)
-        config.optimizer.update({'name': 'sgd', 'lr': 0.05, 'b1': 0.9, 'warmup_steps': 0,
+        # noise flip by 2 lr between the two runs.)
+        config.optimizer.update({'name': 'sgd', 'lr': 0.02, 'b1': 0.9, 'warmup_steps': 0,
                                  'schedule': 'constant', 'weight_decay': 0.0})
-        config.evals = {}
-        config.sharding.fsdp_min_size = 2**12
-      # 3DSPA rounds its latents to a quantisation grid: once float rounding has
-      # moved a latent across a bin edge the two runs follow different (equally
-      # valid) paths, so 3DSPA compares the first update, where both runs start
-      # from the same parameters and only the gradient summation order differs.
-      config.total_steps = 20 if method == 'toy' else 1
+      # 3DSPA rounds its latents to a 1/128 grid: once float rounding moves a latent
+      # across a bin edge the two runs follow different (equally valid) paths (20 SGD
+      # steps: losses equal to 4e-5, parameters 8e-3 apart), so 3DSPA compares the
+      # first update, where only the gradient summation order differs.
+      config.total_steps = 1 if method == 'spa3d' else 20
       config.batch_size = 32
       config.log_every = 20
       config.checkpoint.every_steps = 100
@@ -65,11 +79,10 @@ _RUN = textwrap.dedent('''
                    if 'fsdp' in tuple(x.sharding.spec)]
         print('SHARDED', len(sharded))
       # 3DSPA: the SGD momentum buffer after the first update is the gradient itself.
-      compared = state.params if method == 'toy' else state.opt_state
+      compared = state.opt_state if method == 'spa3d' else state.params
       params[k] = [np.asarray(x) for x in jax.tree.leaves(compared) if np.ndim(x) > 0]
     rel = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
               for a, b in zip(params[1], params[4]))
-
     print('REL', rel)
 ''')
 
@@ -88,7 +101,7 @@ def _run(tmp_path, method, devices, data, fsdp):
   return rel, sharded
 
 
-@pytest.mark.parametrize('method', ['toy'])
+@pytest.mark.parametrize('method', ['toy', 'toy_masked'])
 @pytest.mark.parametrize('devices,data,fsdp', [(1, 1, 1), (8, 2, 4)])
 def test_accumulate_four_micro_batches_equals_the_whole_batch(tmp_path, method, devices, data,
                                                               fsdp):
@@ -109,3 +122,48 @@ def test_batch_must_split_over_micro_batches_and_devices():
   x = jnp.arange(8)
   split = step_lib.split_micro_batches({'x': x}, 4)['x']
   np.testing.assert_array_equal(split, [[0, 4], [1, 5], [2, 6], [3, 7]])
+
+
+def test_killed_run_with_exact_accumulation_resumes_bitwise(tmp_path):
+  """SIGKILL between checkpoints, restart: the same final state as an uninterrupted run."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from tapkit.train import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+             PYTHONPATH=f'{REPO}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
+  cmd = lambda w: [sys.executable, '-m', 'tapkit.train.toy', f'--config={REPO}/configs/toy.py:smoke',
+                   f'--workdir={w}', '--config.total_steps=60', '--config.checkpoint.every_steps=5',
+                   '--config.toy.delay_s=0.001', '--config.accumulate_steps=4',
+                   '--config.toy.masked_loss=True']
+  ref = subprocess.run(cmd(tmp_path / 'ref'), cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  workdir = tmp_path / 'killed'
+  proc = subprocess.Popen(cmd(workdir), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 600
+    done = lambda: [p for p in (workdir / 'checkpoints').glob('*') if p.name.isdigit()]
+    while not done() and time.time() < deadline:
+      assert proc.poll() is None, 'the run ended before it could be killed'
+      time.sleep(0.05)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=120) == -signal.SIGKILL
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  killed_step, _ = ckpt_lib.load_state_numpy(workdir)
+  assert 5 <= killed_step < 60, killed_step
+  again = subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  step_ref, state_ref = ckpt_lib.load_state_numpy(tmp_path / 'ref')
+  step_res, state_res = ckpt_lib.load_state_numpy(workdir)
+  assert step_ref == step_res == 60
+  leaves = lambda state: jax.tree.leaves((state['params'], state['opt_state']))
+  assert len(leaves(state_ref)) == len(leaves(state_res)) > 0
+  for a, b in zip(leaves(state_ref), leaves(state_res)):
+    np.testing.assert_array_equal(a, b)  # Bitwise.
