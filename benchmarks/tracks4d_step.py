@@ -301,6 +301,8 @@ def main() -> None:
       rows.append((n, bench_vs_official(args.official_repo, n, args.frames, args.repeats,
                                         args.torch_threads)))
       print(f'  N={n} done (loadavg {_loadavg()})', flush=True)
+      if n != args.points[-1]:
+        _print_official_table(rows[-1:], args.frames, args.repeats)  # Partial results first.
     _print_official_table(rows, args.frames, args.repeats)
     if args.skip_infer:
       return
