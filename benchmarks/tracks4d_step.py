@@ -1,18 +1,26 @@
-"""TracksTo4D cost on this machine: forward, train step, and per-video inference.
+"""TracksTo4D cost on this machine: forward, train step, per-video inference; vs the original.
 
 Full-size network (released checkpoints: width 256, 3 rounds, 16 heads, K = 12, 12.8 M params),
 batch 1, F = 50 frames, N = 100 and 256 points, float32 (HIGHEST matmul precision,
-as the official). Measured after compilation and one warm-up run; the median (and
-min) of --repeats runs is reported:
+as the official). Measured after compilation and one warm-up run; the median and best
+of --repeats runs are reported:
   forward       jitted `TracksTo4D.apply`
   train step    jitted forward + backward of the total loss (tracks4d.losses) + Adam(1e-4) update
   infer video   `tracks4d.infer.infer_video` on a synthetic TracksTo4D file (read,
                 sample 50 frames / up to --infer_points tracks, forward, official
                 metrics, write the npz; no HTML), after a first warm-up video
-The official PyTorch figures on this CPU (torch CPU, 2 threads, median of 5 runs; upper bounds,
-measured under load): forward 2.83 s / step 11.1 s at N=100; 8.30 s / 25.8 s at N=256.
+
+With `--official_repo DIR` (a checkout of the official TracksTo4D code: inference.py,
+simple_vit_1d.py) the official `TracksTo4DNet` is built with the released hyper-parameters,
+loaded with the same weights as ours (outputs compared), and timed INTERLEAVED with ours in
+the same run on the same tracks: forward (torch.no_grad) and train step (forward, the
+official `get_losses` total, backward, torch Adam(1e-4) step), alternating which side goes
+first. Wall and process-CPU seconds are reported with the ratio official / ours; the official
+side is timed at each of --torch_threads (default: the number of CPUs, which is XLA's CPU
+thread count, and 1, often torch's best on a loaded machine).
 
     python benchmarks/tracks4d_step.py [--points 100 256] [--frames 50] [--repeats 5]
+        [--official_repo /path/to/tracks-to-4d [--torch_threads 2 1] [--skip_infer]]
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,6 +97,164 @@ def bench_model(num_points: int, num_frames: int, repeats: int) -> dict[str, flo
           'compile_forward': compile_fwd, 'compile_step': compile_step}
 
 
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict[str, float]]:
+  """Times the callables alternately (the first side swaps every repeat) after one warm-up each.
+
+  Returns per name: best and median wall seconds, median process-CPU seconds (all threads).
+  """
+  for fn in fns.values():
+    fn()
+  wall = {k: [] for k in fns}
+  cpu = {k: [] for k in fns}
+  names = list(fns)
+  for r in range(repeats):
+    for name in (names if r % 2 == 0 else names[::-1]):
+      c0, t0 = time.process_time(), time.perf_counter()
+      fns[name]()
+      wall[name].append(time.perf_counter() - t0)
+      cpu[name].append(time.process_time() - c0)
+  return {k: {'best': min(wall[k]), 'median': statistics.median(wall[k]),
+              'cpu': statistics.median(cpu[k])} for k in fns}
+
+
+def _import_official(repo: str):
+  """(torch, official inference module) from a checkout of the official TracksTo4D code.
+
+  The official transformer head moves a constant with `.cuda()` inside its forward; on a
+  CPU-only torch that call is made a no-op so the unmodified code runs on the CPU.
+  """
+  if not os.path.isfile(os.path.join(repo, 'inference.py')):
+    raise ValueError(f'--official_repo: no inference.py in {repo!r}')
+  import torch  # pylint: disable=g-import-not-at-top
+  if not torch.cuda.is_available():
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+  sys.path.insert(0, os.path.abspath(repo))
+  import inference as official  # pylint: disable=g-import-not-at-top
+  return torch, official
+
+
+def bench_vs_official(repo: str, num_points: int, num_frames: int, repeats: int,
+                      torch_threads: list[int]) -> dict[str, dict[str, dict[str, float]]]:
+  """Ours vs the official TracksTo4DNet, same weights and tracks, timed interleaved.
+
+  The official side is timed once per torch thread count in `torch_threads` (the count is
+  set before each of its calls), all sides alternating in one loop.
+  """
+  from tracks4d import checkpoint as t4d_checkpoint  # pylint: disable=g-import-not-at-top
+  torch, official = _import_official(repo)
+  torch.set_num_threads(torch_threads[0])
+  net = model_lib.TracksTo4D()
+  tracks_np, vis_np = random_tracks(num_points, num_frames)  # [1, N, 3, F], [1, F, N]
+  tracks, vis = jnp.asarray(tracks_np), jnp.asarray(vis_np)
+  params = jax.jit(net.init)(jax.random.PRNGKey(0), tracks)['params']
+  opt = optax.adam(1e-4)
+  opt_state = opt.init(params)
+  fwd = jax.jit(lambda p, t: net.apply({'params': p}, t))
+
+  def loss(p):
+    return losses.loss_terms(net.apply({'params': p}, tracks), tracks, vis)['loss_total']
+
+  @jax.jit
+  def step(p, s):
+    value, grads = jax.value_and_grad(loss)(p)
+    updates, s = opt.update(grads, s, p)
+    return optax.apply_updates(p, updates), s, value
+
+  # The released configuration: visibility as a third input channel, width 256, 12
+  # frequencies, K = 12 (3 rounds and 16 heads are fixed in the official head).
+  tnet = official.TracksTo4DNet(inputdim=3, width1=net.width, positional_dim=net.positional_dim,
+                                K=net.num_bases)
+  state = t4d_checkpoint.flax_params_to_torch_state_dict(jax.device_get(params))
+  tnet.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+  t_tracks = torch.from_numpy(tracks_np)
+  t_vis = torch.from_numpy(vis_np)  # bool [1, F, N], as the official dataset returns.
+  camera_num = torch.tensor([num_frames])  # The dataset's per-batch frame count.
+  coeffs = losses.DEFAULT_LOSS_COEFFS
+  t_opt = torch.optim.Adam(tnet.parameters(), lr=1e-4)
+
+  def official_loss():
+    o = tnet(t_tracks)  # (focal, projections, projections_static, ..., depths @8, ..., NR @15)
+    return official.get_losses(o[1], t_tracks[:, :, :2, :], t_vis, o[2], o[15], camera_num, o[8],
+                               coeffs['reprojection_dynamic_coeff'], o[5],
+                               coeffs['sparsity_dynamic_coeff'])[0], o
+
+  def official_forward():
+    with torch.no_grad():
+      return tnet(t_tracks)
+
+  def official_step():
+    t_opt.zero_grad()
+    value, _ = official_loss()
+    value.backward()
+    t_opt.step()
+    return value
+
+  # Same weights, same tracks: the outputs and the loss must agree before any step.
+  with torch.no_grad():
+    t_value, t_out = official_loss()
+  ours_out = fwd(params, tracks)
+  ours_value = step(params, opt_state)[2]
+  t_proj = t_out[1].numpy()  # [1, F, 2, N]
+  check = {'projections_reldiff': float(np.max(np.abs(np.asarray(ours_out.projections) - t_proj))
+                                        / np.max(np.abs(t_proj))),
+           'loss_ours': float(ours_value), 'loss_official': float(t_value)}
+  def with_threads(fn, threads):
+    def call():
+      torch.set_num_threads(threads)
+      return fn()
+    return call
+
+  fwd_fns = {'ours': lambda: jax.block_until_ready(fwd(params, tracks))}
+  # Ours is timed on fixed inputs (no state carried; same work per call), the official
+  # step updates its parameters in place as in its training loop.
+  step_fns = {'ours': lambda: jax.block_until_ready(step(params, opt_state))}
+  for threads in torch_threads:
+    fwd_fns[f'official, {threads} thr'] = with_threads(official_forward, threads)
+    step_fns[f'official, {threads} thr'] = with_threads(official_step, threads)
+  fwd_times = _interleaved(fwd_fns, repeats)
+  step_times = _interleaved(step_fns, repeats)
+  return {'forward': fwd_times, 'step': step_times, 'check': check}
+
+
+def _print_official_table(rows, frames: int, repeats: int) -> None:
+  print(f'\nInterleaved vs official (torch {_torch_version()}; XLA {os.cpu_count()} CPU '
+        f'thread(s)); {repeats} alternating repeats; loadavg {_loadavg()}')
+  head = (f'{"N, F":>8} | {"part":>14} | {"official side":>17} | {"ours best/med s":>16} | '
+          f'{"official best/med s":>19} | {"ratio best":>10} | {"ratio med":>9} | '
+          f'{"ours/off CPU s":>15} | {"CPU ratio":>9}')
+  print(head)
+  print('-' * len(head))
+  for n, r in rows:
+    for part, label in (('forward', 'forward'), ('step', 'fwd+bwd+Adam')):
+      o = r[part]['ours']
+      for side, t in r[part].items():
+        if side == 'ours':
+          continue
+        print(f'{f"{n}, {frames}":>8} | {label:>14} | {side:>17} | '
+              f'{o["best"]:7.3f} / {o["median"]:6.3f} | '
+              f'{t["best"]:9.3f} / {t["median"]:7.3f} | {t["best"] / o["best"]:9.2f}x | '
+              f'{t["median"] / o["median"]:8.2f}x | {o["cpu"]:6.2f} / {t["cpu"]:6.2f} | '
+              f'{t["cpu"] / o["cpu"]:8.2f}x')
+  for n, r in rows:
+    c = r['check']
+    print(f'N={n}: same weights, max |projections ours - official| / max |official| '
+          f'{c["projections_reldiff"]:.1e}; '
+          f'loss ours {c["loss_ours"]:.6f} official {c["loss_official"]:.6f}')
+
+
+def _torch_version() -> str:
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch.__version__
+
+
+def _loadavg() -> str:
+  try:
+    with open('/proc/loadavg') as f:
+      return ' '.join(f.read().split()[:3])
+  except OSError:
+    return 'n/a'
+
+
 def bench_infer(num_points: int, repeats: int) -> float:
   """Median seconds per video of tracks4d.infer on a 50-frame synthetic file."""
   from tapkit.data import synthetic, tracks4d_format  # pylint: disable=g-import-not-at-top
@@ -122,7 +289,23 @@ def main() -> None:
   parser.add_argument('--infer_points', type=int, default=256,
                       help='max tracks per video in the inference timing (official 1000)')
   parser.add_argument('--skip_infer', action='store_true')
+  parser.add_argument('--official_repo', default=None,
+                      help='checkout of the official TracksTo4D code: time it interleaved with ours')
+  parser.add_argument('--torch_threads', type=int, nargs='+', default=[os.cpu_count(), 1],
+                      help='torch intra-op thread counts of the official side, each timed '
+                      '(default: XLA\'s count, then 1)')
   args = parser.parse_args()
+  if args.official_repo:
+    rows = []
+    for n in args.points:
+      rows.append((n, bench_vs_official(args.official_repo, n, args.frames, args.repeats,
+                                        args.torch_threads)))
+      print(f'  N={n} done (loadavg {_loadavg()})', flush=True)
+      if n != args.points[-1]:
+        _print_official_table(rows[-1:], args.frames, args.repeats)  # Partial results first.
+    _print_official_table(rows, args.frames, args.repeats)
+    if args.skip_infer:
+      return
 
   print(f'jax {jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} cpu(s); '
         f'full TracksTo4D, batch 1, F={args.frames}, median (min) of {args.repeats} runs')
