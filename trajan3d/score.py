@@ -555,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     extra = {'recipe': options.recipe,
              'depth': 'metric' if models.depth.metric else 'relative inverse',
              'weights': RANDOM_LABEL if options.random_weights else 'checkpoints'}
+    if not models.depth.metric:  # Lifted from relative depth: no metric scale.
+      extra['error_units'] = 'scene units'
   rows, frames = [], []
   batch = batch_lib.BatchRun('video' if args.video else 'track file')
 

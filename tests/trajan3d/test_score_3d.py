@@ -76,7 +76,7 @@ def test_cli_scores_both_recipes(runs, capsys):
     assert row['name'] == 'scene' and row['recipe'] == recipe
     assert row['num_frames'] == FRAMES and row['num_tracks'] == GRID * GRID
     assert 0.0 <= row['score'] <= 1.0 and np.isfinite(row['mean_error'])
-    assert row['error_units'] == 'm' and row['depth'] == 'relative inverse'
+    assert row['error_units'] == 'scene units' and row['depth'] == 'relative inverse'
     assert row['weights'] == score.RANDOM_LABEL
     table = list(csv.DictReader(open(out)))
     assert tuple(table[0]) == score.CSV_FIELDS + score.VIDEO_3D_FIELDS
