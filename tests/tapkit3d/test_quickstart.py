@@ -12,6 +12,10 @@ import pytest
 from tapkit.viz import browser
 from tapkit3d import quickstart
 
+# Every test here reads the one --fast quickstart run (conftest.py): keep them on one xdist
+# worker (`--dist loadgroup`) so that the run is made once, not once per worker.
+pytestmark = pytest.mark.xdist_group('quickstart')
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Library lines a user must not see in the default output (each was seen once): orbax's
 # checkpoint chatter, JAX's TPU probe, TensorFlow's banners, absl's pre-init warning, optax's

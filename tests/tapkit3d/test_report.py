@@ -22,6 +22,10 @@ from tracks4d import demo as tracks4d_demo
 from trajan3d import demo as trajan3d_demo
 from trajan3d import score
 
+# Every test here reads the one --fast quickstart run (conftest.py): keep them on one xdist
+# worker (`--dist loadgroup`) so that the run is made once, not once per worker.
+pytestmark = pytest.mark.xdist_group('quickstart')
+
 needs_chromium = pytest.mark.skipif(
     browser.find_chromium() is None,
     reason='headless Chromium not installed (apt-get install -y chromium)')
