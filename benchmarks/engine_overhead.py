@@ -28,7 +28,7 @@ import optax
 
 from configs import toy as toy_config
 from tapkit.data import pipeline
-from tapkit.train import loop, mesh as mesh_lib, toy
+from tapkit.train import loop, mesh as mesh_lib, toy_task as toy
 
 
 def _time_loop(step_once, sync, steps: int) -> tuple[float, float]:

@@ -28,10 +28,16 @@ from typing import Any
 
 import tqdm
 
-from dpov_jax import data
-from dpov_jax import video_clips
+from etils import epy
+
+from dpov_jax import video_windows
 from tapkit import cli
 from tapkit.data import dpov_tracks
+
+# Loaded on first use, so `--help` and argument mistakes answer without importing JAX.
+with epy.lazy_imports():
+  from dpov_jax import data
+  from dpov_jax import video_clips
 
 BAD_VIDEOS_FILE = 'bad_videos.txt'
 
@@ -57,8 +63,8 @@ def prepare(frames_root: str, layout: str, out: str, tracker: Any, *, grid_size:
   if grid_size < 1 or num_frames < 1 or regular_step < 1 or input_size < 0:
     raise ValueError('grid_size, num_frames and regular_step must be >= 1 and input_size '
                      f'>= 0, got {grid_size}, {num_frames}, {regular_step}, {input_size}')
-  subdir = video_clips.LAYOUTS[layout][0] if frames_subdir is None else frames_subdir
-  videos = video_clips.list_layout_videos(frames_root, layout, subdir)
+  subdir = video_windows.LAYOUTS[layout][0] if frames_subdir is None else frames_subdir
+  videos = video_windows.list_layout_videos(frames_root, layout, subdir)
   if not videos:
     raise FileNotFoundError(f'{frames_root}: no {layout} videos (folders with frames '
                             f'subfolder {subdir!r})')
@@ -69,7 +75,7 @@ def prepare(frames_root: str, layout: str, out: str, tracker: Any, *, grid_size:
     frame_dir = os.path.join(frames_root, video, subdir)
     try:
       files = data.list_frames(frame_dir)
-      windows = video_clips.video_windows(
+      windows = video_windows.video_windows(
           len(files), layout, num_frames, regular_step, seed=seed, video=video,
           windows_per_video=windows_per_video)
       if not windows:
@@ -98,7 +104,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
       prog='python -m dpov_jax.prepare',
       description='Track frame-folder videos into 3DPoV tracks files (one per window).')
   parser.add_argument('--frames_root', required=True, help='folder of the videos')
-  parser.add_argument('--layout', required=True, choices=sorted(video_clips.LAYOUTS))
+  parser.add_argument('--layout', required=True, choices=sorted(video_windows.LAYOUTS))
   parser.add_argument('--out', required=True, help='tracks_root to write')
   parser.add_argument('--tracker', default='cotracker3',
                       help="'lk', 'cotracker3' or 'cotracker3_online' (tapkit.tracking)")

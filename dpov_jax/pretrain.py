@@ -38,20 +38,25 @@ import os
 import pathlib
 from collections.abc import Sequence
 
-import grain.python as grain
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
+from etils import epy
 
 from tapkit.io import image as image_io
-from tapkit.models import vit as bb
 from tapkit.ops import numeric
-from dpov_jax import data
-from dpov_jax import loss as pov_loss
-from dpov_jax import task
-from tapkit.train import launch, loop
+from tapkit.train import launch
+
+# Loaded on first use, so `--help` and flag mistakes answer without importing JAX.
+with epy.lazy_imports():
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from dpov_jax import data
+  from dpov_jax import loss as pov_loss
+  from dpov_jax import task
+  from tapkit.models import vit as bb
+  from tapkit.train import loop
 
 
 # ---------------------------------------------------------------------------
@@ -59,8 +64,11 @@ from tapkit.train import launch, loop
 # ---------------------------------------------------------------------------
 
 
-class FrameSource(grain.RandomAccessDataSource):
-  """Every frame image under some folders, as {'image': [H, W, 3] uint8} at the input size."""
+class FrameSource:
+  """Every frame image under some folders, as {'image': [H, W, 3] uint8} at the input size.
+
+  A grain random-access source (`len` and `[index]`; grain's source type is a protocol).
+  """
 
   def __init__(self, roots: Sequence[str | os.PathLike], size: int):
     self._roots = [os.path.abspath(os.fspath(r)) for r in roots]

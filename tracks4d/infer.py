@@ -61,10 +61,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
+from etils import epy
 
 from tapkit import cli
 from tapkit import track as track_cli
@@ -76,10 +75,15 @@ from tapkit.train import launch
 from tapkit.train import workdir as workdir_lib
 from tracks4d import checkpoint as t4d_checkpoint
 from tracks4d import data as data_lib
-from tracks4d import finetune as finetune_lib
 from tracks4d import from_video
-from tracks4d import model as model_lib
-from tracks4d import task
+
+# Loaded on first use, so `--help` and flag mistakes answer without importing JAX.
+with epy.lazy_imports():
+  import jax
+  import jax.numpy as jnp
+  from tracks4d import finetune as finetune_lib
+  from tracks4d import model as model_lib
+  from tracks4d import task
 
 OUTPUT_KEYS = ('points_world', 'points_static', 'points_camera', 'depths', 'w2c', 'c2w',
                'intrinsics', 'focal_factor', 'motion_level', 'visible', 'tracks_normalised',
@@ -201,7 +205,7 @@ def write_html(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], title:
 
 
 def infer_video(model: LoadedModel, path: str, out_dir: str | os.PathLike, *,
-                finetune_steps: int = 0, finetune_lr: float = finetune_lib.LEARNING_RATE,
+                finetune_steps: int = 0, finetune_lr: float | None = None,
                 max_frames: int = data_lib.INFERENCE_MAX_CAMERAS,
                 max_points: int = data_lib.INFERENCE_MAX_POINTS, seed: int = 0,
                 generic_intrinsics: bool = False, html: bool = True) -> dict[str, Any]:
@@ -229,7 +233,8 @@ def infer_video(model: LoadedModel, path: str, out_dir: str | os.PathLike, *,
     t0 = time.perf_counter()
     result = finetune_lib.finetune(
         params, tracks, jnp.asarray(sample['tracks_vis'][None]), finetune_steps,
-        net=model.net, adam_moments=model.adam, learning_rate=finetune_lr)
+        net=model.net, adam_moments=model.adam,
+        learning_rate=finetune_lib.LEARNING_RATE if finetune_lr is None else finetune_lr)
     jax.block_until_ready(result.params)
     row['finetune_seconds'] = time.perf_counter() - t0
     row['finetune_best_step'] = result.best_step
@@ -314,8 +319,8 @@ _INPUT = flags.DEFINE_string('input', None, 'Clip file or folder of *.npz clip f
 _OUT = flags.DEFINE_string('out', None, 'Output folder.')
 _FINETUNE_STEPS = flags.DEFINE_integer('finetune_steps', 0, 'Test-time fine-tuning Adam '
                                        'steps per video (README of the paper: 500).')
-_FINETUNE_LR = flags.DEFINE_float('finetune_lr', finetune_lib.LEARNING_RATE,
-                                  'Fine-tuning learning rate (official 1e-4).')
+_FINETUNE_LR = flags.DEFINE_float('finetune_lr', None, 'Fine-tuning learning rate (default: '
+                                  'the official 1e-4, tracks4d.finetune.LEARNING_RATE).')
 _STEP = flags.DEFINE_integer('step', None, 'Engine checkpoint step (default: latest).')
 _MAX_FRAMES = flags.DEFINE_integer('max_frames', data_lib.INFERENCE_MAX_CAMERAS,
                                    'Frames of the fixed window (official 50).')

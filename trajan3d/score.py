@@ -64,6 +64,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 import tqdm
+from etils import epy
 
 from tapkit import cli
 from tapkit import tracking
@@ -75,20 +76,34 @@ from tapkit.io import npz as npz_io
 from tapkit.io import video as video_io
 from tapkit.train import config as config_lib
 from tapkit.train import workdir as workdir_lib
-from tapkit.viz import html
-from tapkit.viz import plots
 from tapkit.viz import tables
-from trajan3d import checkpoint as checkpoint_lib
-from trajan3d import evaluators
-from trajan3d import input_pipeline
-from trajan3d import model as model_lib
 from trajan3d import video_pipeline
 
-# The error of unreadable track files, and the scoring API under the names the
-# quickstart and the notebooks use.
-TrackFileError = input_pipeline.TrackFileError
-track_set_from_clip = input_pipeline.track_clip
-score_track_set = evaluators.score_clip
+# Loaded on first use, so `--help` and argument mistakes answer without importing JAX.
+with epy.lazy_imports():
+  from tapkit.viz import html
+  from tapkit.viz import plots
+  from trajan3d import checkpoint as checkpoint_lib
+  from trajan3d import evaluators
+  from trajan3d import input_pipeline
+  from trajan3d import model as model_lib
+
+
+def track_set_from_clip(clip: clip_lib.Clip) -> clip_lib.Clip:
+  """The scored tracks of a TAPVid-3D clip (`trajan3d.input_pipeline.track_clip`)."""
+  return input_pipeline.track_clip(clip)
+
+
+def score_track_set(*args, **kwargs):
+  """`trajan3d.evaluators.score_clip` under the name the quickstart and notebooks use."""
+  return evaluators.score_clip(*args, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+  # `score.TrackFileError`: the error of unreadable track files, defined with the readers.
+  if name == 'TrackFileError':
+    return input_pipeline.TrackFileError
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 # ----------------------------------------------------------------------------
@@ -100,16 +115,16 @@ def _read_field(npz, path: str, field: str) -> np.ndarray:
     return npz[field]
   except BadFileError as e:
     if 'pickle' in e.detail:  # Object arrays need pickle, which is refused.
-      raise TrackFileError(f'{path}: field {field!r} cannot be read without pickle '
+      raise input_pipeline.TrackFileError(f'{path}: field {field!r} cannot be read without pickle '
                            f'(object array?); refused: {e.detail}') from None
-    raise TrackFileError(f'{path}: field {field!r} is corrupt: {e.detail}') from None
+    raise input_pipeline.TrackFileError(f'{path}: field {field!r} is corrupt: {e.detail}') from None
 
 
 def _numeric(path: str, field: str, x: np.ndarray) -> np.ndarray:
   if x.dtype == np.bool_:
     return x
   if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-    raise TrackFileError(f'{path}: field {field!r} must be numeric, got dtype {x.dtype}.')
+    raise input_pipeline.TrackFileError(f'{path}: field {field!r} must be numeric, got dtype {x.dtype}.')
   return x
 
 
@@ -130,13 +145,13 @@ def load_track_file(path: str | os.PathLike) -> clip_lib.Clip:
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise TrackFileError(f'{path}: no such file.')
+    raise input_pipeline.TrackFileError(f'{path}: no such file.')
   if not zipfile.is_zipfile(path):
-    raise TrackFileError(f'{path}: not an .npz (zip) archive, or truncated.')
+    raise input_pipeline.TrackFileError(f'{path}: not an .npz (zip) archive, or truncated.')
   try:
     npz = npz_io.NpzFields(path)
   except Exception as e:  # pylint: disable=broad-exception-caught
-    raise TrackFileError(f'{path}: unreadable .npz: {type(e).__name__}: {e}') from None
+    raise input_pipeline.TrackFileError(f'{path}: unreadable .npz: {type(e).__name__}: {e}') from None
   with npz:
     names = set(npz.files)
     if tapvid3d.TRACKS in names:
@@ -144,31 +159,31 @@ def load_track_file(path: str | os.PathLike) -> clip_lib.Clip:
       try:
         clip = tapvid3d.load_clip(path)
       except ValueError as e:
-        raise TrackFileError(str(e)) from None
+        raise input_pipeline.TrackFileError(str(e)) from None
       return input_pipeline.track_clip(clip)
     for field in ('tracks', 'visibility'):
       if field not in names:
-        raise TrackFileError(
+        raise input_pipeline.TrackFileError(
             f'{path}: field {field!r} missing (need tracks [T, N, 2|3] and visibility '
             f'[T, N], or a TAPVid-3D clip with {tapvid3d.TRACKS}); has {sorted(names)}.')
     tracks = _numeric(path, 'tracks', _read_field(npz, path, 'tracks'))
     if tracks.ndim != 3 or tracks.shape[-1] not in (2, 3) or tracks.dtype == np.bool_:
-      raise TrackFileError(f'{path}: field "tracks" must be float [T, N, 2|3], got '
+      raise input_pipeline.TrackFileError(f'{path}: field "tracks" must be float [T, N, 2|3], got '
                            f'{tracks.dtype} {list(tracks.shape)}.')
     t_len, n = tracks.shape[:2]
     if t_len < 1 or n < 2:
-      raise TrackFileError(f'{path}: field "tracks" needs T >= 1 frames and N >= 2 '
+      raise input_pipeline.TrackFileError(f'{path}: field "tracks" needs T >= 1 frames and N >= 2 '
                            f'tracks, got {list(tracks.shape)}.')
     visible = _numeric(path, 'visibility', _read_field(npz, path, 'visibility'))
     if visible.shape != (t_len, n):
-      raise TrackFileError(f'{path}: field "visibility" must be [{t_len}, {n}] like '
+      raise input_pipeline.TrackFileError(f'{path}: field "visibility" must be [{t_len}, {n}] like '
                            f'tracks, got {list(visible.shape)}.')
     visible = visible.astype(bool)
     tracks = tracks.astype(np.float32)
     bad = ~np.all(np.isfinite(tracks), axis=-1) & visible
     if bad.any():
       t, i = np.argwhere(bad)[0]
-      raise TrackFileError(f'{path}: field "tracks" has non-finite values at visible '
+      raise input_pipeline.TrackFileError(f'{path}: field "tracks" has non-finite values at visible '
                            f'points ({int(bad.sum())}, first at frame {t}, track {i}).')
     tracks = np.where(np.isfinite(tracks), tracks, 0.0).astype(np.float32)
     out = clip_lib.Clip(
@@ -181,26 +196,26 @@ def load_track_file(path: str | os.PathLike) -> clip_lib.Clip:
       k = _numeric(path, 'fx_fy_cx_cy', _read_field(npz, path, 'fx_fy_cx_cy'))
       k = np.asarray(k, np.float32).reshape(-1)
       if k.shape != (4,) or not np.all(np.isfinite(k)) or k[0] <= 0 or k[1] <= 0:
-        raise TrackFileError(f'{path}: field "fx_fy_cx_cy" must be 4 finite values with '
+        raise input_pipeline.TrackFileError(f'{path}: field "fx_fy_cx_cy" must be 4 finite values with '
                              f'positive focal lengths, got {k.tolist()}.')
       out.intrinsics = k
     if 'depth' in names:
       depth = _numeric(path, 'depth', _read_field(npz, path, 'depth'))
       if depth.ndim != 3 or depth.shape[0] != t_len:
-        raise TrackFileError(f'{path}: field "depth" must be [{t_len}, H, W], got '
+        raise input_pipeline.TrackFileError(f'{path}: field "depth" must be [{t_len}, H, W], got '
                              f'{list(depth.shape)}.')
       out.depth = depth.astype(np.float32)
     if 'frame_size' in names:
       size = _numeric(path, 'frame_size', _read_field(npz, path, 'frame_size')).reshape(-1)
       if size.shape != (2,) or np.any(size <= 0):
-        raise TrackFileError(f'{path}: field "frame_size" must be [2] positive (height, '
+        raise input_pipeline.TrackFileError(f'{path}: field "frame_size" must be [2] positive (height, '
                              f'width), got {size.tolist()}.')
       out.image_size = (int(size[0]), int(size[1]))
     if 'query_frames' in names:
       q = _numeric(path, 'query_frames', _read_field(npz, path, 'query_frames'))
       q = np.asarray(q).reshape(-1)
       if q.shape != (n,) or np.any(q < 0) or np.any(q >= t_len):
-        raise TrackFileError(f'{path}: field "query_frames" must be [{n}] frames in '
+        raise input_pipeline.TrackFileError(f'{path}: field "query_frames" must be [{n}] frames in '
                              f'[0, {t_len}).')
       query_frames = q.astype(np.int64)
   if out.tracks_xyz is None or out.intrinsics is not None:
@@ -219,14 +234,14 @@ def expand_paths(items: Sequence[str]) -> list[str]:
     if os.path.isdir(item):
       found = sorted(str(p) for p in pathlib.Path(item).rglob('*.npz'))
       if not found:
-        raise TrackFileError(f'{item}: directory holds no .npz track files.')
+        raise input_pipeline.TrackFileError(f'{item}: directory holds no .npz track files.')
       paths += found
     elif not os.path.exists(item):
-      raise TrackFileError(f'{item}: no such file or directory.')
+      raise input_pipeline.TrackFileError(f'{item}: no such file or directory.')
     else:
       paths.append(item)
   if not paths:
-    raise TrackFileError('no track files given.')
+    raise input_pipeline.TrackFileError('no track files given.')
   return paths
 
 

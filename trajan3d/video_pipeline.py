@@ -56,18 +56,23 @@ import os
 import pathlib
 from typing import Any, Callable
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+from etils import epy
 
 from tapkit import tracking
 from tapkit.data import clip as clip_lib
 from tapkit.io import video as video_io
-from tapkit.models import vit
 from tapkit.models.depth import lift
 from tapkit.ops import sampling
 from trajan3d import features as features_lib
-from trajan3d import input_pipeline
+
+# Loaded on first use, so `trajan3d.score --help` (which reads this module's recipe table)
+# starts without JAX.
+with epy.lazy_imports():
+  import jax
+  import jax.numpy as jnp
+  from tapkit.models import vit
+  from trajan3d import input_pipeline
 
 RECIPES = ('released', 'corrected')
 RELEASED_GRID_SIZE = 64

@@ -35,18 +35,22 @@ from typing import Any
 
 import numpy as np
 import tqdm
+from etils import epy
 
-from dpov_jax.evaluate import matching
 from dpov_jax.evaluate import metrics
-from dpov_jax.evaluate import probe_task
-from dpov_jax.evaluate import readers
-from dpov_jax.evaluate import report
-from dpov_jax.evaluate import synthetic_pairs
 from tapkit import cli
 from tapkit.io import batch as batch_lib
 from tapkit.ops import numeric
 from tapkit.train import config as train_config
 from tapkit.viz import tables
+
+# Loaded on first use, so `--help` and argument mistakes answer without importing JAX.
+with epy.lazy_imports():
+  from dpov_jax.evaluate import matching
+  from dpov_jax.evaluate import probe_task
+  from dpov_jax.evaluate import readers
+  from dpov_jax.evaluate import report
+  from dpov_jax.evaluate import synthetic_pairs
 
 TASKS = ('keypoints', 'depth', 'normals', 'all')
 

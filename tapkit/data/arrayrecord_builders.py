@@ -40,13 +40,17 @@ from typing import Any
 
 import numpy as np
 import tqdm
+from etils import epy
 
-from tapkit.data import arrayrecord
-from tapkit.data import bad_records
 from tapkit.data import tapvid3d
 from tapkit.data import tracks4d_format
 from tapkit.io import npz as npz_io
 from tapkit.io.errors import BadFileError
+
+# grain loads on first use, so `python -m tapkit.data.convert --help` starts in a second.
+with epy.lazy_imports():
+  from tapkit.data import arrayrecord
+  from tapkit.data import bad_records
 
 VERSION = '1.0.0'
 # Records per shard file: a few hundred MB of clips at the official sizes.

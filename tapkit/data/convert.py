@@ -21,8 +21,12 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from tapkit.data import arrayrecord
+from etils import epy
+
 from tapkit.data import arrayrecord_builders as builders
+
+with epy.lazy_imports():  # grain loads on first use (fast --help)
+  from tapkit.data import arrayrecord
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

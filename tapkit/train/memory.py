@@ -60,7 +60,7 @@ BUILDERS = {
     'trajan': 'trajan3d.task:build_method',
     'tracks4d': 'tracks4d.task:build_method',
     'dpov': 'dpov_jax.task:build_method',
-    'toy': 'tapkit.train.toy:build_method',
+    'toy': 'tapkit.train.toy_task:build_method',
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from configs import dpov as dpov_config
-from dpov_jax import data, prepare, task, video_clips
+from dpov_jax import data, prepare, task, video_windows
 from tapkit import tracking
 from tapkit.data import dpov_tracks
 from tapkit.train import loop
@@ -28,31 +28,31 @@ def frames_root(tmp_path_factory):
 def test_window_rules():
   # ytvos: step s if M >= T s, else M // T; start uniform in [0, M - T s'].
   rng = np.random.default_rng(0)
-  starts = {int(video_clips.random_window(100, 4, 10, rng)[0]) for _ in range(300)}
+  starts = {int(video_windows.random_window(100, 4, 10, rng)[0]) for _ in range(300)}
   assert starts == set(range(61))
-  np.testing.assert_array_equal(video_clips.random_window(40, 4, 10, rng), [0, 10, 20, 30])
-  w = video_clips.random_window(20, 4, 10, rng)  # s' = 5, start in {0}
+  np.testing.assert_array_equal(video_windows.random_window(40, 4, 10, rng), [0, 10, 20, 30])
+  w = video_windows.random_window(20, 4, 10, rng)  # s' = 5, start in {0}
   np.testing.assert_array_equal(w, [0, 5, 10, 15])
-  np.testing.assert_array_equal(video_clips.random_window(2, 4, 10, rng), [0, 1])  # clamped
+  np.testing.assert_array_equal(video_windows.random_window(2, 4, 10, rng), [0, 1])  # clamped
   # co3d / dl3dv: non-overlapping windows starting every T s, while start <= M - T s.
-  wins = video_clips.fixed_windows(85, 'dl3dv', 4, 10)
+  wins = video_windows.fixed_windows(85, 'dl3dv', 4, 10)
   assert [w.tolist() for w in wins] == [[0, 10, 20, 30], [40, 50, 60, 70]]
-  assert video_clips.fixed_windows(9, 'co3d', 2, 1) == []  # CO3D: < 10 frames skipped
+  assert video_windows.fixed_windows(9, 'co3d', 2, 1) == []  # CO3D: < 10 frames skipped
   # folder: windows of (T - 1) s + 1 frames; a short video gives one shrunk window.
-  assert [w.tolist() for w in video_clips.fixed_windows(9, 'folder', 3, 2)] == [[0, 2, 4]]
-  assert [w.tolist() for w in video_clips.fixed_windows(3, 'folder', 3, 4)] == [[0, 1, 2]]
-  seeded = video_clips.video_windows(100, 'ytvos', 4, 10, seed=3, video='a', windows_per_video=3)
-  again = video_clips.video_windows(100, 'ytvos', 4, 10, seed=3, video='a', windows_per_video=3)
+  assert [w.tolist() for w in video_windows.fixed_windows(9, 'folder', 3, 2)] == [[0, 2, 4]]
+  assert [w.tolist() for w in video_windows.fixed_windows(3, 'folder', 3, 4)] == [[0, 1, 2]]
+  seeded = video_windows.video_windows(100, 'ytvos', 4, 10, seed=3, video='a', windows_per_video=3)
+  again = video_windows.video_windows(100, 'ytvos', 4, 10, seed=3, video='a', windows_per_video=3)
   assert [w.tolist() for w in seeded] == [w.tolist() for w in again]
 
 
 def test_layout_listing(tmp_path):
   for rel in ('cat/seq1/images', 'cat/seq2/images', 'cat/set_lists', 'dog/seq3/images'):
     os.makedirs(tmp_path / rel)
-  assert video_clips.list_layout_videos(tmp_path, 'co3d') == ['cat/seq1', 'cat/seq2',
+  assert video_windows.list_layout_videos(tmp_path, 'co3d') == ['cat/seq1', 'cat/seq2',
                                                               'dog/seq3']
   with pytest.raises(ValueError, match='layout must be one of'):
-    video_clips.list_layout_videos(tmp_path, 'kinetics')
+    video_windows.list_layout_videos(tmp_path, 'kinetics')
 
 
 def test_prepare_folder_with_lk_is_resumable(frames_root, tmp_path, capsys):

@@ -30,7 +30,7 @@ _RUN = textwrap.dedent('''
     params = {}
     for k in (1, 4):
       if method.startswith('toy'):
-        from tapkit.train import toy as task
+        from tapkit.train import toy_task as task
         config = config_lib.load_config('configs/toy.py:smoke')
         config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
         config.sharding.fsdp_min_size = 256

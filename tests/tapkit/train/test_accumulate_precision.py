@@ -19,7 +19,7 @@ from tapkit.train import accumulation
 from tapkit.train import config as config_lib
 from tapkit.train import loop
 from tapkit.train import step as step_lib
-from tapkit.train import toy
+from tapkit.train import toy_task as toy
 from tapkit.train import workdir as workdir_lib
 from tapkit.train.state import TrainState
 from trajan3d import losses

@@ -79,7 +79,7 @@ _SHARDED_RUN = textwrap.dedent('''
     import json, sys
     import jax
     from configs import toy as toy_config
-    from tapkit.train import loop, toy
+    from tapkit.train import loop, toy_task as toy
     config = toy_config.get_config('smoke')
     config.mesh.data, config.mesh.fsdp = int(sys.argv[2]), int(sys.argv[3])
     state = loop.train(config, sys.argv[1], toy.build_method(config))
@@ -188,7 +188,7 @@ def test_command_line_override_reaches_the_step(tmp_path):
 
   import jax  # pylint: disable=g-import-not-at-top
   from configs import toy as toy_config  # pylint: disable=g-import-not-at-top
-  from tapkit.train import loop, mesh as mesh_lib, toy  # pylint: disable=g-import-not-at-top
+  from tapkit.train import loop, mesh as mesh_lib, toy_task as toy  # pylint: disable=g-import-not-at-top
   config = toy_config.get_config('smoke')
   method = toy.build_method(config)
   example = {'x': np.zeros((2, config.toy.dim_in), np.float32),

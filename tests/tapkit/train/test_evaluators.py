@@ -8,7 +8,7 @@ import pytest
 
 from configs import toy as toy_config
 from tapkit import evaluate
-from tapkit.train import evaluators, launch, loop, toy, writers
+from tapkit.train import evaluators, launch, loop, toy_task as toy, writers
 
 
 @evaluators.register('testpkg.constant')

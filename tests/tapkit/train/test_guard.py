@@ -5,7 +5,7 @@ import pytest
 
 from configs import toy as toy_config
 from tapkit.train import checkpoint as ckpt_lib
-from tapkit.train import loop, toy, writers
+from tapkit.train import loop, toy_task as toy, writers
 
 
 def _config(**toy_overrides):

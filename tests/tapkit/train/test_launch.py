@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from configs import toy as toy_config
-from tapkit.train import launch, toy
+from tapkit.train import launch, toy_task as toy
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 

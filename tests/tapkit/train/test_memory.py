@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from tapkit.train import config as config_lib
-from tapkit.train import costs, loop, memory, mesh as mesh_lib, toy
+from tapkit.train import costs, loop, memory, mesh as mesh_lib, toy_task as toy
 
 
 def _report(**overrides):
@@ -52,7 +52,7 @@ def test_command_line_parses_overrides():
       ['--config', 'configs/toy.py:smoke', '--config.batch_size=8',
        '--config.precision.compute_dtype=bfloat16', '--json'])
   assert (config.batch_size, config.precision.compute_dtype, as_json) == (8, 'bfloat16', True)
-  assert memory.builder_for(spec) == 'tapkit.train.toy:build_method' and method is None
+  assert memory.builder_for(spec) == 'tapkit.train.toy_task:build_method' and method is None
 
 
 def test_run_step_executes_real_steps_and_measures_memory(capsys):

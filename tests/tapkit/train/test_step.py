@@ -6,7 +6,7 @@ import numpy as np
 
 from configs import toy as toy_config
 from tapkit.data import pipeline
-from tapkit.train import loop, mesh as mesh_lib, toy
+from tapkit.train import loop, mesh as mesh_lib, toy_task as toy
 
 
 def _setup(config, method):
