@@ -117,7 +117,7 @@ class CompileMeter:
 
   `programs` counts every backend compilation request (a persistent-cache hit included),
   `seconds` their duration (XLA compile time, or the cache read), `cache_hits` those served
-  from the persistent compilation cache.
+  from the persistent compilation cache; `by_name` holds {function name: [count, seconds]}.
   """
 
   _BACKEND_COMPILE = '/jax/core/compile/backend_compile_duration'
@@ -125,6 +125,7 @@ class CompileMeter:
 
   def __init__(self):
     self.programs, self.seconds, self.cache_hits = 0, 0.0, 0
+    self.by_name: dict[str, list[float]] = {}
     self._started = False
 
   def start(self) -> None:
@@ -136,17 +137,21 @@ class CompileMeter:
     monitoring.register_event_listener(self._on_event)
     self._started = True
 
-  def _on_duration(self, event: str, seconds: float, **_) -> None:
+  def _on_duration(self, event: str, seconds: float, fun_name: str = '?', **_) -> None:
     if event == self._BACKEND_COMPILE:
       self.programs += 1
       self.seconds += seconds
+      entry = self.by_name.setdefault(str(fun_name), [0, 0.0])
+      entry[0] += 1
+      entry[1] += seconds
 
   def _on_event(self, event: str, **_) -> None:
     if event == self._CACHE_HIT:
       self.cache_hits += 1
 
-  def snapshot(self) -> tuple[int, float, int]:
-    return self.programs, self.seconds, self.cache_hits
+  def snapshot(self) -> tuple[int, float, int, dict[str, tuple[int, float]]]:
+    return (self.programs, self.seconds, self.cache_hits,
+            {k: (int(n), s) for k, (n, s) in self.by_name.items()})
 
 
 @dataclasses.dataclass
@@ -157,6 +162,8 @@ class StageTime:
   compiles: int = 0
   compile_s: float = 0.0
   cache_hits: int = 0
+  # {jitted function: [compilations, seconds]} of the stage, the slowest first.
+  compiled: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
   def describe(self) -> str:
     text = f'{self.cpu_s:.0f} CPU-s'
@@ -179,7 +186,7 @@ class Progress:
     self._t0 = time.perf_counter()
     self._stage_t0 = self._t0
     self._cpu0 = time.process_time()
-    self._compiles0 = (0, 0.0, 0)
+    self._compiles0 = (0, 0.0, 0, {})
     self.meter = CompileMeter()
     self.times: dict[str, StageTime] = {}
 
@@ -207,9 +214,14 @@ class Progress:
     since = self._stage_t0 if started is None else started
     wall = time.perf_counter() - since
     if measured is None:
-      programs, seconds, hits = (now - then for now, then in
-                                 zip(self.meter.snapshot(), self._compiles0))
-      measured = StageTime(wall, time.process_time() - self._cpu0, programs, seconds, hits)
+      *now, names = self.meter.snapshot()
+      *then, names0 = self._compiles0
+      programs, seconds, hits = (a - b for a, b in zip(now, then))
+      compiled = {k: [n - names0.get(k, (0, 0.0))[0], round(s - names0.get(k, (0, 0.0))[1], 2)]
+                  for k, (n, s) in names.items() if n > names0.get(k, (0, 0.0))[0]}
+      compiled = dict(sorted(compiled.items(), key=lambda kv: -kv[1][1]))
+      measured = StageTime(wall, time.process_time() - self._cpu0, programs, seconds, hits,
+                           compiled)
     else:
       measured = dataclasses.replace(measured, wall_s=wall)
     self.times[name] = measured
