@@ -144,6 +144,18 @@ def test_default_preset_groups_and_curriculum():
   np.testing.assert_array_equal(ours, ref)
 
 
+def test_reachable_curriculum_values_are_those_the_steps_take():
+  # The loss compiles one branch per curriculum value the run reaches: the smoke run's 300
+  # steps (period 1085, T = 4) take values 0 and 1 only; longer runs reach the clip at T - 2.
+  for total, period, t in ((300, 1085, 4), (1, 1085, 4), (1087, 1085, 4), (5000, 1085, 4),
+                           (40, 7, 6), (10, 3, 2)):
+    taken = {min(max(int(task.frames_to_compare(s, period)), 0), t - 2) for s in range(total)}
+    reach = task.reachable_frames_to_compare(total, period, t)
+    assert set(reach) == taken, (total, period, t)
+  assert list(task.reachable_frames_to_compare(300, 1085, 4)) == [0, 1]
+  assert list(task.reachable_frames_to_compare(0, 1085, 4)) == [0, 1, 2]  # unknown length
+
+
 # ------------------------------------------------------------------------------------ data
 
 
