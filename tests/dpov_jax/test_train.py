@@ -15,6 +15,7 @@ from dpov_jax import data, export, match_eval, task
 from dpov_jax import loss as pov_loss
 from tapkit.train import checkpoint as engine_ckpt
 from tapkit.train import launch, loop
+from tapkit3d import quickstart
 
 MOMENTUM = 0.9
 
@@ -41,13 +42,19 @@ def _tiny_config(total_steps: int):
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  """Trains 2 steps, then resumes to 3 (checkpoints 1, 2, 3)."""
+  """Trains 2 steps, then resumes to 3 (checkpoints 1, 2, 3).
+
+  The resumed run builds a new method, so its step is a new function for jit: JAX's
+  persistent compilation cache (as the quickstart uses it) gives it the first run's
+  compiled programs (the same executables) instead of compiling them again.
+  """
   workdir = str(tmp_path_factory.mktemp('dpov'))
-  config = _tiny_config(2)
-  launch.save_config(config, workdir)
-  loop.train(config, workdir, task.build_method(config, workdir))
-  config = _tiny_config(3)
-  state = loop.train(config, workdir, task.build_method(config, workdir))
+  with quickstart.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    config = _tiny_config(2)
+    launch.save_config(config, workdir)
+    loop.train(config, workdir, task.build_method(config, workdir))
+    config = _tiny_config(3)
+    state = loop.train(config, workdir, task.build_method(config, workdir))
   return workdir, config, state
 
 
