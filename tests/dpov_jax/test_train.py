@@ -156,7 +156,8 @@ def test_reachable_curriculum_values_are_those_the_steps_take():
   # steps (period 1085, T = 4) take values 0 and 1 only; longer runs reach the clip at T - 2.
   for total, period, t in ((300, 1085, 4), (1, 1085, 4), (1087, 1085, 4), (5000, 1085, 4),
                            (40, 7, 6), (10, 3, 2)):
-    taken = {min(max(int(task.frames_to_compare(s, period)), 0), t - 2) for s in range(total)}
+    counter = np.asarray(task.frames_to_compare(jnp.arange(total), period))
+    taken = set(np.clip(counter, 0, t - 2).tolist())
     reach = task.reachable_frames_to_compare(total, period, t)
     assert set(reach) == taken, (total, period, t)
   assert list(task.reachable_frames_to_compare(300, 1085, 4)) == [0, 1]
