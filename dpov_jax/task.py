@@ -159,6 +159,20 @@ def frames_to_compare(step: jax.Array, period: int) -> jax.Array:
   return jnp.where(step <= 0, 0, (step - 1) // period + 1)
 
 
+def reachable_frames_to_compare(total_steps: int, period: int, num_frames: int) -> range:
+  """The curriculum values (clipped to [0, T - 2]) that steps 0 .. total_steps - 1 reach.
+
+  The counter never decreases, so they form a range; without a known number of steps
+  (total_steps <= 0) every value 0 .. T - 2.
+  """
+  top = max(num_frames - 2, 0)
+  if total_steps <= 0:
+    return range(top + 1)
+  # frames_to_compare on Python ints (this runs while the loss is being traced).
+  clip = lambda s: min(0 if s <= 0 else (s - 1) // period + 1, top)
+  return range(clip(0), clip(total_steps - 1) + 1)
+
+
 def _loss_config(config: ml_collections.ConfigDict) -> pov_loss.LossConfig:
   return pov_loss.LossConfig.from_config(config.loss)
 
@@ -170,6 +184,7 @@ def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
   lcfg = _loss_config(config)
   schedule = lcfg.compare_schedule
   period = int(lcfg.compare_period)
+  total_steps = int(config.get('total_steps', 0) or 0)
   if schedule not in ('released', 'all_frames'):
     raise ValueError(f"config.loss.compare_schedule must be 'released' or 'all_frames', got "
                      f'{schedule!r}')
@@ -213,8 +228,12 @@ def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
       ftc = jnp.zeros((), jnp.int32)
       value = objective(sets[0])(operands)
     else:
-      sets = [pov_loss.compared_frames(k, t, 'released') for k in range(t - 1)]
-      ftc = jnp.clip(frames_to_compare(state.step, period), 0, t - 2)
+      # Only the curriculum values this run's steps reach get a branch (each branch holds
+      # the whole sorting loss, so an unreachable one would only cost compile time).
+      reachable = reachable_frames_to_compare(total_steps, period, t)
+      sets = [pov_loss.compared_frames(k, t, 'released') for k in reachable]
+      ftc = jnp.clip(frames_to_compare(state.step, period), reachable.start,
+                     reachable.stop - 1) - reachable.start
       value = jax.lax.switch(ftc, [objective(s) for s in sets], operands)
     num_compared = jnp.asarray([len(s) for s in sets], jnp.float32)[
         0 if schedule == 'all_frames' else ftc]

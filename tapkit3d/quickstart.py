@@ -32,6 +32,10 @@ process beside data, trajan3d and tracks4d (its output in <workdir>/dpov/quickst
 process computes what it computes alone, so the numbers equal those of --jobs 1. Compiled
 programs are kept in JAX's persistent compilation cache under <workdir>/.jax_cache and reused
 by later stages and reruns.
+
+The run ends with a table of each stage's wall seconds, process CPU seconds (all threads) and
+JAX compilations (seconds, programs, persistent-cache hits), also kept in
+<workdir>/timings.json: CPU seconds are what the stage costs when the machine is shared.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import importlib
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import time
@@ -108,14 +113,83 @@ def fast_from_env() -> bool:
 # ----------------------------------------------------------------------- progress
 
 
+class CompileMeter:
+  """Counts JAX's compilations in this process (jax.monitoring events), from `start()` on.
+
+  `programs` counts every backend compilation request (a persistent-cache hit included),
+  `seconds` their duration (XLA compile time, or the cache read), `cache_hits` those served
+  from the persistent compilation cache; `by_name` holds {function name: [count, seconds]}.
+  """
+
+  _BACKEND_COMPILE = '/jax/core/compile/backend_compile_duration'
+  _CACHE_HIT = '/jax/compilation_cache/cache_hits'
+
+  def __init__(self):
+    self.programs, self.seconds, self.cache_hits = 0, 0.0, 0
+    self.by_name: dict[str, list[float]] = {}
+    self._started = False
+
+  def start(self) -> None:
+    """Registers the listeners (imports JAX); later calls do nothing."""
+    if self._started:
+      return
+    from jax import monitoring  # pylint: disable=g-import-not-at-top
+    monitoring.register_event_duration_secs_listener(self._on_duration)
+    monitoring.register_event_listener(self._on_event)
+    self._started = True
+
+  def _on_duration(self, event: str, seconds: float, fun_name: str = '?', **_) -> None:
+    if event == self._BACKEND_COMPILE:
+      self.programs += 1
+      self.seconds += seconds
+      entry = self.by_name.setdefault(str(fun_name), [0, 0.0])
+      entry[0] += 1
+      entry[1] += seconds
+
+  def _on_event(self, event: str, **_) -> None:
+    if event == self._CACHE_HIT:
+      self.cache_hits += 1
+
+  def snapshot(self) -> tuple[int, float, int, dict[str, tuple[int, float]]]:
+    return (self.programs, self.seconds, self.cache_hits,
+            {k: (int(n), s) for k, (n, s) in self.by_name.items()})
+
+
+@dataclasses.dataclass
+class StageTime:
+  """Where a stage's time went: wall and process CPU seconds, and its JAX compilations."""
+  wall_s: float
+  cpu_s: float
+  compiles: int = 0
+  compile_s: float = 0.0
+  cache_hits: int = 0
+  # {jitted function: [compilations, seconds]} of the stage, the slowest first.
+  compiled: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+
+  def describe(self) -> str:
+    text = f'{self.cpu_s:.0f} CPU-s'
+    if self.compiles:
+      text += (f', compiling {self.compile_s:.0f} s: {self.compiles} programs, '
+               f'{self.cache_hits} from the cache')
+    return text
+
+
 class Progress:
-  """One line per stage start / end with elapsed time; stage work logs in between."""
+  """One line per stage start / end with elapsed time; stage work logs in between.
+
+  Each stage's wall time, process CPU time (all threads of this process) and JAX
+  compilations are kept in `times` ({stage: StageTime}); `table` prints them.
+  """
 
   def __init__(self, stages: Sequence[str], stream=None):
     self._stages = list(stages)
     self._stream = stream
     self._t0 = time.perf_counter()
     self._stage_t0 = self._t0
+    self._cpu0 = time.process_time()
+    self._compiles0 = (0, 0.0, 0, {})
+    self.meter = CompileMeter()
+    self.times: dict[str, StageTime] = {}
 
   def _elapsed(self, since: float) -> str:
     seconds = int(time.perf_counter() - since)
@@ -123,17 +197,58 @@ class Progress:
 
   def stage(self, name: str, what: str) -> None:
     self._stage_t0 = time.perf_counter()
+    self._cpu0 = time.process_time()
+    self._compiles0 = self.meter.snapshot()
     index = self._stages.index(name) + 1
     self._print(f'[{index}/{len(self._stages)}] {name}: {what}')
 
   def step(self, text: str) -> None:
     self._print(f'    {text} ({self._elapsed(self._stage_t0)} into the stage)')
 
-  def done(self, name: str, summary: str = '', started: float | None = None) -> None:
-    """The end of stage `name` (begun at perf_counter() `started`, default: the last one)."""
+  def done(self, name: str, summary: str = '', started: float | None = None,
+           measured: StageTime | None = None) -> None:
+    """The end of stage `name` (begun at perf_counter() `started`, default: the last one).
+
+    `measured` is the stage's time as another process measured it (its CPU seconds and
+    compilations); by default this process's since `stage(name, ...)`.
+    """
     since = self._stage_t0 if started is None else started
-    self._print(f'    {name} done in {self._elapsed(since)}'
+    wall = time.perf_counter() - since
+    if measured is None:
+      *now, names = self.meter.snapshot()
+      *then, names0 = self._compiles0
+      programs, seconds, hits = (a - b for a, b in zip(now, then))
+      compiled = {k: [n - names0.get(k, (0, 0.0))[0], round(s - names0.get(k, (0, 0.0))[1], 2)]
+                  for k, (n, s) in names.items() if n > names0.get(k, (0, 0.0))[0]}
+      compiled = dict(sorted(compiled.items(), key=lambda kv: -kv[1][1]))
+      measured = StageTime(wall, time.process_time() - self._cpu0, programs, seconds, hits,
+                           compiled)
+    else:
+      measured = dataclasses.replace(measured, wall_s=wall)
+    self.times[name] = measured
+    self._print(f'    {name} done in {self._elapsed(since)} ({measured.describe()})'
                 f'{"; " + summary if summary else ""} (total {self._elapsed(self._t0)})')
+
+  def table(self) -> dict[str, float]:
+    """Prints wall / CPU / compile seconds per stage and the total.
+
+    The total's CPU seconds are those of this process since it started and of its finished
+    child processes (imports and start-up included, which no stage counts).
+
+    Returns:
+      {'wall_s', 'cpu_s', 'load_average'} of the whole run.
+    """
+    self._print(f'{"stage":<9} {"wall s":>7} {"CPU s":>7} {"compile s":>9} '
+                f'{"programs":>8} {"cached":>6}')
+    for name, t in self.times.items():
+      self._print(f'{name:<9} {t.wall_s:7.1f} {t.cpu_s:7.1f} {t.compile_s:9.1f} '
+                  f'{t.compiles:8d} {t.cache_hits:6d}')
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total_cpu = time.process_time() + children.ru_utime + children.ru_stime
+    self._print(f'{"total":<9} {time.perf_counter() - self._t0:7.1f} {total_cpu:7.1f} '
+                f'(all processes from their start; load average {os.getloadavg()[0]:.1f})')
+    return {'wall_s': time.perf_counter() - self._t0, 'cpu_s': total_cpu,
+            'load_average': os.getloadavg()[0]}
 
   def _print(self, text: str) -> None:
     print(f'quickstart | {text}', file=self._stream or sys.stderr, flush=True)
@@ -157,7 +272,15 @@ def read_done(workdir: str | os.PathLike, stage: str) -> dict[str, Any]:
 
 
 def _write_done(workdir: pathlib.Path, stage: str, result: Mapping[str, Any]) -> None:
-  path = _done_path(workdir, stage)
+  _write_json(_done_path(workdir, stage), result)
+
+
+def _time_path(workdir: pathlib.Path, stage: str) -> pathlib.Path:
+  """Where a stage's StageTime of its last run is kept (read by the process that waits)."""
+  return workdir / stage / 'time.json'
+
+
+def _write_json(path: pathlib.Path, result: Mapping[str, Any]) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix('.tmp')
   with open(tmp, 'w') as f:
@@ -305,7 +428,10 @@ class StageProcess:
       if line.startswith('quickstart |     ') and ' done in ' not in line:
         progress.step(f'{self.stage}: {line[len("quickstart |     "):]}')
     result = read_done(self.workdir, self.stage)
-    progress.done(self.stage, _summary(self.stage, result), started=self.started)
+    with open(_time_path(self.workdir, self.stage)) as f:
+      measured = StageTime(**json.load(f))
+    progress.done(self.stage, _summary(self.stage, result), started=self.started,
+                  measured=measured)
     return result
 
   def stop(self) -> None:
@@ -354,6 +480,7 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
   to_run = [s for s in ordered if _needs_run(workdir, s, force)]
   results, background = {}, None
   with compilation_cache(workdir / COMPILE_CACHE):
+    progress.meter.start()
     try:
       if jobs > 1 and PARALLEL_STAGE in to_run and len(to_run) > 1:
         progress.stage(PARALLEL_STAGE, describe[PARALLEL_STAGE])
@@ -380,12 +507,16 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
         _write_done(workdir, stage, result)
         results[stage] = result
         progress.done(stage, _summary(stage, result))
+        _write_json(_time_path(workdir, stage), dataclasses.asdict(progress.times[stage]))
       if background is not None:
         results[background.stage] = background.join(progress)
         background = None
     finally:
       if background is not None:
         background.stop()
+  total = progress.table()
+  _write_json(workdir / 'timings.json', {
+      **{stage: dataclasses.asdict(t) for stage, t in progress.times.items()}, 'total': total})
   return {stage: results[stage] for stage in ordered}
 
 

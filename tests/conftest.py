@@ -15,6 +15,27 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPO_GOLDEN = REPO_ROOT / 'tests' / 'golden'
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+  """Tags tests marked `xdist_group(name)` with `@name` under `--dist loadgroup`.
+
+  pytest-xdist (3.8) groups tests by a `@name` suffix of their node id, which it sets by
+  assigning `item._nodeid`; pytest 9 reads the node id from `item._id` instead, so the suffix
+  never appeared and the groups were spread over the workers (the quickstart's --fast run,
+  a session fixture, was then made once per worker). This runs after xdist's hook and sets
+  the suffix where pytest reads it; where xdist's own tag took effect it changes nothing.
+  """
+  if not getattr(config.option, 'loadgroup', False):
+    return
+  from _pytest import nodeid  # pylint: disable=g-import-not-at-top
+  for item in items:
+    names = {str(mark.args[0] if mark.args else mark.kwargs.get('name', 'default'))
+             for mark in item.iter_markers('xdist_group')}
+    suffix = '@' + '_'.join(sorted(names))
+    if names and not item.nodeid.endswith(suffix) and hasattr(item, '_id'):
+      item._id = nodeid.NodeId.parse(item.nodeid + suffix)  # pylint: disable=protected-access
+
+
 def shared_dir() -> pathlib.Path:
   """The project's shared folder: $TAPKIT_SHARED_DIR, else ../shared beside the checkout."""
   env = os.environ.get('TAPKIT_SHARED_DIR')

@@ -13,6 +13,8 @@ import io
 import json
 import logging
 import os
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,6 +102,20 @@ def _png(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
+def _tensorboard_without_tensorflow() -> None:
+  """Makes tensorboard's file I/O use its TensorFlow stub even where TensorFlow is installed.
+
+  tensorboard's event file writer reaches files through `tensorboard.compat.tf`, which resolves
+  on first use to TensorFlow when it can be imported (~7 s, half a GB, its log banner), and to
+  tensorboard's own stub (plain local files, the same event files) when the module
+  `tensorboard.compat.notf` exists. This registers that marker module; where something in
+  the process has already resolved `tensorboard.compat.tf`, it changes nothing.
+  """
+  name = 'tensorboard.compat.notf'
+  if name not in sys.modules:
+    sys.modules[name] = types.ModuleType(name, 'Marker: tensorboard uses its TensorFlow stub.')
+
+
 class TensorBoardWriter(MetricWriter):
   """Writes TensorBoard event files into `logdir` without TensorFlow.
 
@@ -111,6 +127,7 @@ class TensorBoardWriter(MetricWriter):
 
   def __init__(self, logdir: str | os.PathLike):
     # tensorboard's file writer and protos are pure Python + protobuf (no TensorFlow).
+    _tensorboard_without_tensorflow()
     from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
     from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2

@@ -15,6 +15,7 @@ from dpov_jax import data, export, match_eval, task
 from dpov_jax import loss as pov_loss
 from tapkit.train import checkpoint as engine_ckpt
 from tapkit.train import launch, loop
+from tapkit3d import quickstart
 
 MOMENTUM = 0.9
 
@@ -41,13 +42,19 @@ def _tiny_config(total_steps: int):
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-  """Trains 2 steps, then resumes to 3 (checkpoints 1, 2, 3)."""
+  """Trains 2 steps, then resumes to 3 (checkpoints 1, 2, 3).
+
+  The resumed run builds a new method, so its step is a new function for jit: JAX's
+  persistent compilation cache (as the quickstart uses it) gives it the first run's
+  compiled programs (the same executables) instead of compiling them again.
+  """
   workdir = str(tmp_path_factory.mktemp('dpov'))
-  config = _tiny_config(2)
-  launch.save_config(config, workdir)
-  loop.train(config, workdir, task.build_method(config, workdir))
-  config = _tiny_config(3)
-  state = loop.train(config, workdir, task.build_method(config, workdir))
+  with quickstart.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    config = _tiny_config(2)
+    launch.save_config(config, workdir)
+    loop.train(config, workdir, task.build_method(config, workdir))
+    config = _tiny_config(3)
+    state = loop.train(config, workdir, task.build_method(config, workdir))
   return workdir, config, state
 
 
@@ -142,6 +149,19 @@ def test_default_preset_groups_and_curriculum():
   ours = np.asarray(task.frames_to_compare(steps, 1085))
   ref = np.asarray([pov_loss.released_frames_to_compare(int(s)) for s in steps])
   np.testing.assert_array_equal(ours, ref)
+
+
+def test_reachable_curriculum_values_are_those_the_steps_take():
+  # The loss compiles one branch per curriculum value the run reaches: the smoke run's 300
+  # steps (period 1085, T = 4) take values 0 and 1 only; longer runs reach the clip at T - 2.
+  for total, period, t in ((300, 1085, 4), (1, 1085, 4), (1087, 1085, 4), (5000, 1085, 4),
+                           (40, 7, 6), (10, 3, 2)):
+    counter = np.asarray(task.frames_to_compare(jnp.arange(total), period))
+    taken = set(np.clip(counter, 0, t - 2).tolist())
+    reach = task.reachable_frames_to_compare(total, period, t)
+    assert set(reach) == taken, (total, period, t)
+  assert list(task.reachable_frames_to_compare(300, 1085, 4)) == [0, 1]
+  assert list(task.reachable_frames_to_compare(0, 1085, 4)) == [0, 1, 2]  # unknown length
 
 
 # ------------------------------------------------------------------------------------ data

@@ -37,6 +37,25 @@ def test_output_shows_progress_and_no_library_noise(cli_run):
   assert (workdir / quickstart.COMPILE_CACHE).is_dir()  # programs reused across stages
 
 
+def test_timing_table_and_timings_json(cli_run):
+  workdir, output, _ = cli_run
+  with open(workdir / 'timings.json') as f:
+    timings = json.load(f)
+  assert set(timings) == {*quickstart.STAGES, 'total'}
+  for stage in quickstart.STAGES:
+    t = timings[stage]
+    assert t['wall_s'] > 0 and t['cpu_s'] > 0, (stage, t)
+    assert sum(n for n, _ in t['compiled'].values()) == t['compiles'], stage
+    assert re.search(rf'quickstart \| +{stage} done in \S+ \(\d+ CPU-s', output), stage
+    assert re.search(rf'quickstart \| {stage} +[\d.]+ +[\d.]+ +[\d.]+ +\d+ +\d+$', output,
+                     re.M), stage
+  # The method stages compile their models; the dpov stage's record comes from its process.
+  assert all(timings[s]['compiles'] > 0 for s in ('trajan3d', 'tracks4d', 'dpov'))
+  total = timings['total']
+  assert total['cpu_s'] >= sum(timings[s]['cpu_s'] for s in quickstart.STAGES) - 1e-6
+  assert 'quickstart | total ' in output
+
+
 def _finite_numbers(tree) -> list[float]:
   if isinstance(tree, dict):
     return [x for v in tree.values() for x in _finite_numbers(v)]
