@@ -41,7 +41,6 @@ JAX compilations (seconds, programs, persistent-cache hits), also kept in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib
 import json
@@ -90,7 +89,8 @@ STAGES = ('data', *DEMOS, 'report')
 _FAST_ENV = 'TAPKIT_QUICKSTART_FAST'
 # Report images narrower than this (pixels) are enlarged (tapkit.viz.html.Report).
 REPORT_MIN_IMAGE_WIDTH = 600
-# JAX's persistent compilation cache of the run, under the workdir (`compilation_cache`).
+# JAX's persistent compilation cache of the run, under the workdir
+# (`tapkit.train.compile_cache`).
 COMPILE_CACHE = '.jax_cache'
 
 
@@ -346,47 +346,6 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
   return {'html': html_path, 'markdown': md_path, 'sections': filled}
 
 
-# -------------------------------------------------------------- compilation cache
-
-# Programs compiled faster than this are not written to the cache (seconds).
-_CACHE_MIN_COMPILE_S = 0.2
-
-
-@contextlib.contextmanager
-def compilation_cache(directory: pathlib.Path) -> Iterator[str | None]:
-  """JAX's persistent compilation cache in `directory` while the stages run.
-
-  The stages compile the same programs more than once (the same model's apply for the
-  untrained and the trained evaluation, the matcher during training and after it), and a
-  rerun with --force or after an interruption compiles everything again: with the cache each
-  program is compiled once per workdir. Cached programs are bit-identical to freshly compiled
-  ones, so results do not change. A cache directory the user configured
-  (JAX_COMPILATION_CACHE_DIR / jax_compilation_cache_dir) is kept as it is.
-
-  Yields:
-    the cache directory in use (None when JAX's cache is disabled).
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental.compilation_cache import compilation_cache as cc  # pylint: disable=g-import-not-at-top
-
-  if not jax.config.jax_enable_compilation_cache:
-    yield None
-    return
-  if jax.config.jax_compilation_cache_dir:
-    yield jax.config.jax_compilation_cache_dir
-    return
-  min_time = jax.config.jax_persistent_cache_min_compile_time_secs
-  cc.reset_cache()  # The cache binds its directory once per process.
-  cc.set_cache_dir(str(directory))
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', _CACHE_MIN_COMPILE_S)
-  try:
-    yield str(directory)
-  finally:
-    cc.reset_cache()
-    jax.config.update('jax_compilation_cache_dir', None)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', min_time)
-
-
 # ----------------------------------------------------------------- second process
 
 # The stage that runs in a second process while the others run in this one (with --jobs 2):
@@ -479,7 +438,8 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
               'report': 'report.html / report.md'}
   to_run = [s for s in ordered if _needs_run(workdir, s, force)]
   results, background = {}, None
-  with compilation_cache(workdir / COMPILE_CACHE):
+  from tapkit.train import compile_cache  # pylint: disable=g-import-not-at-top
+  with compile_cache.compilation_cache(workdir / COMPILE_CACHE):
     progress.meter.start()
     try:
       if jobs > 1 and PARALLEL_STAGE in to_run and len(to_run) > 1:

@@ -14,8 +14,7 @@ from tapkit.models import vit as bb
 from dpov_jax import data, export, match_eval, task
 from dpov_jax import loss as pov_loss
 from tapkit.train import checkpoint as engine_ckpt
-from tapkit.train import launch, loop
-from tapkit3d import quickstart
+from tapkit.train import compile_cache, launch, loop
 
 MOMENTUM = 0.9
 
@@ -49,7 +48,7 @@ def run(tmp_path_factory):
   compiled programs (the same executables) instead of compiling them again.
   """
   workdir = str(tmp_path_factory.mktemp('dpov'))
-  with quickstart.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+  with compile_cache.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
     config = _tiny_config(2)
     launch.save_config(config, workdir)
     loop.train(config, workdir, task.build_method(config, workdir))
