@@ -42,7 +42,9 @@ Implementation notes (why it looks the way it does):
   identity comparators; virtual wires never mix into real ones. Odd-even
   boundary wires are pseudo-pairs (w, w) with alpha = 1.
 * Rows are processed in chunks with `lax.map`, so one chunk's matrices stay
-  in cache through all layers and the backward pass recomputes a chunk's
+  in cache through all layers (the blocked default is 2 rows per chunk: on
+  a 2-core AVX2 CPU it took 0.65-0.75x the process CPU time of 8-row chunks
+  for n = 64, forward + backward) and the backward pass recomputes a chunk's
   forward instead of storing every layer for every row.
 """
 
@@ -581,7 +583,7 @@ def diff_sort(x: jax.Array,
     distribution: one of 'logistic', 'logistic_phi', 'gaussian',
       'reciprocal', 'cauchy', 'optimal' (static).
     chunk_size: rows processed together (performance knob only; None picks
-      8 for the blocked bitonic implementation, 16 for the scan one).
+      2 for the blocked bitonic implementation, 16 for the scan one).
     implementation: 'auto' ('blocked' for bitonic, 'scan' for odd-even),
       'blocked' (bitonic only) or 'scan'. Same results up to rounding.
 
@@ -612,7 +614,7 @@ def diff_sort(x: jax.Array,
     eye = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype), (*batch, n, n))
     return x, eye
   if chunk_size is None:
-    chunk_size = 8 if implementation == 'blocked' else 16
+    chunk_size = 2 if implementation == 'blocked' else 16
   chunk = max(1, min(chunk_size, rows))
   num_chunks = -(-rows // chunk)
   # Padding rows are zeros (ties): harmless, and sliced away below.

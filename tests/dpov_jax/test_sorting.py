@@ -122,6 +122,51 @@ def test_float32_matches_golden(golden):
       atol=1e-5)
 
 
+def _values_and_grad(x: np.ndarray, w_perm: np.ndarray, w_sorted: np.ndarray,
+                     **kwargs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """sorted [R, n], perm [R, n, n] and d(<w_perm, perm> + <w_sorted, sorted>)/dx."""
+
+  def loss(v):
+    y, perm = sorting.diff_sort(v, steepness=20.0, distribution='cauchy',
+                                **kwargs)
+    return jnp.sum(perm * w_perm) + jnp.sum(y * w_sorted), (y, perm)
+
+  grad, (y, perm) = jax.grad(loss, has_aux=True)(jnp.asarray(x))
+  return np.asarray(y), np.asarray(perm), np.asarray(grad)
+
+
+@pytest.mark.parametrize('network, n', [('bitonic', 4), ('bitonic', 16),
+                                        ('bitonic', 64), ('odd_even', 4),
+                                        ('odd_even', 16), ('odd_even', 64)])
+def test_chunkings_and_implementations_agree(network, n):
+  # The default (blocked bitonic: 2-row chunks) against the gather/scan
+  # formulation one row at a time and other chunkings, on float32 rows with
+  # ties (equal neighbours, equal halves, a constant row) and a row count that
+  # leaves padding rows in the last chunk.
+  rng = np.random.RandomState(n)
+  x = rng.randn(7, n).astype(np.float32)
+  x[1, 1::2] = x[1, ::2]
+  x[2, n // 2:] = x[2, :n // 2]
+  x[3] = 0.25
+  w_perm = rng.randn(n, n).astype(np.float32)
+  w_sorted = rng.randn(n).astype(np.float32)
+  ref = _values_and_grad(x, w_perm, w_sorted, network=network,
+                         implementation='scan', chunk_size=1)
+  variants = [dict(), dict(chunk_size=3), dict(chunk_size=16)]
+  if network == 'bitonic':
+    variants.append(dict(implementation='blocked', chunk_size=8))
+  for kwargs in variants:
+    got = _values_and_grad(x, w_perm, w_sorted, network=network, **kwargs)
+    for ours, want in zip(got, ref):
+      scale = max(1.0, float(np.abs(want).max()))
+      np.testing.assert_allclose(ours, want, rtol=0, atol=1e-5 * scale,
+                                 err_msg=str(kwargs))
+  # A row of ties sorts to itself through a doubly stochastic matrix.
+  np.testing.assert_allclose(ref[0][3], 0.25, atol=1e-6)
+  np.testing.assert_allclose(ref[1][3].sum(0), 1.0, atol=1e-5)
+  np.testing.assert_allclose(ref[1][3].sum(1), 1.0, atol=1e-5)
+
+
 def test_steepness_is_traced_and_differentiable():
   x = np.random.RandomState(2).randn(3, 6)
   w = np.random.RandomState(3).randn(6, 6)
