@@ -50,6 +50,14 @@ def test_head_loop_matches_reference_and_one_shot(group_bytes):
   np.testing.assert_allclose(np.asarray(looped), np.asarray(one_shot), rtol=0, atol=2e-6)
 
 
+def test_single_group_is_the_one_shot_computation():
+  q, k, v = _qkv(2, 9, 9, 3, 8, seed=4)
+  one_group = attention.multi_head_attention(q, k, v, head_loop=True)  # 6 · 324 B fit: no loop
+  np.testing.assert_array_equal(np.asarray(one_group),
+                                np.asarray(attention.multi_head_attention(q, k, v,
+                                                                          head_loop=False)))
+
+
 def test_cross_attention_lengths_and_bfloat16_weights():
   q, k, v = _qkv(1, 5, 7, 2, 4, seed=1)
   out = jax.jit(lambda q, k, v: attention.multi_head_attention(q, k, v, head_loop=True,
