@@ -184,8 +184,9 @@ class PatchEmbed(nn.Module):
 
   The parameters are those of `nn.Conv(features, (p, p))` (kernel [p, p, C, D] LeCun-normal,
   bias [D] zeros), applied as one [B·h·w, p·p·C] × [p·p·C, D] matmul on the patches gathered by a
-  reshape: the same sums as the convolution (bit-identical outputs on CPU) in ~25 % less time,
-  since XLA CPU runs this strided convolution as a slower kernel. The bottom/right remainder of
+  reshape: the same sums as the convolution (equal to it, or within float32 rounding where XLA
+  orders the sum differently) in ~25 % less time, since XLA CPU runs this strided convolution as
+  a slower kernel. The bottom/right remainder of
   an image whose size is not a multiple of p is dropped, as by a VALID convolution.
   """
   features: int
