@@ -1,10 +1,13 @@
-"""Benchmark: tapkit.models.vit forward vs transformers' Dinov2Model, same weights and input.
+"""Benchmark: tapkit.models.vit forward vs transformers' DINOv2, same weights and input.
 
 DINOv2 ViT-S/14 and ViT-B/14 (12 blocks; hidden 384 / 768, 6 / 12 heads) with random
 weights, converted to ours with `tapkit.models.vit.from_transformers`; input [B, 224, 224, 3]
-float32 (torch gets the same array as NCHW). Ours is `jax.jit(module.apply)` (compiled once
-per shape, before timing); transformers runs under `torch.no_grad()` with the intra-op thread
-count (1 or all cores) that was fastest in its warm-up.
+float32 (torch gets the same array as NCHW). `vitb14_reg` (the default) is
+`Dinov2WithRegistersModel` as released: 4 registers, 518-px native size, so both sides resize the
+37×37 position embedding to the 16×16 patch grid (bicubic, antialiased) in every call. Ours is
+`jax.jit(module.apply)` (compiled once per shape, before timing); transformers runs under
+`torch.no_grad()` (its default attention, `sdpa`) with the intra-op thread count (1 or all
+cores) that was fastest in its warm-up.
 
 The two sides run INTERLEAVED (ours, transformers, ours, ...) so that both see the same load.
 The table gives the median and best of the repeats of each side, their ratios (transformers
@@ -12,7 +15,8 @@ time / ours), the ratio of the best process-CPU times (least disturbed by other 
 largest relative difference of the final tokens, and the 1-minute load average before /
 after each row.
 
-    python -m benchmarks.vit_forward [--models vits14 vitb14] [--batch 1 4] [--repeats 5]
+    python -m benchmarks.vit_forward [--models vitb14_reg vitb14 vits14] [--batch 1 4 8]
+        [--repeats 5]
 """
 
 import argparse
@@ -26,8 +30,9 @@ import numpy as np
 
 from tapkit.models import vit as bb
 
-# (hidden size, heads) of the DINOv2 ViT sizes; all have 12 blocks, MLP ratio 4, patch 14.
-MODELS = {'vits14': (384, 6), 'vitb14': (768, 12)}
+# (hidden size, heads, registers, native image size) of the DINOv2 ViT sizes; all have 12 blocks,
+# MLP ratio 4, patch 14.
+MODELS = {'vitb14_reg': (768, 12, 4, 518), 'vitb14': (768, 12, 0, 224), 'vits14': (384, 6, 0, 224)}
 
 
 def _cpu_seconds() -> float:
@@ -56,12 +61,16 @@ def _pick_torch_threads(torch, fn) -> int:
   return best[0]
 
 
-def _random_dinov2(torch, transformers, hidden: int, heads: int):
-  """Dinov2Model of the given size with random, non-trivial weights (seeded)."""
+def _random_dinov2(torch, transformers, hidden: int, heads: int, registers: int, image_size: int):
+  """Dinov2Model / Dinov2WithRegistersModel with random, non-trivial weights (seeded)."""
   torch.manual_seed(0)
-  model = transformers.Dinov2Model(transformers.Dinov2Config(
-      hidden_size=hidden, num_hidden_layers=12, num_attention_heads=heads, image_size=224,
-      patch_size=14))
+  kwargs = dict(hidden_size=hidden, num_hidden_layers=12, num_attention_heads=heads,
+                image_size=image_size, patch_size=14)
+  if registers:
+    model = transformers.Dinov2WithRegistersModel(transformers.Dinov2WithRegistersConfig(
+        num_register_tokens=registers, **kwargs))
+  else:
+    model = transformers.Dinov2Model(transformers.Dinov2Config(**kwargs))
   with torch.no_grad():
     for name, p in model.named_parameters():
       if p.ndim == 1:
@@ -73,8 +82,8 @@ def _random_dinov2(torch, transformers, hidden: int, heads: int):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
-  parser.add_argument('--batch', type=int, nargs='+', default=[1, 4])
+  parser.add_argument('--models', nargs='+', default=['vitb14_reg'], choices=list(MODELS))
+  parser.add_argument('--batch', type=int, nargs='+', default=[1, 4, 8])
   parser.add_argument('--repeats', type=int, default=5)
   args = parser.parse_args()
 
@@ -84,13 +93,14 @@ def main() -> None:
   print(f'cpu cores: {os.cpu_count()}, jax {jax.__version__} {jax.devices()}, torch '
         f'{torch.__version__}, transformers {transformers.__version__}; 224 px float32, '
         f'{args.repeats} interleaved repeats per side')
-  print(f'{"model":>7} {"B":>2} {"thr":>3} {"ours ms":>8} {"hf ms":>8} {"ratio med":>9} '
+  print(f'{"model":>10} {"B":>2} {"thr":>3} {"ours ms":>8} {"hf ms":>8} {"ratio med":>9} '
         f'{"ours best":>9} {"hf best":>8} {"ratio best":>10} {"cpu ratio":>9} '
         f'{"max rel":>8} {"load":>9}')
   for name in args.models:
-    hidden, heads = MODELS[name]
-    hf = _random_dinov2(torch, transformers, hidden, heads)
+    hf = _random_dinov2(torch, transformers, *MODELS[name])
     module, params = bb.from_transformers(hf)
+    print(f'{name}: {type(hf).__name__}, transformers attention '
+          f'{hf.config._attn_implementation!r}', flush=True)
     apply = jax.jit(module.apply)
     for batch in args.batch:
       load_before = os.getloadavg()[0]
@@ -117,7 +127,7 @@ def main() -> None:
       o_med, h_med = np.median(times['ours']), np.median(times['hf'])
       o_best, h_best = min(times['ours']), min(times['hf'])
       rel = np.abs(ours_out - ref).max() / np.abs(ref).max()
-      print(f'{name:>7} {batch:>2} {threads:>3} {o_med:>8.1f} {h_med:>8.1f} '
+      print(f'{name:>10} {batch:>2} {threads:>3} {o_med:>8.1f} {h_med:>8.1f} '
             f'{h_med / o_med:>8.2f}x {o_best:>9.1f} {h_best:>8.1f} {h_best / o_best:>9.2f}x '
             f'{min(cpus["hf"]) / min(cpus["ours"]):>8.2f}x {rel:>8.1e} '
             f'{load_before:>4.1f}/{os.getloadavg()[0]:<4.1f}', flush=True)
