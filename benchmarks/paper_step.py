@@ -13,7 +13,9 @@ prints XLA's plan next to the process's measured peak resident memory
 the load average of the machine before and after.
 
 It refuses to start when the machine has less than --min_free_gb GiB available
-(`MemAvailable`): the step needs ~10-12 GiB and the machine may be shared.
+(`MemAvailable`, polled every 10 s for up to --wait_s seconds): the float32 step
+needs more than 12 GiB of resident memory and the machine may be shared (on a
+loaded 24 GiB machine the kernel's OOM killer ended a run at 12.2 GiB).
 """
 
 from __future__ import annotations
@@ -40,10 +42,16 @@ def main() -> None:
   parser.add_argument('--row', default='spa3d_f32_remat', choices=sorted(memory_table.ROWS))
   parser.add_argument('--steps', type=int, default=2)
   parser.add_argument('--min_free_gb', type=float, default=14.0)
+  parser.add_argument('--wait_s', type=float, default=0.0,
+                      help='wait up to this long for --min_free_gb to become available')
   parser.add_argument('--json', action='store_true', help='also print the result as JSON')
   args = parser.parse_args()
   import psutil  # pylint: disable=g-import-not-at-top
+  deadline = time.time() + args.wait_s
   available = psutil.virtual_memory().available / 2**30
+  while available < args.min_free_gb and time.time() < deadline:
+    time.sleep(10)
+    available = psutil.virtual_memory().available / 2**30
   if available < args.min_free_gb:
     sys.exit(f'only {available:.1f} GiB available (< --min_free_gb {args.min_free_gb:g}); '
              'not starting.')

@@ -4,8 +4,8 @@
 noise row b); under accumulation each micro-batch takes the rows of its examples'
 positions in the whole batch (`SumsLoss.micro_sums`), and the position loss divides
 by the whole batch's visible count. Each run is a subprocess (1 or 8 forced host
-devices, FSDP on) training the same global batch of 16 with accumulate_steps 1 and 4
-for 20 steps; the largest relative parameter difference must stay below 1e-5.
+devices, FSDP on) training the same global batch of 32 with accumulate_steps 1 and 4
+for 20 steps; the parameters must agree to 1e-5 of their scale.
 """
 
 import os
@@ -35,7 +35,7 @@ _RUN = textwrap.dedent('''
       config = config_lib.load_config('configs/spa3d.py:smoke')
       config.data.update({'num_support': 16, 'num_query': 8, 'num_frames': 8})
       config.model.num_output_frames = 8
-      config.data.synthetic.update({'num_train': 16, 'num_tracks': 48, 'height': 32,
+      config.data.synthetic.update({'num_train': 8, 'num_tracks': 48, 'height': 32,
                                     'width': 32, 'num_frames': 8, 'dir': f'{workdir}/clips'})
       config.sharding.fsdp_min_size = 2**12
       config.evals = {}
@@ -44,7 +44,7 @@ _RUN = textwrap.dedent('''
       config.optimizer.update({'name': 'sgd', 'lr': 0.02, 'b1': 0.9, 'warmup_steps': 0,
                                'schedule': 'constant', 'weight_decay': 0.0})
       config.total_steps = 20
-      config.batch_size = 16
+      config.batch_size = 32
       config.log_every = 20
       config.checkpoint.every_steps = 100
       config.mesh.data, config.mesh.fsdp = data, fsdp
@@ -60,7 +60,8 @@ _RUN = textwrap.dedent('''
     scale = {n: float(np.abs(params[1][n]).max()) for n in params[1]}
     worst = max(diff, key=lambda n: diff[n] / max(scale[n], 1e-12))
     print('WORST', worst, diff[worst], scale[worst])
-    print('REL', max(diff.values()) / max(scale.values()), diff[worst] / scale[worst])
+    print('REL', max(diff.values()) / max(scale.values()), diff[worst] / scale[worst],
+          max(diff.values()))
 ''')
 
 
@@ -89,8 +90,13 @@ def test_spa3d_four_micro_batches_equal_the_whole_batch_after_20_steps(tmp_path,
   assert proc.returncode == 0, proc.stderr[-4000:]
   lines = proc.stdout.splitlines()
   print('\n'.join(l for l in lines if l.startswith(('WORST', 'REL'))))
-  rel, moved = map(float, [l for l in lines if l.startswith('REL')][-1].split()[1:])
+  rel, leaf_rel, largest = map(float, [l for l in lines if l.startswith('REL')][-1].split()[1:])
   sharded = int([l for l in lines if l.startswith('SHARDED')][-1].split()[1])
-  assert rel < 1e-5, (rel, moved)
+  # Relative to the parameters' scale (the largest |parameter|): float summation order
+  # only (measured 9e-8 on 1 device). Per leaf, a leaf of small values (the compressor
+  # bias, |b| <= 5e-3) sees the same ~1.6e-7 absolute rounding as 3e-5 of its scale.
+  # Before the whole-batch noise rows, 7.7e-3 apart (measured in an earlier session).
+  assert rel < 1e-5, (rel, leaf_rel, largest)
+  assert leaf_rel < 1e-4 and largest < 1e-6, (rel, leaf_rel, largest)
   if fsdp > 1:
     assert sharded > 0  # FSDP really shards parameters in the accumulated run.
