@@ -60,10 +60,9 @@ def _without_dino(config):
   return plain
 
 
-def run_row(name: str) -> dict:
-  """Compiles one row's train step (in this process) and returns the report."""
+def build_row(name: str, workdir: str) -> tuple:
+  """(config, method, example batch) of one row; the method is built in `workdir`."""
   import jax  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from tapkit.train import config as config_lib, memory  # pylint: disable=g-import-not-at-top
   spec, overrides = ROWS[name]
@@ -76,12 +75,19 @@ def run_row(name: str) -> dict:
     config.data.synthetic.update({'num_frames': 150, 'height': 32, 'width': 32,
                                   'num_tracks': 700})
   builder = memory.resolve_builder(memory.builder_for(spec))
+  method = memory.build_for_memory(_without_dino(config), builder, workdir)
+  example = memory.example_batch(method)
+  if 'features' in config and config.features.get('dino'):
+    example = {**example, 'dino_features': jax.ShapeDtypeStruct(
+        (1, config.data.num_support, config.data.num_frames, 768), np.float32)}
+  return config, method, example
+
+
+def run_row(name: str) -> dict:
+  """Compiles one row's train step (in this process) and returns the report."""
+  from tapkit.train import memory  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as workdir:
-    method = memory.build_for_memory(_without_dino(config), builder, workdir)
-    example = memory.example_batch(method)
-    if 'features' in config and config.features.get('dino'):
-      example = {**example, 'dino_features': jax.ShapeDtypeStruct(
-          (1, config.data.num_support, config.data.num_frames, 768), np.float32)}
+    config, method, example = build_row(name, workdir)
     return memory.analyze(config, method, example)
 
 

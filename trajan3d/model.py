@@ -103,7 +103,11 @@ class TrackAutoEncoderResults:
     return (occ > 0.5).astype(jnp.float32)
 
 
-def _quantize_latents(latents: jax.Array) -> jax.Array:
+NoiseRows = tuple[jax.Array, int]  # (positions [B] int32, whole batch size)
+
+
+def _quantize_latents(latents: jax.Array, noise_rows: NoiseRows | None = None
+                      ) -> jax.Array:
   """Clip to [-1, 1] and quantise with fixed-key noise (straight-through).
 
   d = round(z * 128) / 128 + u / 128 - 1/256 with u = uniform(PRNGKey(0),
@@ -113,13 +117,21 @@ def _quantize_latents(latents: jax.Array) -> jax.Array:
 
   Args:
     latents: [B, K, C] encoder output.
+    noise_rows: (positions [B] int32, whole batch size N) for a micro-batch:
+      element b gets row positions[b] of uniform(PRNGKey(0), [N, K, C]), its
+      noise in one step on the whole batch. None: rows 0..B-1 of [B, K, C].
 
   Returns:
     [B, K, C] quantised latents.
   """
   latents = jnp.clip(latents, -1.0, 1.0)
   disc = jnp.round(latents * _LATENT_LEVELS) / _LATENT_LEVELS
-  noise = jax.random.uniform(jax.random.PRNGKey(0), disc.shape)
+  if noise_rows is None:
+    noise = jax.random.uniform(jax.random.PRNGKey(0), disc.shape)
+  else:
+    positions, whole_batch = noise_rows
+    noise = jax.random.uniform(jax.random.PRNGKey(0), (whole_batch, *disc.shape[1:]))
+    noise = jnp.take(noise, positions, axis=0)  # [B, K, C]
   disc = disc + noise / _LATENT_LEVELS - 1.0 / (2.0 * _LATENT_LEVELS)
   return latents - jax.lax.stop_gradient(latents - disc)
 
@@ -351,11 +363,11 @@ class _TrackAutoEncoderBase(nn.Module):
     return jnp.broadcast_to(grid.astype(jnp.float32),
                             (batch_size,) + grid.shape)
 
-  def decompress(self, latents: jax.Array, discretize: bool = True
-                 ) -> jax.Array:
-    """Quantises and decompresses latents [B, K, C] -> [B, K, Cd - 128]."""
+  def decompress(self, latents: jax.Array, discretize: bool = True,
+                 noise_rows: NoiseRows | None = None) -> jax.Array:
+    """Quantises (noise rows: `_quantize_latents`), decompresses -> [B, K, Cd - 128]."""
     if discretize:
-      latents = _quantize_latents(latents)
+      latents = _quantize_latents(latents, noise_rows)
     else:
       latents = jnp.clip(latents, -1.0, 1.0)
     return self.decompress_attn(self.decompressor(latents))
@@ -398,12 +410,14 @@ class _TrackAutoEncoderBase(nn.Module):
       latents: jax.Array,  # [B, K, latent_token_dim]
       query_points: Optional[jax.Array] = None,  # [B, Q, 1 + D]
       discretize: bool = True,
+      noise_rows: NoiseRows | None = None,
   ) -> TrackAutoEncoderResults:
     """Decodes latents at the query points (default: the 32x32 grid).
 
     With `decoder_scan_chunk_size = h`, the queries are decoded h at a time
     in a scan (padded to a multiple of h, padding dropped), so the readout
     activations scale with h, not Q. The latents are decompressed once.
+    `noise_rows`: the quantisation noise of a micro-batch (`_quantize_latents`).
     """
     if query_points is None:
       query_points = self.default_query_points(latents.shape[0])
@@ -414,7 +428,7 @@ class _TrackAutoEncoderBase(nn.Module):
           f'{type(self).__name__}.decode: query_points must be '
           f'[{latents.shape[0]}, Q, {1 + self.num_coords}] (t, coords), got '
           f'{tuple(query_points.shape)}.')
-    dense_latents = self.decompress(latents, discretize)  # [B, K, Cd - 128]
+    dense_latents = self.decompress(latents, discretize, noise_rows)  # [B, K, Cd - 128]
 
     decode_fn = type(self)._decode_queries
     if self.remat_decoder:
@@ -445,11 +459,11 @@ class _TrackAutoEncoderBase(nn.Module):
     return TrackAutoEncoderResults(
         tracks=tracks, visible_logits=vis, certain_logits=cert)
 
-  def __call__(self, inputs: Mapping[str, Any], discretize: bool = True
-               ) -> TrackAutoEncoderResults:
-    """Encodes the support tracks and decodes them at the query points."""
+  def __call__(self, inputs: Mapping[str, Any], discretize: bool = True,
+               noise_rows: NoiseRows | None = None) -> TrackAutoEncoderResults:
+    """Encodes, decodes at the query points; `noise_rows`: see `_quantize_latents`."""
     latents = self.encode(inputs)
-    return self.decode(latents, inputs.get('query_points'), discretize)
+    return self.decode(latents, inputs.get('query_points'), discretize, noise_rows)
 
 
 class TrackAutoEncoder(_TrackAutoEncoderBase):

@@ -67,19 +67,25 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     inputs = jax.tree.map(lambda x: jnp.asarray(x[:1]), input_pipeline.model_inputs(batch))
     return model.init(rng, inputs)['params']
 
-  def loss_sums(params, batch, rng, state):
+  def micro_loss_sums(params, batch, rng, state, positions, batch_size):
+    # A micro-batch's examples get the latent noise rows of their positions in the whole
+    # batch, so that accumulate_steps > 1 reproduces the whole batch's step.
     del rng, state
-    out = model.apply({'params': params}, input_pipeline.model_inputs(batch))
+    out = model.apply({'params': params}, input_pipeline.model_inputs(batch),
+                      noise_rows=None if positions is None else (positions, batch_size))
     return losses.track_loss_sums(out.tracks, out.visible_logits, out.certain_logits,
                                   batch['target_points'], batch['target_tracks_visible'],
                                   config.loss)
+
+  def loss_sums(params, batch, rng, state):
+    return micro_loss_sums(params, batch, rng, state, None, 0)
 
   def combine(totals, weights, state):
     del state
     return losses.combine_track_losses(totals, weights, config.loss)
 
   # Sums over points, then the ratios: exact under config.accumulate_steps.
-  loss_fn = accumulation.SumsLoss(loss_sums, combine)
+  loss_fn = accumulation.SumsLoss(loss_sums, combine, micro_loss_sums)
 
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn, train_source=source,
                      train_transforms=input_pipeline.train_transforms(config))

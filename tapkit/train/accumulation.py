@@ -33,6 +33,15 @@ The loss, the aux metrics and the new `extra` are `combine` of the whole
 batch's sums: the same values as one step on the whole batch, up to the float
 summation order. Every micro-batch sees the `extra` of the state before the
 step. Micro-batch j uses the rng `fold_in(step_rng, j)` in both scans.
+
+Randomness tied to an example's position in the batch (3DSPA draws its latent
+noise with a fixed key in the batch's shape, so example b gets noise row b) is
+made exact by the optional `micro_sums(params, batch, rng, state, positions,
+batch_size)`: the engine calls it instead of `sums` for each micro-batch, with
+`positions` [B/k] int32 the examples' indices in the whole batch (micro-batch j
+holds examples j, j+k, j+2k, ..., the engine's strided split) and `batch_size`
+= B, so that the method can draw the whole batch's values once and take its
+rows. A single step on the whole batch calls `sums` (positions 0..B-1).
 """
 
 from __future__ import annotations
@@ -56,9 +65,14 @@ class SumsLoss:
       both additive over examples; weights must not depend on `params`.
     combine: (totals, weights, state) -> (loss [], aux {name: []}), or
       (loss, (aux, new_extra)) for a method with `has_extra`.
+    micro_sums: optional (params, micro_batch, rng, state, positions [B/k]
+      int32, batch_size B) -> the sums of a micro-batch whose examples sit at
+      `positions` of the whole batch of B; used by `accumulate_exact` instead of
+      `sums` (module docstring). It must equal `sums` when positions = 0..B-1.
   """
   sums: Callable[[Any, Any, jax.Array, Any], Sums]
   combine: Callable[[Mapping[str, jax.Array], Mapping[str, jax.Array], Any], Any]
+  micro_sums: Callable[[Any, Any, jax.Array, Any, jax.Array, int], Sums] | None = None
 
   def __call__(self, params: Any, batch: Any, rng: jax.Array, state: Any) -> Any:
     """The loss of one (whole) batch: combine(sums(...))."""
@@ -94,11 +108,18 @@ def accumulate_exact(
     (loss [] float32, aux, new_extra, grads) with grads float32 in the
     structure of state.params.
   """
-  k = jax.tree.leaves(micro)[0].shape[0]
+  k, micro_size = jax.tree.leaves(micro)[0].shape[:2]
   indices = jnp.arange(k)
 
   def sums_of(params, micro_batch, index):
-    totals, weights = loss.sums(params, micro_batch, jax.random.fold_in(rng, index), state)
+    micro_rng = jax.random.fold_in(rng, index)
+    if loss.micro_sums is None:
+      totals, weights = loss.sums(params, micro_batch, micro_rng, state)
+    else:
+      # Micro-batch `index` holds examples index, index + k, ... of the whole batch.
+      positions = jnp.arange(micro_size, dtype=jnp.int32) * k + index
+      totals, weights = loss.micro_sums(params, micro_batch, micro_rng, state, positions,
+                                        k * micro_size)
     return _float32(totals), jax.lax.stop_gradient(_float32(weights))
 
   first = jax.tree.map(lambda x: x[0], micro)
