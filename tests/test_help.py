@@ -22,7 +22,7 @@ PACKAGES = ('tapkit', 'trajan3d', 'tracks4d', 'dpov_jax', 'tapkit3d')
 HELP_BOUND_S = 6.0
 # Modules that import JAX before parsing their arguments (their import graph needs it at
 # module level); --help works, just not fast. Each entry should disappear, not grow.
-SLOW_IMPORTS = {'tapkit.train.memory'}
+SLOW_IMPORTS: set[str] = set()
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -53,14 +53,18 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
+from etils import epy
 
-from tapkit.data import pipeline
-from tapkit.train import costs
-from tapkit.train import loop
-from tapkit.train import mesh as mesh_lib
+# Loaded on first use, so `--help` and argument mistakes answer without importing JAX.
+with epy.lazy_imports():
+  import jax
+
+  from tapkit.data import pipeline
+  from tapkit.train import costs
+  from tapkit.train import loop
+  from tapkit.train import mesh as mesh_lib
 
 # Config file stem -> the method's builder, imported by name at run time (the
 # base layer imports no method).
