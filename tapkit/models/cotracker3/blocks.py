@@ -47,7 +47,8 @@ CORR_LEVELS = 4
 STRIDE = 4
 TOKEN_DIM = 1110  # 1 + 1 + 4·256 + 84.
 # The feature CNN's 3×3 stride-1 convolutions (95 % of its multiply-adds) run as Winograd
-# F(2×2, 3×3): 2.25× fewer multiplications, equal to the direct convolution to float32 rounding.
+# F(2×2, 3×3): 2.25× fewer multiplications, equal to the direct convolution to float32 rounding
+# (False: XLA's direct convolution, e.g. for timing comparisons; set before tracing).
 WINOGRAD = True
 
 
