@@ -10,8 +10,9 @@ CPU client uses (the CPUs this process may run on). Ours and the official forwar
 INTERLEAVED (after one untimed warm-up call of each: ours, official, ours, official, ...), so
 load from other processes hits both alike; the table reports the best and the median of
 `--repeats` wall-clock seconds per forward (ours after compilation; the compile time is listed
-separately), the ratio official / ours of the best times, and the largest coordinate
-difference between the two (pixels). A second table splits the time into the feature CNN
+separately), the ratios official / ours of the best and of the median times and of the best
+process-CPU seconds (all threads; the figure least moved by other jobs' load), and the largest
+coordinate difference between the two (pixels). A second table splits the time into the feature CNN
 (ours: `encode_frames` incl. the pyramid; official: `fnet`) and the rest (correlation,
 transformer: (forward − CNN) / iters per update). Without `--official_repo` (or if it cannot be
 imported) the peer is skipped with a message and only our timings are printed. No XLA flags are
@@ -112,17 +113,20 @@ def xla_threads() -> int:
     return os.cpu_count() or 1
 
 
-def interleaved(fns: dict, repeats: int) -> dict[str, list[float]]:
-  """Wall-clock seconds of each function, called in turn `repeats` times (after a warm-up)."""
+def interleaved(fns: dict, repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+  """Wall-clock and process-CPU seconds of each function, called in turn `repeats` times (after
+  a warm-up)."""
   times = {name: [] for name in fns}
+  cpu = {name: [] for name in fns}
   for fn in fns.values():
     fn()
   for _ in range(repeats):
     for name, fn in fns.items():
-      start = time.perf_counter()
+      start, start_cpu = time.perf_counter(), time.process_time()
       fn()
       times[name].append(time.perf_counter() - start)
-  return times
+      cpu[name].append(time.process_time() - start_cpu)
+  return times, cpu
 
 
 class MemoryProbe:
@@ -206,7 +210,7 @@ def main(argv=None) -> None:
           peer.fnet(frames)
 
       fns.update({'official': official, 'official cnn': official_cnn})
-    times = interleaved(fns, args.repeats)
+    times, cpu = interleaved(fns, args.repeats)
     best = {k: min(v) for k, v in times.items()}
     row = {'video T×H×W': f'{t}×{h}×{w}', 'ours s': best['ours'],
            'ours median s': float(np.median(times['ours'])), 'ours compile s': compile_s}
@@ -214,17 +218,20 @@ def main(argv=None) -> None:
              'ours per update s': (best['ours'] - best['ours cnn']) / args.iters}
     if peer is not None:
       diff = float(np.max(np.abs(result['official'].numpy() - np.asarray(result['ours']['coords']))))
-      row.update({'official s': best['official'],
-                  'official median s': float(np.median(times['official'])),
-                  'official / ours': best['official'] / best['ours'], 'max |Δcoords| px': diff})
+      median = {k: float(np.median(times[k])) for k in ('ours', 'official')}
+      row.update({'official s': best['official'], 'official median s': median['official'],
+                  'official / ours': best['official'] / best['ours'],
+                  'official / ours (median)': median['official'] / median['ours'],
+                  'official / ours (CPU s)': min(cpu['official']) / min(cpu['ours']),
+                  'max |Δcoords| px': diff})
       stage.update({'official CNN s': best['official cnn'],
                     'official per update s': (best['official'] - best['official cnn'])
                                              / args.iters})
     rows.append(row)
     stage_rows.append(stage)
-  print(tables.markdown_table(rows))
-  print(tables.markdown_table(stage_rows))
-  print(f'load average after: {os.getloadavg()[0]:.1f}')
+  print(tables.markdown_table(rows), flush=True)
+  print(tables.markdown_table(stage_rows), flush=True)
+  print(f'load average after: {os.getloadavg()[0]:.1f}', flush=True)
 
   t, h, w = sizes[-1]
   mem_rows = []
