@@ -65,14 +65,19 @@ def random_tracks(num_points: int, num_frames: int, seed: int = 0) -> tuple[np.n
   return tracks[None].astype(np.float32), np.transpose(vis[:, 0], (1, 0))[None]
 
 
-def bench_model(num_points: int, num_frames: int, repeats: int) -> dict[str, float]:
+def _setup(num_points: int, num_frames: int):
+  """Network, inputs, params, Adam state and the jitted forward and train step.
+
+  Returns (net, tracks_np [1, N, 3, F], vis_np [1, F, N], params, opt_state, fwd, step):
+  fwd(params, tracks) -> outputs; step(params, opt_state) -> (params, opt_state, loss) is
+  forward + backward of the total loss (tracks4d.losses) + the Adam(1e-4) update.
+  """
   net = model_lib.TracksTo4D()
-  tracks, vis = random_tracks(num_points, num_frames)
-  tracks, vis = jnp.asarray(tracks), jnp.asarray(vis)
+  tracks_np, vis_np = random_tracks(num_points, num_frames)
+  tracks, vis = jnp.asarray(tracks_np), jnp.asarray(vis_np)
   params = jax.jit(net.init)(jax.random.PRNGKey(0), tracks)['params']
   opt = optax.adam(1e-4)
   opt_state = opt.init(params)
-
   fwd = jax.jit(lambda p, t: net.apply({'params': p}, t))
 
   def loss(p):
@@ -84,6 +89,12 @@ def bench_model(num_points: int, num_frames: int, repeats: int) -> dict[str, flo
     updates, s = opt.update(grads, s, p)
     return optax.apply_updates(p, updates), s, value
 
+  return net, tracks_np, vis_np, params, opt_state, fwd, step
+
+
+def bench_model(num_points: int, num_frames: int, repeats: int) -> dict[str, float]:
+  _, tracks_np, _, params, opt_state, fwd, step = _setup(num_points, num_frames)
+  tracks = jnp.asarray(tracks_np)
   t0 = time.perf_counter()
   jax.block_until_ready(fwd(params, tracks))
   compile_fwd = time.perf_counter() - t0
@@ -143,22 +154,8 @@ def bench_vs_official(repo: str, num_points: int, num_frames: int, repeats: int,
   from tracks4d import checkpoint as t4d_checkpoint  # pylint: disable=g-import-not-at-top
   torch, official = _import_official(repo)
   torch.set_num_threads(torch_threads[0])
-  net = model_lib.TracksTo4D()
-  tracks_np, vis_np = random_tracks(num_points, num_frames)  # [1, N, 3, F], [1, F, N]
-  tracks, vis = jnp.asarray(tracks_np), jnp.asarray(vis_np)
-  params = jax.jit(net.init)(jax.random.PRNGKey(0), tracks)['params']
-  opt = optax.adam(1e-4)
-  opt_state = opt.init(params)
-  fwd = jax.jit(lambda p, t: net.apply({'params': p}, t))
-
-  def loss(p):
-    return losses.loss_terms(net.apply({'params': p}, tracks), tracks, vis)['loss_total']
-
-  @jax.jit
-  def step(p, s):
-    value, grads = jax.value_and_grad(loss)(p)
-    updates, s = opt.update(grads, s, p)
-    return optax.apply_updates(p, updates), s, value
+  net, tracks_np, vis_np, params, opt_state, fwd, step = _setup(num_points, num_frames)
+  tracks = jnp.asarray(tracks_np)  # [1, N, 3, F]; vis_np [1, F, N]
 
   # The released configuration: visibility as a third input channel, width 256, 12
   # frequencies, K = 12 (3 rounds and 16 heads are fixed in the official head).
