@@ -60,8 +60,8 @@ def main() -> None:
   start = time.perf_counter()
   with tempfile.TemporaryDirectory() as workdir:
     config, method, example = memory_table.build_row(args.row, workdir)
-    plan = memory.analyze(config, method, example)
-    measured = memory.run_steps(config, method, example, args.steps)
+    # XLA's plan of the compiled step comes with the measurements (one compilation).
+    measured = plan = memory.run_steps(config, method, example, args.steps)
   total = time.perf_counter() - start
   maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
   gib = lambda b: f'{b / 2**30:.2f} GiB'
@@ -76,7 +76,7 @@ def main() -> None:
         f'loss {measured["loss"]:.5g}; total wall {total:.0f} s')
   print(f'  load average before: {available:.1f} GiB available, {load_before}; after: {_load()}')
   if args.json:
-    print(json.dumps({'row': args.row, **plan, **measured, 'ru_maxrss_bytes': maxrss,
+    print(json.dumps({'row': args.row, **measured, 'ru_maxrss_bytes': maxrss,
                       'load_before': load_before, 'load_after': _load()}))
 
 

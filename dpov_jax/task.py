@@ -168,9 +168,10 @@ def reachable_frames_to_compare(total_steps: int, period: int, num_frames: int) 
   top = max(num_frames - 2, 0)
   if total_steps <= 0:
     return range(top + 1)
-  # frames_to_compare on Python ints (this runs while the loss is being traced).
-  clip = lambda s: min(0 if s <= 0 else (s - 1) // period + 1, top)
-  return range(clip(0), clip(total_steps - 1) + 1)
+  # This runs while the loss is traced: evaluate the schedule eagerly on constants.
+  with jax.ensure_compile_time_eval():
+    clip = lambda s: min(int(frames_to_compare(jnp.asarray(s), period)), top)
+    return range(clip(0), clip(total_steps - 1) + 1)
 
 
 def _loss_config(config: ml_collections.ConfigDict) -> pov_loss.LossConfig:

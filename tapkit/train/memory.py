@@ -153,7 +153,8 @@ def run_steps(config: ml_collections.ConfigDict, method: Any, example: Any,
   runtime's own buffers, the host copies of the batch). Returned keys:
   'rss_before_bytes' (resident memory after compiling and initialising),
   'peak_rss_bytes' (largest resident memory sampled every 50 ms during the steps),
-  'step_seconds' (wall time of each step, the first included), 'loss' (last).
+  'step_seconds' (wall time of each step, the first included), 'loss' (last), and the
+  keys of `analyze`'s report for the compiled step that ran.
   """
   import threading  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
@@ -165,6 +166,8 @@ def run_steps(config: ml_collections.ConfigDict, method: Any, example: Any,
   process = psutil.Process()
   global_batch = mesh_lib.make_global_batch(batch, mesh)
   compiled = step.lower(abstract_state, global_batch, new_metrics()).compile()
+  # The report of the program that runs (analyze() would compile it a second time).
+  plan = costs.report(config, compiled, abstract_state, global_batch, mesh.devices.size)
   rss_before = process.memory_info().rss
   peak = [rss_before]
   done = threading.Event()
@@ -187,7 +190,7 @@ def run_steps(config: ml_collections.ConfigDict, method: Any, example: Any,
     watcher.join()
   peak[0] = max(peak[0], process.memory_info().rss)
   values = jax.device_get(metrics.compute())
-  return {'rss_before_bytes': int(rss_before), 'peak_rss_bytes': int(peak[0]),
+  return {**plan, 'rss_before_bytes': int(rss_before), 'peak_rss_bytes': int(peak[0]),
           'step_seconds': times, 'loss': float(values.get('loss', np.nan))}
 
 
@@ -357,9 +360,8 @@ def main(argv: list[str] | None = None) -> None:
   with tempfile.TemporaryDirectory() as workdir:
     method = build_for_memory(config, builder, workdir)
     example = example_batch(method)
-    r = analyze(config, method, example)
-    if steps:
-      r.update(run_steps(config, method, example, steps))
+    # run_steps reports the plan of the step it compiles and runs, so one compilation.
+    r = run_steps(config, method, example, steps) if steps else analyze(config, method, example)
   if update:
     from tapkit.train import config as config_lib  # pylint: disable=g-import-not-at-top
     path_text, _, preset = spec.partition(':')

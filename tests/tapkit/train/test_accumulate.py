@@ -2,11 +2,9 @@
 
 Each run is a subprocess (1 or 8 forced host devices, FSDP on) that trains the
 same global batch of 32 with accumulate_steps 1 and 4 for 20 steps and prints the
-largest relative parameter difference. Methods: the toy task (a mean over
-examples), 3DSPA (position loss divided by the batch's visible-point count) and
-TracksTo4D (reprojection means over the batch's visible entries, a summed depth
-term, the clamp and the camera-initialisation phase switch), the last two through
-their `accumulation.SumsLoss`.
+largest relative parameter difference, for the toy task as a mean over examples and
+as a masked mean over the batch (`accumulation.SumsLoss`). The methods' own
+accumulation tests: tests/trajan3d/test_accumulate.py, tests/tracks4d/test_accumulate.py.
 """
 
 import os
@@ -28,45 +26,14 @@ _RUN = textwrap.dedent('''
     from tapkit.train import config as config_lib, loop
     workdir, method, data, fsdp = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     params = {}
+    from tapkit.train import toy_task as task
     for k in (1, 4):
-      if method.startswith('toy'):
-        from tapkit.train import toy_task as task
-        config = config_lib.load_config('configs/toy.py:smoke')
-        config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
-        config.sharding.fsdp_min_size = 256
-        # toy_masked: MSE over positive targets / their count in the batch (a SumsLoss).
-        config.toy.masked_loss = method == 'toy_masked'
-      elif method == 'spa3d':
-        from trajan3d import task
-        config = config_lib.load_config('configs/spa3d.py:smoke')
-        config.data.update({'num_support': 32, 'num_query': 16, 'num_frames': 8})
-        config.model.num_output_frames = 8
-        config.data.synthetic.update({'num_train': 8, 'num_tracks': 96, 'height': 32,
-                                      'width': 32, 'num_frames': 8, 'dir': f'{workdir}/clips'})
-        config.sharding.fsdp_min_size = 2**12
-      else:
-        from tracks4d import task
-        config = config_lib.load_config('configs/tracks4d.py:smoke')
-        config.model.update({'width': 16, 'num_heads': 2, 'head_dim': 8, 'mlp_dim': 32})
-        config.data.update({'max_points': 24, 'min_points': 24, 'first_phase_frames': 8})
-        config.data.synthetic.update({'num_train': 8, 'num_eval': 1, 'num_frames': 8,
-                                      'height': 32, 'width': 48, 'num_tracks': 60})
-        # One step per epoch: camera initialisation for steps 0-2 (unless it ends
-        # earlier), the loss clamped from step 1 on.
-        config.schedule.update({'camera_init_until_epoch': 3, 'clamp_from_epoch': 1})
-        config.sharding.fsdp_min_size = 2**8
-      if not method.startswith('toy'):
-        config.evals = {}
-        # SGD with momentum: a linear function of the gradients. (Adam's first
-        # steps are ~lr * sign(g), so components whose gradient is rounding
-        # noise flip by 2 lr between the two runs.)
-        config.optimizer.update({'name': 'sgd', 'lr': 0.02, 'b1': 0.9, 'warmup_steps': 0,
-                                 'schedule': 'constant', 'weight_decay': 0.0})
-      # 3DSPA rounds its latents to a 1/128 grid: once float rounding moves a latent
-      # across a bin edge the two runs follow different (equally valid) paths (20 SGD
-      # steps: losses equal to 4e-5, parameters 8e-3 apart), so 3DSPA compares the
-      # first update, where only the gradient summation order differs.
-      config.total_steps = 1 if method == 'spa3d' else 20
+      config = config_lib.load_config('configs/toy.py:smoke')
+      config.model.dropout = 0.0  # dropout masks depend on the micro-batch split
+      config.sharding.fsdp_min_size = 256
+      # toy_masked: MSE over positive targets / their count in the batch (a SumsLoss).
+      config.toy.masked_loss = method == 'toy_masked'
+      config.total_steps = 20
       config.batch_size = 32
       config.log_every = 20
       config.checkpoint.every_steps = 100
@@ -78,9 +45,7 @@ _RUN = textwrap.dedent('''
         sharded = [x.sharding.spec for x in jax.tree.leaves(state.params)
                    if 'fsdp' in tuple(x.sharding.spec)]
         print('SHARDED', len(sharded))
-      # 3DSPA: the SGD momentum buffer after the first update is the gradient itself.
-      compared = state.opt_state if method == 'spa3d' else state.params
-      params[k] = [np.asarray(x) for x in jax.tree.leaves(compared) if np.ndim(x) > 0]
+      params[k] = [np.asarray(x) for x in jax.tree.leaves(state.params) if np.ndim(x) > 0]
     rel = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
               for a, b in zip(params[1], params[4]))
     print('REL', rel)

@@ -65,6 +65,10 @@ def test_run_step_executes_real_steps_and_measures_memory(capsys):
   assert len(out['step_seconds']) == 2 and all(t > 0 for t in out['step_seconds'])
   assert out['peak_rss_bytes'] >= out['rss_before_bytes'] > 0
   assert np.isfinite(out['loss'])
+  # The plan of the step that ran is the one analyze() reports (one compilation, not two).
+  plan = memory.analyze(config, method, example, mesh)
+  assert out['peak_bytes'] == plan['peak_bytes'] and out['num_params'] == plan['num_params']
+  assert out['flops_per_step_per_device'] == plan['flops_per_step_per_device']
   batch = memory.synthetic_batch(
       {'a': np.ones((1, 3), np.float32), 'b': jax.ShapeDtypeStruct((1, 2), np.int32)}, 4)
   assert batch['a'].shape == (4, 3) and batch['b'].shape == (4, 2) and batch['b'].dtype == np.int32
