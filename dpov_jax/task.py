@@ -196,7 +196,17 @@ def make_loss_fn(module: bb.VisionTransformer, head: pov_loss.ProjectionHead,
     return bb.tokens_to_feature_map(tokens, cfg.grid_size(*frames.shape[1:3]),
                                     cfg.num_prefix_tokens)
 
+  groups = tuple(config.optimizer.groups)
+
+  def without_frozen_grad(student: dict) -> dict:
+    # The optimizer zeroes the gradients of parameters with lr_mult 0 (the frozen patch
+    # embedding, tokens and first blocks): stopping them here skips their backward pass
+    # (through the frozen blocks of all B*T frames), which changes no update.
+    mults = optim.param_lr_mults(student, groups)
+    return jax.tree.map(lambda p, m: p if m > 0 else jax.lax.stop_gradient(p), student, mults)
+
   def loss_fn(params, batch, rng, state):
+    params = without_frozen_grad(params)
     frames = data.normalize_frames(batch['frames'])  # [B, T, H, W, 3]
     b, t, h, w, _ = frames.shape
     if t < 2:
