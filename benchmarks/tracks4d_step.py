@@ -319,9 +319,11 @@ def profile_step(num_points: int, num_frames: int, repeats: int, top: int = 30) 
   print(f'Our step at N={num_points}, F={num_frames}; process-CPU seconds best of {repeats}; '
         f'loadavg {_loadavg()}')
   parts['step (grad + Adam)'] = step
+  compiled = None
   for label, fn in parts.items():
     # One compiled program alive at a time (peak memory); the step's is kept for the trace.
     args = (params, opt_state) if fn is step else (params,)
+    del compiled  # Frees the previous program before the next one is compiled.
     compiled = fn.lower(*args).compile()
     jax.block_until_ready(compiled(*args))
     times = []
