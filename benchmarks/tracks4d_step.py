@@ -19,14 +19,25 @@ first. Wall and process-CPU seconds are reported with the ratio official / ours;
 side is timed at each of --torch_threads (default: the number of CPUs, which is XLA's CPU
 thread count, and 1, often torch's best on a loaded machine).
 
+With `--profile N` it instead profiles our step at N points: XLA's flop count of the forward
+and of the gradient, process-CPU seconds of each, and the time of every compiled operation of
+the step (a `jax.profiler` trace joined with the compiled HLO), grouped by kind: each matrix
+product by its shapes and contracted dimensions (GFLOP and GFLOP/s), the other fusions by kind.
+
     python benchmarks/tracks4d_step.py [--points 100 256] [--frames 50] [--repeats 5]
         [--official_repo /path/to/tracks-to-4d [--torch_threads 2 1] [--skip_infer]]
+    python benchmarks/tracks4d_step.py --profile 100 [--frames 50] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
+import gzip
+import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -252,6 +263,105 @@ def _loadavg() -> str:
     return 'n/a'
 
 
+def _flops(compiled) -> float:
+  """XLA's flop count of one call of a compiled function."""
+  cost = compiled.cost_analysis()
+  return float((cost[0] if isinstance(cost, list) else cost)['flops'])
+
+
+def _op_groups(hlo: str, op_ms: dict[str, float]) -> list[tuple[str, float, int, float]]:
+  """(group, ms, count, flops) over the entry operations of compiled HLO text, slowest first.
+
+  A fusion holding a dot is grouped by the dot's result and operand shapes and its
+  dimension numbers; any other operation by its name without the numeric suffix.
+  """
+  bodies = {m.group(1): m.group(2) for m in
+            re.finditer(r'\n(?:ENTRY )?%?([\w.\-]+) \([^\n]*\{\n(.*?)\n\}', hlo, re.S)}
+  entry = re.search(r'\nENTRY %?([\w.\-]+)', hlo).group(1)
+  # Shapes of the entry's own values, for products that are not fused.
+  shapes = dict(re.findall(r'%?([\w.\-]+) = (\S+) ', bodies[entry]))
+  groups = collections.defaultdict(lambda: [0.0, 0, 0.0])
+  for line in bodies[entry].split('\n'):
+    m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = (\S+) [\w\-]+\(', line)
+    if not m:
+      continue
+    name, shape = m.groups()
+    called = re.search(r'calls=%?([\w.\-]+)', line)
+    body = bodies.get(called.group(1), '') if called else line
+    dot = re.search(r'= (\S+) dot\(%?([\w.\-]+), %?([\w.\-]+)\), (.*)', body)
+    flops = 0.0
+    if dot:
+      params = {**shapes, **dict(re.findall(r'%?([\w.\-]+) = (\S+) parameter', body))}
+      out, lhs, rhs, attrs = dot.groups()
+      lhs, rhs = params.get(lhs, lhs), params.get(rhs, rhs)
+      attrs = re.sub(r', (operand_precision|metadata)=.*', '', attrs)
+      dims = lambda s: [int(d) for d in re.search(r'\[([\d,]*)\]', s).group(1).split(',') if d]
+      contracted = re.search(r'lhs_contracting_dims=\{([\d,]*)\}', attrs)
+      if contracted and '[' in lhs:
+        k = np.prod([dims(lhs)[int(i)] for i in contracted.group(1).split(',')])
+        flops = 2.0 * np.prod(dims(out)) * k
+      key = f'dot {out.split("{")[0]} = {lhs.split("{")[0]} x {rhs.split("{")[0]} {attrs}'
+    else:
+      key = f'{name.rsplit(".", 1)[0]} {shape.split("{")[0]}'
+    g = groups[key]
+    g[0] += op_ms.get(name, 0.0)
+    g[1] += 1
+    g[2] += flops
+  return sorted(((k, *v) for k, v in groups.items()), key=lambda r: -r[1])
+
+
+def profile_step(num_points: int, num_frames: int, repeats: int, top: int = 30) -> None:
+  """Prints the flop counts, CPU seconds and per-operation times of our step (see above)."""
+  net, tracks_np, vis_np, params, opt_state, _, step = _setup(num_points, num_frames)
+  tracks, vis = jnp.asarray(tracks_np), jnp.asarray(vis_np)
+  loss = lambda p: losses.loss_terms(net.apply({'params': p}, tracks), tracks, vis)['loss_total']
+  parts = {'loss forward': jax.jit(loss), 'loss gradient': jax.jit(jax.grad(loss))}
+  print(f'Our step at N={num_points}, F={num_frames}; process-CPU seconds best of {repeats}; '
+        f'loadavg {_loadavg()}')
+  parts['step (grad + Adam)'] = step
+  compiled = None
+  for label, fn in parts.items():
+    # One compiled program alive at a time (peak memory); the step's is kept for the trace.
+    args = (params, opt_state) if fn is step else (params,)
+    del compiled  # Frees the previous program before the next one is compiled.
+    compiled = fn.lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(repeats):
+      c0 = time.process_time()
+      jax.block_until_ready(compiled(*args))
+      times.append(time.process_time() - c0)
+    flops = _flops(compiled)
+    print(f'  {label:>20}: {flops / 1e9:7.1f} GFLOP  {min(times):6.2f} CPU s  '
+          f'{flops / 1e9 / min(times):5.1f} GFLOP/CPU-s', flush=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    calls = 2
+    jax.block_until_ready(compiled(params, opt_state))
+    jax.profiler.start_trace(tmp)
+    for _ in range(calls):
+      jax.block_until_ready(compiled(params, opt_state))
+    jax.profiler.stop_trace()
+    traces = glob.glob(os.path.join(tmp, 'plugins', 'profile', '*', '*.trace.json.gz'))
+    if not traces:
+      raise RuntimeError(f'jax.profiler wrote no *.trace.json.gz under {tmp}')
+    with gzip.open(traces[0]) as f:
+      events = json.load(f)['traceEvents']
+  op_ms = collections.defaultdict(float)
+  for e in events:
+    if e.get('ph') == 'X':
+      op_ms[e['name']] += e['dur'] / 1e3 / calls  # microseconds -> ms per call
+  rows = _op_groups(compiled.as_text(), op_ms)
+  total = sum(r[1] for r in rows)
+  dot_ms = sum(r[1] for r in rows if r[0].startswith('dot '))
+  print(f'\nPer-operation time of one step (wall ms summed over operations, which may overlap '
+        f'on XLA\'s threads): {total:.0f} ms, of which matrix products {dot_ms:.0f} ms '
+        f'({100 * dot_ms / max(total, 1e-9):.0f}%); slowest {top} groups:')
+  print(f'{"ms":>8} | {"ops":>3} | {"GFLOP":>6} | {"GFLOP/s":>7} | group')
+  for key, ms, count, flops in rows[:top]:
+    rate = f'{flops / 1e6 / ms:7.1f}' if flops and ms else f'{"":>7}'
+    print(f'{ms:8.1f} | {count:3d} | {flops / 1e9:6.2f} | {rate} | {key}')
+
+
 def bench_infer(num_points: int, repeats: int) -> float:
   """Median seconds per video of tracks4d.infer on a 50-frame synthetic file."""
   from tapkit.data import synthetic, tracks4d_format  # pylint: disable=g-import-not-at-top
@@ -291,7 +401,13 @@ def main() -> None:
   parser.add_argument('--torch_threads', type=int, nargs='+', default=[os.cpu_count(), 1],
                       help='torch intra-op thread counts of the official side, each timed '
                       '(default: XLA\'s count, then 1)')
+  parser.add_argument('--profile', type=int, default=None, metavar='N',
+                      help='profile our step at N points (flops, CPU s, per-operation times) '
+                      'and exit')
   args = parser.parse_args()
+  if args.profile is not None:
+    profile_step(args.profile, args.frames, min(args.repeats, 3))
+    return
   if args.official_repo:
     rows = []
     for n in args.points:

@@ -22,6 +22,7 @@ metrics line up one to one:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -173,9 +174,18 @@ class Attention(nn.Module):
     q, k, v = jnp.split(qkv, 3, axis=-1)  # [S, L, H*D] each, heads laid out (head, dim).
     split = lambda t: t.reshape(*t.shape[:-1], self.num_heads, self.head_dim)
     q, k, v = split(q), split(k), split(v)  # [S, L, H, D]
-    logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
-                        preferred_element_type=jnp.float32)
-    logits = logits * (self.head_dim**-0.5)  # [S, H, L, L]
+    scale = self.head_dim**-0.5
+    if math.frexp(scale)[0] == 0.5:
+      # A power-of-two scale (head_dim 4, 16, 64, ...) is exact in any float format, so
+      # scaling the queries gives bit-identical logits and gradients, and XLA's CPU
+      # backend no longer materialises the scale as a full [S, H, L, L] operand.
+      q = q * jnp.asarray(scale, q.dtype)
+      logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
+                          preferred_element_type=jnp.float32)  # [S, H, L, L]
+    else:
+      logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
+                          preferred_element_type=jnp.float32)
+      logits = logits * scale  # [S, H, L, L]
     if key_mask is not None:
       neg = jnp.finfo(logits.dtype).min
       logits = jnp.where(key_mask[:, None, None, :], logits, neg)

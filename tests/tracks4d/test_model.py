@@ -157,3 +157,37 @@ def test_rotation_from_6d_rows():
   r = np.asarray(model.rotation_from_6d(jnp.asarray([0.0, 1, 0, 1.0, 0, 0])))
   # Rows: v1 = y, v2 = x, v3 = y x x = -z.
   np.testing.assert_allclose(r, [[0, 1, 0], [1, 0, 0], [0, 0, -1]], atol=1e-7)
+
+
+def _attention_post_scaled(params, x, key_mask, num_heads, head_dim):
+  """The textbook form: logits = (q k^T) * head_dim^-0.5, scaled after the product."""
+  ln = params['norm']
+  mean = jnp.mean(x, -1, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), -1, keepdims=True)
+  y = (x - mean) * (jax.lax.rsqrt(var + model.LAYER_NORM_EPS) * ln['scale']) + ln['bias']
+  hp = jax.lax.Precision.HIGHEST
+  qkv = jnp.dot(y, params['qkv']['kernel'], precision=hp)
+  q, k, v = (t.reshape(*t.shape[:-1], num_heads, head_dim) for t in jnp.split(qkv, 3, -1))
+  logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=hp) * head_dim**-0.5
+  logits = jnp.where(key_mask[:, None, None, :], logits, jnp.finfo(logits.dtype).min)
+  out = jnp.einsum('shlm,smhd->slhd', jax.nn.softmax(logits, axis=-1), v, precision=hp)
+  return jnp.dot(out.reshape(*out.shape[:-2], -1), params['out']['kernel'], precision=hp)
+
+
+@pytest.mark.parametrize('head_dim', [16, 8])
+def test_attention_scale_before_product_is_bit_identical(head_dim):
+  # head_dim 16: the power-of-two scale 1/4 is applied to the queries; head_dim 8: after
+  # the product. Both must equal the post-scaled form exactly, forward and gradients.
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(5, 7, 24)), jnp.float32)  # [S, L, C]
+  key_mask = jnp.asarray(rng.random((5, 7)) < 0.8).at[:, 0].set(True)
+  attn = model.Attention(num_heads=2, head_dim=head_dim)
+  params = attn.init(jax.random.PRNGKey(0), x, key_mask)['params']
+  ours = jax.jit(lambda p, x: attn.apply({'params': p}, x, key_mask))
+  ref = jax.jit(lambda p, x: _attention_post_scaled(p, x, key_mask, 2, head_dim))
+  np.testing.assert_array_equal(np.asarray(ours(params, x)), np.asarray(ref(params, x)))
+  cot = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+  g_ours = jax.jit(jax.grad(lambda p, x: jnp.sum(ours(p, x) * cot), argnums=(0, 1)))(params, x)
+  g_ref = jax.jit(jax.grad(lambda p, x: jnp.sum(ref(p, x) * cot), argnums=(0, 1)))(params, x)
+  for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
