@@ -12,6 +12,7 @@ import pytest
 
 from tapkit import evaluate
 from tapkit.data import tapvid3d
+from tapkit.train import compile_cache
 from tapkit.train import evaluators as evaluators_lib
 from tapkit.train import loop
 from trajan3d import evaluate_tapvid3d
@@ -44,6 +45,19 @@ def tiny_config(synthetic_dir: str, total_steps: int = 3):
   config.optimizer.warmup_steps = 1
   config.checkpoint.update({'every_steps': 2, 'async_save': False})
   return config
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _compile_cache(tmp_path_factory):
+  """JAX's persistent compilation cache for this file's tests (as the quickstart uses it).
+
+  The resumed run builds a new method, so its step and evaluation are new functions for
+  jit, and the offline evaluation / scoring CLIs build the model's apply again: the cache
+  gives them the programs compiled before (bit-identical executables) instead of
+  compiling them again.
+  """
+  with compile_cache.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    yield
 
 
 @pytest.fixture(scope='module')
