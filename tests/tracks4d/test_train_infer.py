@@ -11,7 +11,7 @@ import pytest
 from configs import tracks4d as t4d_config
 from tapkit.data import synthetic, tapvid3d, tracks4d_format
 from tapkit.train import checkpoint as engine_ckpt
-from tapkit.train import launch, loop
+from tapkit.train import compile_cache, launch, loop
 from tapkit.train.state import TrainState
 from tapkit.viz import tracks3d
 from tracks4d import infer, losses, task
@@ -32,6 +32,15 @@ def _tiny_config(total_steps: int):
   config.checkpoint.every_steps = 2
   config.checkpoint.async_save = False
   return config
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _compile_cache(tmp_path_factory):
+  """JAX's persistent compilation cache for this file's tests: the resumed run and
+  `infer_video` build the step, the evaluation and the model's apply again, and get the
+  programs compiled before (bit-identical executables) instead of compiling them again."""
+  with compile_cache.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    yield
 
 
 @pytest.fixture(scope='module')
