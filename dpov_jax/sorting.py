@@ -14,8 +14,10 @@ is the input item, axis -1 the rank. This is exactly the second output of
 
 Implementation notes (why it looks the way it does):
 * diffsort updates the n x n matrix with dense one-hot products, O(n^3) per
-  layer; here every layer mixes the (lower, upper) wire pairs elementwise,
-  O(n^2), with the same arithmetic (float64 goldens agree to ~1e-13).
+  layer. Here every layer mixes the (lower, upper) wire pairs elementwise,
+  O(n^2) per layer, with the same arithmetic (alpha * a + (1 - alpha) * b), so
+  results agree with diffsort to rounding (float64 goldens: values and
+  matrices to ~1e-13).
 * The matrix is kept transposed, [wire, item]: a comparator mixes two rows.
 * `steepness` and `art_lambda` are traced, not static: one compilation per
   (network, n, distribution, dtype, batch shape) serves every temperature
@@ -39,11 +41,13 @@ Implementation notes (why it looks the way it does):
   descending) that leaves the real value on its wire, exactly like diffsort's
   identity comparators; virtual wires never mix into real ones. Odd-even
   boundary wires are pseudo-pairs (w, w) with alpha = 1.
-* Rows are processed in chunks with `lax.map` (blocked default: 2 rows, which
-  keep a chunk's matrices and tape in a core's cache for n = 64), and the
-  backward pass recomputes a chunk's forward instead of storing every layer.
-  XLA runs the chunk loop on one core; `host_threads` > 1 runs blocks of
-  rows as separate XLA programs on host threads (`dpov_jax.sorting_threads`).
+* Rows are processed in chunks with `lax.map`, so one chunk's matrices stay
+  in cache through all layers (the blocked default is 2 rows per chunk: on
+  a 2-core AVX2 CPU it took 0.65-0.75x the process CPU time of 8-row chunks
+  for n = 64, forward + backward) and the backward pass recomputes a chunk's
+  forward instead of storing every layer for every row. XLA's CPU runtime
+  runs the chunk loop on one core (two independent loops in one program are
+  serialised: their bodies share the program's preallocated temporaries).
 """
 
 from __future__ import annotations
@@ -56,11 +60,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dpov_jax import sorting_threads
-from dpov_jax.sorting_weights import DISTRIBUTIONS, swap_weight
-
 NETWORKS = ('bitonic', 'odd_even')
 IMPLEMENTATIONS = ('auto', 'blocked', 'scan')
+DISTRIBUTIONS = ('logistic', 'logistic_phi', 'gaussian', 'reciprocal',
+                 'cauchy', 'optimal')
 
 
 # ---------------------------------------------------------------------------
@@ -217,6 +220,68 @@ def bitonic_blocks(n: int) -> tuple[BitonicBlock, ...]:
     has_forced = not np.isnan(forced).all()
     blocks.append(BitonicBlock(group, desc, forced if has_forced else None))
   return tuple(blocks)
+
+
+# ---------------------------------------------------------------------------
+# Relaxed swap weights.
+# ---------------------------------------------------------------------------
+
+
+@jax.custom_jvp
+def _normal_cdf(v: jax.Array, steepness: jax.Array) -> jax.Array:
+  sigma = 1 / steepness
+  return 0.5 + 0.5 * jax.lax.erf(v / sigma / math.sqrt(2))
+
+
+@_normal_cdf.defjvp
+def _normal_cdf_jvp(primals, tangents):
+  (v, steepness), (t_v, t_steepness) = primals, tangents
+  sigma = 1 / steepness
+  # diffsort's custom backward keeps sigma = 1/steepness as a float32 tensor,
+  # so its derivative in v uses sigma rounded to float32 (even for float64
+  # input).
+  sigma32 = sigma.astype(jnp.float32).astype(v.dtype)
+  dv = t_v / sigma32 / math.sqrt(math.pi * 2) * jnp.exp(-0.5 * (v / sigma32)**2)
+  # d/ds Phi(v s) = v phi(v s) (diffsort has no gradient in s).
+  ds = t_steepness * v / math.sqrt(math.pi * 2) * jnp.exp(-0.5 * (v / sigma)**2)
+  return _normal_cdf(v, steepness), dv + ds
+
+
+def swap_weight(v: jax.Array, distribution: str, steepness: jax.Array | float,
+                art_lambda: jax.Array | float) -> jax.Array:
+  """alpha = P(a is the smaller value) for v = b - a, as diffsort computes it.
+
+  Args:
+    v: [...] differences b - a.
+    distribution: one of DISTRIBUTIONS.
+    steepness: [] inverse temperature s (traced or a Python float).
+    art_lambda: [] exponent of `logistic_phi`.
+
+  Returns:
+    [...] weights in [0, 1]; 0.5 at v = 0.
+  """
+  if distribution == 'logistic':
+    return jax.nn.sigmoid(v * steepness)
+  if distribution == 'logistic_phi':
+    # The +1e-10 keeps ties (v = 0) finite in value and gradient.
+    return jax.nn.sigmoid(v * steepness / (jnp.abs(v) + 1e-10)**art_lambda)
+  if distribution == 'gaussian':
+    return _normal_cdf(v, jnp.asarray(steepness, v.dtype))
+  if distribution == 'reciprocal':
+    u = steepness * v
+    return 0.5 * (u / (2 + jnp.abs(u)) + 1)
+  if distribution == 'cauchy':
+    u = steepness * v
+    return 1 / math.pi * jnp.arctan(u) + 0.5
+  if distribution == 'optimal':
+    u = steepness * v
+    # torch.clamp passes the gradient on the closed interval; `where` does too
+    # (jnp.clip would halve it at the bounds).
+    clamped = jnp.where(u > 0.25, 0.25, jnp.where(u < -0.25, -0.25, u))
+    side = ((u > 0.25).astype(u.dtype) - (u < -0.25).astype(u.dtype))
+    return clamped + 0.5 + side * (0.25 - 1 / 16 / (jnp.abs(u) + 1e-10))
+  raise ValueError(
+      f'unknown distribution {distribution!r}; expected one of {DISTRIBUTIONS}')
 
 
 # ---------------------------------------------------------------------------
@@ -497,15 +562,14 @@ def _bitonic_chunk_fn(n: int, distribution: str) -> jax.custom_vjp:
 @functools.partial(
     jax.jit,
     static_argnames=('network', 'distribution', 'chunk_size',
-                     'implementation', 'host_threads'))
+                     'implementation'))
 def diff_sort(x: jax.Array,
               network: str = 'bitonic',
               steepness: float | jax.Array = 10.0,
               art_lambda: float | jax.Array = 0.25,
               distribution: str = 'cauchy',
               chunk_size: int | None = None,
-              implementation: str = 'auto',
-              host_threads: int | None = None) -> tuple[jax.Array, jax.Array]:
+              implementation: str = 'auto') -> tuple[jax.Array, jax.Array]:
   """Relaxed sort of the last axis with a differentiable sorting network.
 
   Matches `diffsort.DiffSortNet(network, n, steepness=steepness,
@@ -524,13 +588,6 @@ def diff_sort(x: jax.Array,
       2 for the blocked bitonic implementation, 16 for the scan one).
     implementation: 'auto' ('blocked' for bitonic, 'scan' for odd-even),
       'blocked' (bitonic only) or 'scan'. Same results up to rounding.
-    host_threads: CPU threads that sort blocks of rows concurrently, each as
-      its own XLA program reached through `jax.pure_callback` (static;
-      performance knob only: every row's values, matrix and gradient are
-      those of host_threads=1, the steepness / art_lambda gradients equal up
-      to the order of a sum). None or 1 keeps everything inside the caller's
-      program (the default: the callback's copies of the [rows, n, n]
-      matrices and cotangents cost about what the second core saves).
 
   Returns:
     sorted_x: [..., n] relaxed values in ascending order.
@@ -562,38 +619,23 @@ def diff_sort(x: jax.Array,
     chunk_size = 2 if implementation == 'blocked' else 16
   chunk = max(1, min(chunk_size, rows))
   num_chunks = -(-rows // chunk)
-  if host_threads is None:
-    host_threads = 1
-  threads = max(1, min(host_threads, num_chunks))
-  num_chunks = -(-num_chunks // threads) * threads
   # Padding rows are zeros (ties): harmless, and sliced away below.
   flat = jnp.pad(flat, ((0, num_chunks * chunk - rows), (0, 0)))
-  static = dict(network=network, distribution=distribution, chunk=chunk,
-                implementation=implementation)
-  if threads > 1:
-    ys, perm = sorting_threads.row_parallel(
-        _sort_rows, tuple(static.items()), threads)(flat, steepness, art_lambda)
-  else:
-    ys, perm = _sort_rows(flat, steepness, art_lambda, **static)
-  return ys[:rows].reshape(*batch, n), perm[:rows].reshape(*batch, n, n)
 
-
-def _sort_rows(flat: jax.Array, steepness: jax.Array, art_lambda: jax.Array,
-               network: str, distribution: str, chunk: int,
-               implementation: str) -> tuple[jax.Array, jax.Array]:
-  """flat [R, n] (R a multiple of chunk) -> (sorted [R, n], perm [R, n, n])."""
-  rows, n = flat.shape
   if implementation == 'blocked':
     chunk_fn = _bitonic_chunk_fn(n, distribution)
     run = lambda xc: chunk_fn(xc, steepness, art_lambda)
   else:
-    net = get_network(network, n)
     run = jax.checkpoint(lambda xc: _sort_chunk_scan(
         xc, net, distribution, steepness, art_lambda))
-  if rows == chunk:
-    return run(flat)
-  ys, perm = jax.lax.map(run, flat.reshape(rows // chunk, chunk, n))
-  return ys.reshape(rows, n), perm.reshape(rows, n, n)
+
+  if num_chunks == 1:
+    ys, perm = run(flat)
+  else:
+    ys, perm = jax.lax.map(run, flat.reshape(num_chunks, chunk, n))
+    ys = ys.reshape(num_chunks * chunk, n)
+    perm = perm.reshape(num_chunks * chunk, n, n)
+  return ys[:rows].reshape(*batch, n), perm[:rows].reshape(*batch, n, n)
 
 
 def network_size(network: str, n: int) -> tuple[int, list[int]]:
