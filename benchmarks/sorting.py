@@ -14,7 +14,7 @@ best process CPU times, the ratio least disturbed by other jobs), the largest
 differences of sorted values, permutation matrices and gradients, and the
 1-minute load average before / after each row.
 
-    python -m benchmarks.sorting [--rows 2048 8192] [--repeats 7]
+    python -m benchmarks.sorting [--rows 2048 8192] [--repeats 3]
         [--implementation auto|blocked|scan] [--chunk-size C]
 """
 
@@ -67,7 +67,7 @@ def _pick_torch_threads(torch, fn, repeats: int = 1) -> int:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--rows', type=int, nargs='+', default=[2048, 8192])
-  parser.add_argument('--repeats', type=int, default=7)
+  parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--implementation', default='auto',
                       choices=sorting.IMPLEMENTATIONS)
   parser.add_argument('--chunk-size', type=int, default=None)
@@ -76,7 +76,8 @@ def main() -> None:
   import torch  # benchmark-only dependency
   import diffsort
 
-  print(f'cpu cores: {os.cpu_count()}, jax devices: {jax.devices()}')
+  print(f'cpu cores: {os.cpu_count()}, jax devices: {jax.devices()}, '
+        f'load average: {os.getloadavg()}')
   print(f'bitonic n={N} steepness={STEEPNESS} cauchy float32, fwd+bwd, '
         f'{args.repeats} interleaved repeats per side, '
         f'implementation={args.implementation}, chunk_size={args.chunk_size}')
