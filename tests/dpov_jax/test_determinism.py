@@ -62,6 +62,11 @@ def _run(workdir: pathlib.Path, hash_seed: str, cache_dir: pathlib.Path) -> None
   assert proc.returncode == 0, proc.stdout[-3000:]
 
 
+# A module-scoped fixture is built once per xdist worker: one group keeps the file's tests on one
+# worker under `--dist loadgroup` (the README's test command), so the expensive run is made once.
+pytestmark = pytest.mark.xdist_group('dpov_determinism')
+
+
 @pytest.fixture(scope='module')
 def two_runs(tmp_path_factory):
   """The two runs, each in its own process (as a rerun would), one after the other."""

@@ -39,6 +39,11 @@ def _tiny_config(total_steps: int):
   return config
 
 
+# A module-scoped fixture is built once per xdist worker: one group keeps the file's tests on one
+# worker under `--dist loadgroup` (the README's test command), so the expensive run is made once.
+pytestmark = pytest.mark.xdist_group('dpov_train')
+
+
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
   """Trains 2 steps, then resumes to 3 (checkpoints 1, 2, 3).

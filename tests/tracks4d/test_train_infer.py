@@ -34,6 +34,11 @@ def _tiny_config(total_steps: int):
   return config
 
 
+# A module-scoped fixture is built once per xdist worker: one group keeps the file's tests on one
+# worker under `--dist loadgroup` (the README's test command), so the expensive run is made once.
+pytestmark = pytest.mark.xdist_group('tracks4d_train')
+
+
 @pytest.fixture(scope='module', autouse=True)
 def _compile_cache(tmp_path_factory):
   """JAX's persistent compilation cache for this file's tests: the resumed run and
