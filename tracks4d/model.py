@@ -175,17 +175,16 @@ class Attention(nn.Module):
     split = lambda t: t.reshape(*t.shape[:-1], self.num_heads, self.head_dim)
     q, k, v = split(q), split(k), split(v)  # [S, L, H, D]
     scale = self.head_dim**-0.5
-    if math.frexp(scale)[0] == 0.5:
-      # A power-of-two scale (head_dim 4, 16, 64, ...) is exact in any float format, so
-      # scaling the queries gives bit-identical logits and gradients, and XLA's CPU
-      # backend no longer materialises the scale as a full [S, H, L, L] operand.
+    # A power-of-two scale (head_dim 4, 16, 64, ...) is exact in any float format, so applying
+    # it to the queries gives bit-identical logits and gradients, and XLA's CPU backend then no
+    # longer materialises the scale as a full [S, H, L, L] operand.
+    pre_scaled = math.frexp(scale)[0] == 0.5
+    if pre_scaled:
       q = q * jnp.asarray(scale, q.dtype)
-      logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
-                          preferred_element_type=jnp.float32)  # [S, H, L, L]
-    else:
-      logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
-                          preferred_element_type=jnp.float32)
-      logits = logits * scale  # [S, H, L, L]
+    logits = jnp.einsum('slhd,smhd->shlm', q, k, precision=self.precision,
+                        preferred_element_type=jnp.float32)  # [S, H, L, L]
+    if not pre_scaled:
+      logits = logits * scale
     if key_mask is not None:
       neg = jnp.finfo(logits.dtype).min
       logits = jnp.where(key_mask[:, None, None, :], logits, neg)
