@@ -81,6 +81,9 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
   launch.train(config, workdir, task.build_method)
   log(f'frame-to-frame matching on {sizes.eval_clips} held-out clips')
   out = match_eval.main(['--workdir', str(workdir)])
+  # The report only draws: computed here, the figures' network passes run in this stage's
+  # process (the quickstart's second one), not in the report's.
+  np.savez(workdir / FIGURE_DATA, **figure_data(workdir))
   return {'workdir': str(workdir), 'steps': int(config.total_steps),
           'threshold_px': out['threshold_px'], 'matching': out['rows']}
 
@@ -152,10 +155,16 @@ def add_section(report: Any, result: Mapping[str, Any],
   report.add_training_curves(wd / 'metrics.jsonl', '3DPoV')
 
 
-def _add_figures(report: Any, wd: pathlib.Path) -> None:
-  """Feature PCA and correspondences of the start backbone vs the fine-tuned student."""
-  from tapkit.viz import correspondences, features  # pylint: disable=g-import-not-at-top
+def figure_data(wd: pathlib.Path) -> dict[str, np.ndarray]:
+  """What the section's figures show, for the first held-out clip of the run in `wd`.
 
+  Returns:
+    {'frames' [2, H, W, 3] frame 0 and the distant frame, 'start' / 'fine-tuned' [2, h, w, C]
+    their feature maps under the start backbone / the fine-tuned student, 'queries' /
+    'targets' [P, 2] tracked points of frame 0 and their true positions in the distant frame
+    (x, y pixels), 'valid' [P], 'pred_start' / 'pred_fine-tuned' [P, 2] the matched positions,
+    'threshold_px' the accuracy threshold}.
+  """
   config = workdir_lib.load_config(wd)
   module = task.build_backbone(config)
   clips = task.eval_clips(config, str(wd), 1)
@@ -165,22 +174,44 @@ def _add_figures(report: Any, wd: pathlib.Path) -> None:
   frames = clips['frames'][0]  # [2, H, W, 3]
   h, w = frames.shape[1:3]
   grid = module.config.grid_size(h, w)
-  maps = {}
+  queries = clips['queries'][0]
+  apply = jax.jit(lambda p, x: module.apply({'params': p}, x))
+  match = jax.jit(lambda a, b, q: matcher.match_points(a, b, q, (h, w)))
+  out = {'frames': np.asarray(frames), 'queries': np.asarray(queries),
+         'targets': np.asarray(clips['targets'][0]), 'valid': np.asarray(clips['valid'][0]),
+         'threshold_px': np.float32(config.evals.eval.threshold_px)}
   for name, params in backbones.items():
-    tokens = module.apply({'params': params}, dpov_data.normalize_frames(frames))
-    maps[name] = np.asarray(tokens_to_feature_map(tokens, grid, module.config.num_prefix_tokens))
+    tokens = apply(params, dpov_data.normalize_frames(frames))
+    maps = np.asarray(tokens_to_feature_map(tokens, grid, module.config.num_prefix_tokens))
+    out[name] = maps
+    out[f'pred_{name}'] = np.asarray(match(maps[0], maps[1], queries))
+  return out
+
+
+FIGURE_DATA = 'figure_data.npz'
+
+
+def _add_figures(report: Any, wd: pathlib.Path) -> None:
+  """Feature PCA and correspondences of the start backbone vs the fine-tuned student."""
+  from tapkit.viz import correspondences, features  # pylint: disable=g-import-not-at-top
+
+  path = wd / FIGURE_DATA
+  if path.is_file():
+    with np.load(path) as f:
+      data = dict(f)
+  else:  # A workdir from before the stage saved them.
+    data = figure_data(wd)
+  frames = data['frames']
   images = [frames[0], frames[1], frames[0], frames[1]]
-  feats = np.concatenate([maps['start'], maps['fine-tuned']])
+  feats = np.concatenate([data['start'], data['fine-tuned']])
   fig = features.pca_figure(images, feats, titles=['start f0', 'start f1', 'tuned f0',
                                                    'tuned f1'])
   report.add_image(fig, caption='Feature PCA (first 3 components as RGB), start vs fine-tuned',
                    name='dpov_pca')
-  queries, targets = clips['queries'][0], clips['targets'][0]
-  valid = clips['valid'][0]
-  thr = float(config.evals.eval.threshold_px)
-  for name in backbones:
-    pred = np.asarray(jax.jit(lambda a, b, q: matcher.match_points(a, b, q, (h, w)))(
-        maps[name][0], maps[name][1], queries))
+  queries, targets, valid = data['queries'], data['targets'], data['valid']
+  thr = float(data['threshold_px'])
+  for name in ('start', 'fine-tuned'):
+    pred = data[f'pred_{name}']
     ok = np.linalg.norm(pred - targets, axis=-1) <= thr
     # Small frames: drawn 4x larger (nearest neighbour) so the matches are legible.
     image = correspondences.draw_correspondences(frames[0], frames[1], queries[valid],

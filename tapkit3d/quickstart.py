@@ -27,9 +27,10 @@ chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to a 
 (compilation is then most of the time): the numbers are meaningless, the plumbing is what it
 checks.
 
-On a machine with 2 or more cores (--jobs 2, the default there) the dpov stage runs in a second
-process beside data, trajan3d and tracks4d (its output in <workdir>/dpov/quickstart.log); each
-process computes what it computes alone, so the numbers equal those of --jobs 1. Compiled
+On a machine with 2 or more cores (--jobs 3, the default there) the dpov and tracks4d stages
+each run in a process of their own beside data and trajan3d (their output in
+<workdir>/<stage>/quickstart.log; --jobs 2 keeps only dpov apart); each process computes what it
+computes alone, so the numbers equal those of --jobs 1. Compiled
 programs are kept in JAX's persistent compilation cache under <workdir>/.jax_cache and reused
 by later stages and reruns.
 
@@ -346,11 +347,13 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
   return {'html': html_path, 'markdown': md_path, 'sections': filled}
 
 
-# ----------------------------------------------------------------- second process
+# ----------------------------------------------------------------- processes of their own
 
-# The stage that runs in a second process while the others run in this one (with --jobs 2):
-# it reads no other stage's output, and it takes about as long as the other stages together.
-PARALLEL_STAGE = 'dpov'
+# The stages that run in processes of their own while the others run in this one: with
+# --jobs N the first N - 1 of them. Neither reads another stage's output. On 2 cores three
+# processes keep both cores busy until the end: with two, the second process finished a
+# third of the way through the --fast job and one core idled from there on.
+PARALLEL_STAGES = ('dpov', 'tracks4d')
 _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 
 
@@ -381,7 +384,7 @@ class StageProcess:
     lines = self.log_path.read_text(errors='replace').splitlines()
     if code != 0:
       tail = '\n'.join(lines[-30:])
-      raise RuntimeError(f'stage {self.stage} (second process) failed with exit code {code}; '
+      raise RuntimeError(f'stage {self.stage} (a process of its own) failed with exit code {code}; '
                          f'its output is in {self.log_path}, which ends with:\n{tail}')
     for line in lines:
       if line.startswith('quickstart |     ') and ' done in ' not in line:
@@ -409,8 +412,8 @@ def _needs_run(workdir: pathlib.Path, stage: str, force: bool) -> bool:
 
 
 def default_jobs() -> int:
-  """2 on a machine with at least 2 CPU cores, else 1."""
-  return 2 if (os.cpu_count() or 1) >= 2 else 1
+  """3 (this process and one per PARALLEL_STAGES) with at least 2 CPU cores, else 1."""
+  return 1 + len(PARALLEL_STAGES) if (os.cpu_count() or 1) >= 2 else 1
 
 
 # --------------------------------------------------------------------------- main
@@ -420,8 +423,8 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
         force: bool = False, jobs: int = 1) -> dict[str, dict[str, Any]]:
   """Runs `stages` in order (skipping finished ones unless `force`); returns their results.
 
-  With `jobs` >= 2 the PARALLEL_STAGE runs in a second process (`StageProcess`) while the
-  other stages run here; the report waits for both. Each process computes exactly what it
+  With `jobs` >= 2 the first `jobs` - 1 of PARALLEL_STAGES run in processes of their own
+  (`StageProcess`) while the other stages run here; the report waits for all of them. Each process computes exactly what it
   computes alone, so the results are those of a sequential run.
   """
   unknown = [s for s in stages if s not in STAGES]
@@ -437,21 +440,26 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
               **{stage: demo.DESCRIPTION for stage, demo in DEMOS.items()},
               'report': 'report.html / report.md'}
   to_run = [s for s in ordered if _needs_run(workdir, s, force)]
-  results, background = {}, None
-  from tapkit.train import compile_cache  # pylint: disable=g-import-not-at-top
+  results, background = {}, {}
+  from tapkit.train import compile_cache, rng_lowering  # pylint: disable=g-import-not-at-top
+  rng_lowering.use_straight_line_threefry_on_cpu()  # faster compiles, the same random bits
   with compile_cache.compilation_cache(workdir / COMPILE_CACHE):
     progress.meter.start()
     try:
-      if jobs > 1 and PARALLEL_STAGE in to_run and len(to_run) > 1:
-        progress.stage(PARALLEL_STAGE, describe[PARALLEL_STAGE])
-        background = StageProcess(workdir, PARALLEL_STAGE, fast=fast, force=force)
-        progress.step(f'running in a second process (output: {background.log_path})')
+      parallel = [s for s in PARALLEL_STAGES if s in to_run][:max(0, jobs - 1)]
+      if parallel and len(parallel) == len(to_run):
+        parallel.pop()  # This process would only wait: the last one runs here.
+      for stage in parallel:
+        progress.stage(stage, describe[stage])
+        background[stage] = StageProcess(workdir, stage, fast=fast, force=force)
+        progress.step(f'running in a process of its own (output: '
+                      f'{background[stage].log_path})')
       for stage in ordered:
-        if background is not None and stage == background.stage:
+        if stage in background:
           continue
-        if background is not None and stage == 'report':
-          results[background.stage] = background.join(progress)
-          background = None
+        if stage == 'report':
+          for name in list(background):
+            results[name] = background.pop(name).join(progress)
         progress.stage(stage, describe[stage])
         if stage not in to_run and stage != 'report':
           results[stage] = read_done(workdir, stage)
@@ -468,12 +476,11 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
         results[stage] = result
         progress.done(stage, _summary(stage, result))
         _write_json(_time_path(workdir, stage), dataclasses.asdict(progress.times[stage]))
-      if background is not None:
-        results[background.stage] = background.join(progress)
-        background = None
+      for name in list(background):
+        results[name] = background.pop(name).join(progress)
     finally:
-      if background is not None:
-        background.stop()
+      for process in background.values():
+        process.stop()
   total = progress.table()
   _write_json(workdir / 'timings.json', {
       **{stage: dataclasses.asdict(t) for stage, t in progress.times.items()}, 'total': total})
@@ -499,9 +506,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
                       help=f'tiny sizes (also env {_FAST_ENV}=1)')
   parser.add_argument('--force', action='store_true', help='redo finished stages')
   parser.add_argument('--jobs', type=int, default=default_jobs(),
-                      help=f'processes: 2 runs the {PARALLEL_STAGE} stage in a second process '
-                      'beside the others (default: 2 on a machine with 2 or more cores); the '
-                      'results are the same')
+                      help='processes: N runs the first N-1 of the stages '
+                      f'{", ".join(PARALLEL_STAGES)} in processes of their own beside the '
+                      f'others (default: {1 + len(PARALLEL_STAGES)} on a machine with 2 or '
+                      'more cores, else 1); the results are the same')
   return parser.parse_args(argv)
 
 

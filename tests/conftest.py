@@ -15,6 +15,13 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REPO_GOLDEN = REPO_ROOT / 'tests' / 'golden'
 
 
+def pytest_configure(config):
+  """Compiles jax.random on CPU as straight-line code, as the engine does (same bits)."""
+  del config
+  from tapkit.train import rng_lowering  # pylint: disable=g-import-not-at-top
+  rng_lowering.use_straight_line_threefry_on_cpu()
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
   """Tags tests marked `xdist_group(name)` with `@name` under `--dist loadgroup`.

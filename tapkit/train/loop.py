@@ -30,6 +30,7 @@ from tapkit.train import mesh as mesh_lib
 from tapkit.train import optim
 from tapkit.train import precision as precision_lib
 from tapkit.train import progress
+from tapkit.train import rng_lowering
 from tapkit.train import step as step_lib
 from tapkit.train import writers as writers_lib
 from tapkit.train.state import TrainState
@@ -163,7 +164,7 @@ def compile_step(config: ml_collections.ConfigDict, method: Method, tx,
 
 
 def _check_finite_params(state: TrainState) -> None:
-  if not bool(jax.jit(optim.all_finite)(state.params)):
+  if not optim.all_finite_on_host(state.params):
     raise NonFiniteError('Parameters are not finite; refusing to save a checkpoint.')
 
 
@@ -185,6 +186,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
   """Trains `method` for config.total_steps steps, resuming from `workdir` if possible."""
   workdir = os.fspath(workdir)
   os.makedirs(workdir, exist_ok=True)
+  rng_lowering.use_straight_line_threefry_on_cpu()  # faster compiles, the same random bits
   # Built first, so that a wrong `config.evals` entry fails before any work.
   eval_hooks = [*method.eval_hooks, *evaluators_lib.build_hooks(config, workdir)]
   mesh = mesh_lib.make_mesh(config.mesh)

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 FROZEN = 'frozen'
@@ -137,3 +138,26 @@ def all_finite(tree: Any) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
             if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
   return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
+
+
+def all_finite_on_host(tree: Any) -> bool:
+  """`all_finite(tree)` as a Python bool, without compiling a program for CPU arrays.
+
+  Leaves held whole on CPU devices are read as numpy views (no copy, nothing to compile: a
+  jitted check costs a compilation of 0.5-1.5 s per parameter tree); any other leaf (an
+  accelerator's, or one sharded over hosts) is checked by the jitted `all_finite`.
+  """
+  on_device = []
+  for x in jax.tree.leaves(tree):
+    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact):
+      continue
+    if (isinstance(x, jax.Array) and x.is_fully_addressable
+        and all(d.platform == 'cpu' for d in x.devices())) or not isinstance(x, jax.Array):
+      if not np.isfinite(np.asarray(x)).all():
+        return False
+    else:
+      on_device.append(x)
+  return bool(_all_finite_jit(on_device)) if on_device else True
+
+
+_all_finite_jit = jax.jit(all_finite)

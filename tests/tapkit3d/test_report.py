@@ -209,3 +209,21 @@ def test_note_sentences_are_conditional_on_the_numbers(tmp_path):
   assert 'stays at ln 2 = 0.6931 over all 3 logged steps' in trajan3d_demo.certainty_note(metrics)
   metrics.write_text('{"step": 1, "train/loss_certainty": 0.5}\n')
   assert trajan3d_demo.certainty_note(metrics) == ''
+
+
+def test_dpov_figures_come_from_the_stage_and_match_a_recomputation(finished):
+  """The dpov stage saves what its figures show; the report only draws it."""
+  workdir, _ = finished
+  with np.load(workdir / 'dpov' / dpov_demo.FIGURE_DATA) as f:
+    saved = dict(f)
+  assert set(saved) == {'frames', 'queries', 'targets', 'valid', 'threshold_px', 'start',
+                        'fine-tuned', 'pred_start', 'pred_fine-tuned'}
+  frames = saved['frames']
+  assert frames.shape[0] == 2 and frames.shape[-1] == 3
+  assert saved['start'].shape == saved['fine-tuned'].shape
+  assert saved['start'].shape[0] == 2 and saved['start'].ndim == 4
+  points = saved['queries'].shape[0]
+  assert points > 0 and saved['pred_start'].shape == (points, 2)
+  fresh = dpov_demo.figure_data(workdir / 'dpov')
+  for key, value in saved.items():
+    np.testing.assert_allclose(fresh[key], value, rtol=1e-5, atol=1e-5, err_msg=key)

@@ -87,3 +87,11 @@ def test_path_str_of_flax_tree():
 def test_all_finite():
   assert bool(optim.all_finite({'a': jnp.ones(3), 'i': jnp.arange(2)}))
   assert not bool(optim.all_finite({'a': jnp.array([1.0, jnp.inf])}))
+
+
+def test_all_finite_on_host():
+  assert optim.all_finite_on_host({'a': jnp.ones(3), 'i': jnp.arange(2), 'n': np.ones(2)})
+  assert optim.all_finite_on_host({})
+  assert not optim.all_finite_on_host({'a': jnp.array([1.0, jnp.nan])})
+  assert not optim.all_finite_on_host({'b': jnp.array([jnp.inf], jnp.bfloat16)})
+  assert not optim.all_finite_on_host([np.array([-np.inf], np.float32)])
