@@ -18,6 +18,7 @@ Pieces:
 * `sample_neighbourhoods`: the model's fast path: the P × P neighbourhood of every point on a
   chosen frame, from one (P + 1)² integer patch per point (all taps share the fractional part).
 * `posenc`, `time_embedding_table`, `interpolate_time_embedding`.
+* `resize_align_corners`: the CNN's bilinear stage resize as two-tap gathers.
 * Flax modules: `BasicEncoder` (feature CNN), `Mlp` (the correlation MLP uses exact GELU, the
   transformer MLPs the tanh approximation), `Attention`, `AttnBlock`, `CrossAttnBlock`,
   `EfficientUpdateFormer`.
