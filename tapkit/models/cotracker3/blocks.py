@@ -18,6 +18,7 @@ Pieces:
 * `sample_neighbourhoods`: the model's fast path: the P × P neighbourhood of every point on a
   chosen frame, from one (P + 1)² integer patch per point (all taps share the fractional part).
 * `posenc`, `time_embedding_table`, `interpolate_time_embedding`.
+* `resize_align_corners`: the CNN's bilinear stage resize as two-tap gathers.
 * Flax modules: `BasicEncoder` (feature CNN), `Mlp` (the correlation MLP uses exact GELU, the
   transformer MLPs the tanh approximation), `Attention`, `AttnBlock`, `CrossAttnBlock`,
   `EfficientUpdateFormer`.
@@ -299,12 +300,35 @@ class BasicEncoder(nn.Module):
       x = ResidualBlock(dim, stride, name=f'layer{i + 1}_0')(x)
       x = ResidualBlock(dim, 1, name=f'layer{i + 1}_1')(x)
       stages.append(x)
-    resized = [s if s.shape[1:3] == out_hw else
-               sampling.resize(s, out_hw, 'bilinear', align_corners=True) for s in stages]
+    resized = [s if s.shape[1:3] == out_hw else resize_align_corners(s, out_hw) for s in stages]
     x = _conv(256, 3, name='conv2')(jnp.concatenate(resized, axis=-1))
     x = nn.relu(instance_norm(x))
     x = nn.Conv(self.output_dim, (1, 1), padding='VALID', precision=HIGHEST, name='conv3')(x)
     return (x, stages) if return_stages else x
+
+
+def _lerp_axis(x: Array, out_size: int, axis: int) -> Array:
+  """Two-tap linear resampling of one axis, first and last sample centres aligned."""
+  in_size = x.shape[axis]
+  src = sampling.source_coords(in_size, out_size, align_corners=True)
+  i0 = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
+  i1 = np.minimum(i0 + 1, in_size - 1)
+  t = src - i0
+  shape = [1] * x.ndim
+  shape[axis] = out_size
+  w0 = jnp.asarray((1.0 - t).reshape(shape), x.dtype)
+  w1 = jnp.asarray(t.reshape(shape), x.dtype)
+  return jnp.take(x, i0, axis=axis) * w0 + jnp.take(x, i1, axis=axis) * w1
+
+
+def resize_align_corners(x: Array, out_hw: tuple[int, int]) -> Array:
+  """Bilinear resize (align-corners) of [N, H, W, C] maps to out_hw, as two-tap gathers.
+
+  The same map as `sampling.resize(x, out_hw, 'bilinear', align_corners=True)` (equal to
+  float32 rounding): each output reads two rows, then two columns, instead of a product with
+  the mostly-zero interpolation matrices (whose operand transposes cost more on CPU).
+  """
+  return _lerp_axis(_lerp_axis(x, out_hw[0], 1), out_hw[1], 2)
 
 
 def l2_normalize_features(x: Array) -> Array:

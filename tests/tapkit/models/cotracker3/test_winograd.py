@@ -61,3 +61,19 @@ def test_rejects_bad_shapes():
     winograd.conv3x3(jnp.zeros((1, 4, 4, 3)), jnp.zeros((3, 3, 2, 5)))
   with pytest.raises(ValueError, match='x must be'):
     winograd.conv3x3(jnp.zeros((4, 4, 3)), jnp.zeros((3, 3, 3, 5)))
+
+
+@pytest.mark.parametrize('h, w', [(32, 34), (31, 33)])
+def test_separate_and_batched_products_agree(h, w, monkeypatch):
+  """Above `SEPARATE_PRODUCTS_MIN_TILES` tiles the 16 products run one by one; the values equal
+  the batched product's exactly (the same products and sums) and the direct convolution's."""
+  rng = np.random.default_rng(h + w)
+  x = jnp.asarray(rng.standard_normal((1, h, w, 24)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((3, 3, 24, 16)) / np.sqrt(9 * 24), jnp.float32)
+  bias = jnp.asarray(rng.standard_normal(16), jnp.float32)
+  assert 16 * 17 >= winograd.SEPARATE_PRODUCTS_MIN_TILES
+  separate = np.asarray(winograd.conv3x3(x, kernel, bias))
+  monkeypatch.setattr(winograd, 'SEPARATE_PRODUCTS_MIN_TILES', 10 ** 9)
+  batched = np.asarray(winograd.conv3x3(x, kernel, bias))
+  np.testing.assert_array_equal(separate, batched)
+  np.testing.assert_allclose(separate, _direct(x, kernel, bias), atol=1e-5, rtol=0)
