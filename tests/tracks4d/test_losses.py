@@ -155,10 +155,12 @@ def test_padded_frames_change_no_loss_term(golden_params):
   visible = np.swapaxes(vis[:, :, 0], 1, 2)  # [1, F, N]
   visible_padded = np.concatenate([visible, np.ones((1, pad_to - f, n), bool)], 1) & fmask[..., None]
   net = model_lib.TracksTo4D()
-  ref = net.apply({'params': golden_params}, jnp.asarray(tracks))
-  out = net.apply({'params': golden_params}, jnp.asarray(padded), None, jnp.asarray(fmask))
-  want = losses.loss_terms(ref, jnp.asarray(tracks), jnp.asarray(visible))
-  got = losses.loss_terms(out, jnp.asarray(padded), jnp.asarray(visible_padded))
+  # Jitted, as training runs them (op by op the two forwards cost twice as much).
+  apply, loss_terms = jax.jit(net.apply), jax.jit(losses.loss_terms)
+  ref = apply({'params': golden_params}, jnp.asarray(tracks))
+  out = apply({'params': golden_params}, jnp.asarray(padded), None, jnp.asarray(fmask))
+  want = loss_terms(ref, jnp.asarray(tracks), jnp.asarray(visible))
+  got = loss_terms(out, jnp.asarray(padded), jnp.asarray(visible_padded))
   for name in want:
     np.testing.assert_allclose(float(got[name]), float(want[name]), rtol=1e-4, err_msg=name)
   np.testing.assert_allclose(
