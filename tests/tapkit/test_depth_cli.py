@@ -8,6 +8,18 @@ import pytest
 from tapkit import cli
 from tapkit import depth as depth_cli
 from tapkit.io import read_npz, write_npz
+from tapkit.train import compile_cache
+
+# The CLI runs here compile the same 32-frame window program and the same random
+# initialisation; JAX's persistent compilation cache (bit-identical programs) lets the file
+# compile each once, so its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group('depth_cli')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _compile_once(tmp_path_factory):
+  with compile_cache.compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    yield
 
 
 @pytest.fixture(scope='module')

@@ -46,7 +46,8 @@ def _spa3d_step(dtype):
   batch = {'inputs': inputs,
            'target_points': jnp.asarray(rng.normal(size=(4, 3, 6, 3)), jnp.float32),
            'target_visible': jnp.asarray(rng.random((4, 3, 6, 1)) < 0.7, jnp.float32)}
-  params = model.init(jax.random.PRNGKey(0), jax.tree.map(lambda x: x[:1], inputs))['params']
+  params = jax.jit(model.init)(jax.random.PRNGKey(0),
+                               jax.tree.map(lambda x: x[:1], inputs))['params']
 
   def sums(p, b, rng, state):
     del rng, state

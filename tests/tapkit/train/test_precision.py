@@ -2,7 +2,15 @@
 
 `config.remat` must not change results (loss and gradients to 1e-6 on tiny
 models); bfloat16 compute keeps float32 parameters and float32 outputs.
+
+The models are the smallest with every layer type of their method (one layer per
+transformer stack). Compilation dominates the run time: parameters are initialised as
+one jitted program, and the float32 `remat='none'` gradient step, which both tests use,
+is compiled once per model (`_float32_reference`; each model's cases run on one xdist
+worker).
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +30,13 @@ def _trajan(remat='none', dtype=jnp.float32):
       '3dspa_nofeat', num_output_frames=6, num_latent_tokens=4, num_frequencies=2,
       latent_token_dim=8, track_token_dim=16, encoder_latent_dim=16, decoder_num_channels=136,
       num_heads=2, qkv_size=16, input_track_layers=1, input_track_mlp=16,
-      tracks_to_latents_layers=2, tracks_to_latents_mlp=16, decompress_layers=1,
+      tracks_to_latents_layers=1, tracks_to_latents_mlp=16, decompress_layers=1,
       decompress_mlp=16, readout_layers=1, readout_mlp=16, remat=remat, dtype=dtype)
   inputs = trajan_model.example_inputs(model, batch_size=2, num_tracks=5, num_frames=6,
                                        num_queries=3)
   inputs['support_tracks'] = jax.random.normal(jax.random.PRNGKey(3),
                                                inputs['support_tracks'].shape)
-  params = model.init(jax.random.PRNGKey(0), inputs)['params']
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs)['params']
 
   def loss(p):
     out = model.apply({'params': p}, inputs)
@@ -37,13 +45,13 @@ def _trajan(remat='none', dtype=jnp.float32):
 
 
 def _tracks4d(remat='none', dtype=jnp.float32):
-  net = t4d_task.build_model({'width': 16, 'num_layers': 2, 'num_heads': 2, 'head_dim': 8,
+  net = t4d_task.build_model({'width': 16, 'num_layers': 1, 'num_heads': 2, 'head_dim': 8,
                               'mlp_dim': 32, 'num_bases': 4, 'camera_kernel_size': 3},
                              dtype=dtype, remat=remat)
   rng = np.random.default_rng(0)
   tracks = np.concatenate([rng.uniform(-0.5, 0.5, (1, 7, 2, 8)), np.ones((1, 7, 1, 8))],
                           2).astype(np.float32)
-  params = net.init(jax.random.PRNGKey(0), tracks)['params']
+  params = jax.jit(net.init)(jax.random.PRNGKey(0), tracks)['params']
 
   def loss(p):
     out = net.apply({'params': p}, tracks)
@@ -54,7 +62,7 @@ def _tracks4d(remat='none', dtype=jnp.float32):
 def _vit(remat='none', dtype=jnp.float32):
   module = bb.VisionTransformer(bb.get_config('smoke'), remat=remat, dtype=dtype)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 56, 56, 3))
-  params = module.init(jax.random.PRNGKey(0), images)['params']
+  params = jax.jit(module.init)(jax.random.PRNGKey(0), images)['params']
 
   def loss(p):
     tokens = module.apply({'params': p}, images)
@@ -71,11 +79,24 @@ MODELS = {'trajan3d': _trajan, 'tracks4d': _tracks4d, 'vit': _vit}
 _GRAD_ATOL = {'trajan3d': 1e-6, 'tracks4d': 1e-6, 'vit': 5e-6}
 
 
-@pytest.mark.parametrize('name', sorted(MODELS))
+# Each model's remat and bfloat16 cases share `_float32_reference`: one xdist worker each.
+_NAMES = [pytest.param(name, marks=pytest.mark.xdist_group(f'precision_{name}'))
+          for name in sorted(MODELS)]
+
+
+@functools.cache
+def _float32_reference(name):
+  """(params, (loss, output), gradients) of the float32 model without remat, compiled once."""
+  params, loss = MODELS[name]('none', jnp.float32)
+  return (params, *jax.jit(jax.value_and_grad(loss, has_aux=True))(params))
+
+
+@pytest.mark.parametrize('name', _NAMES)
 def test_remat_does_not_change_loss_or_gradients(name):
   build = MODELS[name]
-  results = {}
-  for remat in REMATS:
+  _, (ref_value, _), ref_grads = _float32_reference(name)
+  results = {'none': (float(ref_value), jax.tree.map(np.asarray, ref_grads))}
+  for remat in REMATS[1:]:
     params, loss = build(remat)
     (value, _), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     results[remat] = (float(value), jax.tree.map(np.asarray, grads))
@@ -88,17 +109,16 @@ def test_remat_does_not_change_loss_or_gradients(name):
       np.testing.assert_allclose(a, b, rtol=1e-6, atol=_GRAD_ATOL[name])
 
 
-@pytest.mark.parametrize('name', sorted(MODELS))
+@pytest.mark.parametrize('name', _NAMES)
 def test_bfloat16_compute_keeps_float32_params_and_outputs(name):
   build = MODELS[name]
-  params32, loss32 = build('none', jnp.float32)
+  params32, (v32, out32), _ = _float32_reference(name)
   params16, loss16 = build('block', jnp.bfloat16)
   # Same float32 parameters whatever the compute dtype.
   for a, b in zip(jax.tree.leaves(params32), jax.tree.leaves(params16)):
     assert a.dtype == b.dtype == jnp.float32
     np.testing.assert_array_equal(a, b)
   # Compiled as one program, as a training step is (op-by-op dispatch costs more CPU).
-  (v32, out32), g32 = jax.jit(jax.value_and_grad(loss32, has_aux=True))(params32)
   (v16, out16), g16 = jax.jit(jax.value_and_grad(loss16, has_aux=True))(params32)
   assert out16.dtype == jnp.float32 and v16.dtype == jnp.float32
   assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(g16))

@@ -51,8 +51,10 @@ def test_traced_time_embedding_equals_the_static_one():
     blocks.interpolate_time_embedding_traced(table, 3, 4096)
 
 
+# Frames and queries both padded (one case: every padding takes the same masked path; the
+# bucketed predictor test below pads 13 -> 16 frames and 45 -> 48 queries).
 @pytest.mark.parametrize('num_frames,padded_frames,num_queries,padded_queries',
-                         [(8, 16, 9, 16), (13, 16, 5, 8)])
+                         [(8, 16, 9, 16)])
 def test_padded_offline_forward_equals_unpadded(params, num_frames, padded_frames, num_queries,
                                                 padded_queries):
   video, queries = _inputs(num_frames, num_queries, seed=num_frames)
