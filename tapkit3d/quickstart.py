@@ -27,10 +27,10 @@ chosen stages. --fast (or TAPKIT_QUICKSTART_FAST=1) shrinks data and steps to a 
 (compilation is then most of the time): the numbers are meaningless, the plumbing is what it
 checks.
 
-On a machine with 2 or more cores (--jobs 3, the default there) the dpov and tracks4d stages
-each run in a process of their own beside data and trajan3d (their output in
-<workdir>/<stage>/quickstart.log; --jobs 2 keeps only dpov apart); each process computes what it
-computes alone, so the numbers equal those of --jobs 1. Compiled
+On a machine with 2 or more cores (--jobs 2, the default there) the dpov stage runs in a process
+of its own beside data, trajan3d and tracks4d (its output in <workdir>/dpov/quickstart.log;
+--jobs 3 runs tracks4d in a third one); each process computes what it computes alone, so the
+numbers equal those of --jobs 1. Compiled
 programs are kept in JAX's persistent compilation cache under <workdir>/.jax_cache and reused
 by later stages and reruns.
 
@@ -350,9 +350,10 @@ def stage_report(workdir: pathlib.Path, progress: Progress) -> dict[str, Any]:
 # ----------------------------------------------------------------- processes of their own
 
 # The stages that run in processes of their own while the others run in this one: with
-# --jobs N the first N - 1 of them. Neither reads another stage's output. On 2 cores three
-# processes keep both cores busy until the end: with two, the second process finished a
-# third of the way through the --fast job and one core idled from there on.
+# --jobs N the first N - 1 of them. Neither reads another stage's output. On 2 cores the
+# default is 2 processes: dpov alone takes about as long as data + trajan3d + tracks4d, and a
+# third process measured no faster (--fast on the idle 2-core machine: 99-102 s with 3,
+# 90-109 s with 2, the same CPU seconds).
 PARALLEL_STAGES = ('dpov', 'tracks4d')
 _REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 
@@ -412,8 +413,8 @@ def _needs_run(workdir: pathlib.Path, stage: str, force: bool) -> bool:
 
 
 def default_jobs() -> int:
-  """3 (this process and one per PARALLEL_STAGES) with at least 2 CPU cores, else 1."""
-  return 1 + len(PARALLEL_STAGES) if (os.cpu_count() or 1) >= 2 else 1
+  """2 (this process and one for dpov) with at least 2 CPU cores, else 1."""
+  return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 # --------------------------------------------------------------------------- main
@@ -508,8 +509,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--jobs', type=int, default=default_jobs(),
                       help='processes: N runs the first N-1 of the stages '
                       f'{", ".join(PARALLEL_STAGES)} in processes of their own beside the '
-                      f'others (default: {1 + len(PARALLEL_STAGES)} on a machine with 2 or '
-                      'more cores, else 1); the results are the same')
+                      'others (default: 2 on a machine with 2 or more cores, else 1); the '
+                      'results are the same')
   return parser.parse_args(argv)
 
 
