@@ -425,8 +425,9 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
   """Runs `stages` in order (skipping finished ones unless `force`); returns their results.
 
   With `jobs` >= 2 the first `jobs` - 1 of PARALLEL_STAGES run in processes of their own
-  (`StageProcess`) while the other stages run here; the report waits for all of them. Each process computes exactly what it
-  computes alone, so the results are those of a sequential run.
+  (`StageProcess`) while the other stages run here; the report waits for all of them. Each
+  process computes exactly what it computes alone, so the results are those of a sequential
+  run.
   """
   unknown = [s for s in stages if s not in STAGES]
   if unknown:
@@ -442,8 +443,7 @@ def run(workdir: str | os.PathLike, stages: Sequence[str] = STAGES, *, fast: boo
               'report': 'report.html / report.md'}
   to_run = [s for s in ordered if _needs_run(workdir, s, force)]
   results, background = {}, {}
-  from tapkit.train import compile_cache, rng_lowering  # pylint: disable=g-import-not-at-top
-  rng_lowering.use_straight_line_threefry_on_cpu()  # faster compiles, the same random bits
+  from tapkit.train import compile_cache  # pylint: disable=g-import-not-at-top
   with compile_cache.compilation_cache(workdir / COMPILE_CACHE):
     progress.meter.start()
     try:

@@ -18,7 +18,7 @@ from 13.68834 to 13.68856 px. A run is still deterministic, since every step is 
 same way.
 
 `use_straight_line_threefry_on_cpu()` switches the CPU lowering for the process (idempotent);
-the training engine, the quickstart and the test suite call it. `restore_default()` undoes it.
+the training engine (`loop.train`) and the test suite call it. `restore_default()` undoes it.
 """
 
 from __future__ import annotations
