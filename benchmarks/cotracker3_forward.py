@@ -27,7 +27,7 @@ peak.
 Usage (from the repository root):
   python -m benchmarks.cotracker3_forward --official_repo ~/co-tracker \
       [--sizes 8x64x96,16x192x256] [--queries 64] [--iters 4] [--repeats 2] \
-      [--memory_queries 16,64,256,1024] [--memory_iters 6]
+      [--memory_queries 16,64,256,1024,4096] [--memory_iters 6]
 """
 
 from __future__ import annotations
@@ -137,15 +137,19 @@ class MemoryProbe:
     self.model = model_fn
     self.model_resolution = model_fn.model_resolution
     self.calls = []  # (queries per call, temp bytes)
+    self._temp_bytes = {}  # (video shape, queries shape) -> temp bytes: one compile per shape
 
   def __call__(self, video, queries, num_frames=None, num_queries=None):
     m = self.model
-    compiled = model_lib.offline_forward.lower(
-        m.params, video, queries, iters=m.iters, window_len=m.window_len,
-        model_resolution=tuple(m.model_resolution)).compile()
-    analysis = compiled.memory_analysis()
-    temp = getattr(analysis, 'temp_size_in_bytes', None) if analysis is not None else None
-    self.calls.append((queries.shape[1], float('nan') if temp is None else temp))
+    key = (video.shape, queries.shape)
+    if key not in self._temp_bytes:
+      compiled = model_lib.offline_forward.lower(
+          m.params, video, queries, iters=m.iters, window_len=m.window_len,
+          model_resolution=tuple(m.model_resolution)).compile()
+      analysis = compiled.memory_analysis()
+      temp = getattr(analysis, 'temp_size_in_bytes', None) if analysis is not None else None
+      self._temp_bytes[key] = float('nan') if temp is None else temp
+    self.calls.append((queries.shape[1], self._temp_bytes[key]))
     b, t, n = video.shape[0], video.shape[1], queries.shape[1]
     return np.zeros((b, t, n, 2), np.float32), np.zeros((b, t, n), np.float32), np.zeros(
         (b, t, n), np.float32)
@@ -158,7 +162,7 @@ def main(argv=None) -> None:
   ap.add_argument('--queries', type=int, default=64)
   ap.add_argument('--iters', type=int, default=4)
   ap.add_argument('--repeats', type=int, default=3)
-  ap.add_argument('--memory_queries', default='16,64,256,1024')
+  ap.add_argument('--memory_queries', default='16,64,256,1024,4096')
   ap.add_argument('--memory_iters', type=int, default=6)
   args = ap.parse_args(argv)
   sizes = [tuple(int(v) for v in s.split('x')) for s in args.sizes.split(',')]
@@ -236,13 +240,16 @@ def main(argv=None) -> None:
   t, h, w = sizes[-1]
   mem_rows = []
   model_fn = pred.make_model_fn(params, iters=args.memory_iters)
+  probe = MemoryProbe(model_fn)  # shared: calls of one shape are compiled once
   for n in (int(v) for v in args.memory_queries.split(',')):
     video, queries = make_inputs(t, h, w, n)
     frames = np.transpose(video[0], (0, 2, 3, 1))  # [T, H, W, 3] float 0..255
-    probe = MemoryProbe(model_fn)
+    probe.calls = []
     pred.predict_offline(probe, frames, queries=queries[0], interp_shape=(h, w))
+    sizes_per_call = [c[0] for c in probe.calls]
+    calls = ', '.join(f'{sizes_per_call.count(q)} × {q}' for q in dict.fromkeys(sizes_per_call))
     mem_rows.append({'queries N': n, 'video T×H×W': f'{t}×{h}×{w}',
-                     'network calls (queries each)': ', '.join(str(c[0]) for c in probe.calls),
+                     'network calls × queries each': calls,
                      'peak temp MiB': max(c[1] for c in probe.calls) / 2 ** 20})
   print(tables.markdown_table(mem_rows))
 
