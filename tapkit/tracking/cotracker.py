@@ -110,8 +110,9 @@ class CoTrackerTracker:
     interp_shape: (height, width) model resolution in pixels.
     window_len: model window length (frames); None = the model's default (60 offline,
       16 online).
-    query_chunk: track at most this many queries per model call (bounded memory; None
-      = the predictor's default, 1024; 0 = all at once). Offline only.
+    query_chunk: track at most this many queries per model call (bounded memory; None =
+      `predictor.BOUNDED_QUERY_CHUNK`, 1024; 0 = all at once, as the official predictor,
+      whose estimates then match exactly for any number of queries). Offline only.
     shard_queries: split the offline network's queries over the local devices (module
       docstring); False runs on the default device only.
     iters: refinement iterations per window (the official predictors' 6).
@@ -204,7 +205,9 @@ class CoTrackerTracker:
       tracks, visible = self._predictor.predict_offline(
           self._model_fn(), frames, queries=batch_queries, grid_size=grid,
           grid_query_frame=grid_query_frame, backward_tracking=backward,
-          interp_shape=self.interp_shape, query_chunk=self.query_chunk)
+          interp_shape=self.interp_shape,
+          query_chunk=(self._predictor.BOUNDED_QUERY_CHUNK if self.query_chunk is None
+                       else self.query_chunk))
     return _result(tracks, visible, queries, grid_size, grid_query_frame, frames.shape[1:3],
                    self.interp_shape)
 

@@ -43,7 +43,10 @@ virtual tracks, so it is compiled once per (T, N). With `bucket=True` the predic
 N up to `bucket_size` (8, 16, 24, 32, 48, 64, 96, 128, ...: at most 50 % padding) and passes
 the true sizes, which the network masks exactly (`model.offline_forward`'s `num_frames` /
 `num_queries`): the same estimates, one compilation per bucket pair instead of one per
-(T, N). `query_chunk` bounds the queries per call (default 1024: memory stays bounded). The streaming network always sees windows
+(T, N). By default a query set is one call, as in the official predictor (exact); `query_chunk`
+bounds the queries per call instead (bounded memory; `tapkit.track` uses
+`BOUNDED_QUERY_CHUNK` = 1024), at the price of slightly different estimates for larger query
+sets, because a call's queries no longer see each other. The streaming network always sees windows
 of `window_len` frames (a short chunk is padded by repeating its last frame, which the original
 does too), so it compiles once per N for videos of any length, and `predict_online` holds only
 the last window of frames.
@@ -76,12 +79,16 @@ OFFLINE_VISIBILITY_THRESHOLD = 0.9
 ONLINE_VISIBILITY_THRESHOLD = 0.6
 DENSE_GRID_SIZE = 80
 RESIZE_FRAME_CHUNK = 16
-# Queries per offline network call by default (`query_chunk=None`). Within a call the network
-# computes its correlations in blocks of queries (`model.CORR_QUERY_CHUNK`), so a call's peak
-# memory is that of the feature CNN up to a few hundred queries and then grows only with the
-# transformer's tokens; splitting larger query sets into calls of this size keeps it bounded.
-# Sparse uses up to a 32 × 32 grid (1024 queries) stay one call, as in the official predictor.
-DEFAULT_QUERY_CHUNK = 1024
+# Queries per offline network call for bounded memory (`query_chunk=BOUNDED_QUERY_CHUNK`; the
+# `track` command's default). Within a call the network computes its correlations in blocks of
+# queries (`model.CORR_QUERY_CHUNK`), so a call's peak memory is that of the feature CNN up to a
+# few hundred queries and then grows only with the transformer's tokens; splitting larger query
+# sets into calls of this size keeps it bounded. Sparse uses up to a 32 × 32 grid (1024 queries)
+# stay one call either way. The predictors' default (`query_chunk=None`) is one call per query
+# set, as in the official predictor: its queries exchange information through the virtual
+# tracks, so only one call reproduces the official estimates for larger sets (calls of 1024
+# moved a 40 × 40 grid's tracks by up to 0.03 px in a check with random weights).
+BOUNDED_QUERY_CHUNK = 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -314,10 +321,11 @@ def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarra
     add_support_grid: append the 6×6 support grid (context only; removed from the outputs).
     backward_tracking: also track backwards in time from each query frame.
     query_chunk: at most this many queries per network call (each call gets its own support
-      grid), so memory does not grow with N; None = DEFAULT_QUERY_CHUNK, 0 = all in one call. With a network whose output for a query
-      depends on that query alone this equals one call; CoTracker3's transformer lets the
-      queries of one call exchange information (through its virtual tracks), so chunks of
-      different composition give slightly different estimates, like the official dense passes.
+      grid), so memory does not grow with N (e.g. BOUNDED_QUERY_CHUNK); None or 0 = all in
+      one call, as the official predictor does. With a network whose output for a query
+      depends on that query alone both are equal; CoTracker3's transformer lets the queries of
+      one call exchange information (through its virtual tracks), so chunks give slightly
+      different estimates than one call (the official dense mode's passes differ likewise).
     bucket: pad the network inputs to `bucket_size` frames and queries (same results, one
       compilation per bucket; `model_fn` must accept num_frames / num_queries).
 
@@ -330,7 +338,7 @@ def track_model_queries(model_fn: ModelFn, video: np.ndarray, queries: np.ndarra
     raise ValueError(f'query frames must lie in [0, {num_frames}), got '
                      f'[{queries[:, 0].min()}, {queries[:, 0].max()}]')
   support = query_lib.support_points(video.shape[-2:]) if add_support_grid else None
-  chunk = DEFAULT_QUERY_CHUNK if query_chunk is None else int(query_chunk)
+  chunk = 0 if query_chunk is None else int(query_chunk)
   if chunk < 0:
     raise ValueError(f'query_chunk must be non-negative, got {query_chunk}')
   chunk = chunk or max(len(queries), 1)
@@ -367,8 +375,9 @@ def predict_offline(model_fn: ModelFn, video: Array, *, queries: Array | None = 
       one (`make_model_fn`), else 384 × 512.
     add_support_grid: append the 6×6 support grid; None = the official choice (explicit
       queries or a masked grid: yes; a plain grid or dense tracking: no).
-    query_chunk: at most this many queries per network call; None = DEFAULT_QUERY_CHUNK (1024),
-      0 = one call (see `track_model_queries`).
+    query_chunk: at most this many queries per network call (bounded memory, e.g.
+      BOUNDED_QUERY_CHUNK); None or 0 = one call per query set (dense: per pass), as the
+      official predictor (see `track_model_queries`).
     dense_grid_size: lattice points along the width in dense tracking (step W // this).
     bucket: pad frames and queries of every network call to `bucket_size` and pass the true
       sizes (see `track_model_queries`): videos of different lengths share compilations.

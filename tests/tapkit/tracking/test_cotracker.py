@@ -50,7 +50,7 @@ def fakes(monkeypatch):
   ct3 = types.SimpleNamespace(offline_forward=offline_forward, OnlineSession=Session,
                               load_checkpoint=lambda path: {'w': np.float32(len(path))})
   predictor = types.SimpleNamespace(predict_offline=predict_offline,
-                                    predict_online=predict_online)
+                                    predict_online=predict_online, BOUNDED_QUERY_CHUNK=1024)
   monkeypatch.setattr(cotracker, '_cotracker_modules', lambda: (ct3, predictor))
   return calls
 
@@ -75,6 +75,8 @@ def test_grid_queries_are_scaled_from_model_pixels(fakes, texture):
   tracker = tracking.make_tracker('cotracker3', 'w.pth', interp_shape=(32, 48))
   result = tracker.track(texture, grid_size=3, grid_query_frame=2)
   assert fakes['offline']['grid_size'] == 3 and fakes['offline']['queries'] is None
+  # The tracker bounds memory by default (calls of at most 1024 queries).
+  assert fakes['offline']['query_chunk'] == 1024
   expected = tracking.grid_queries(32, 48, 3, 2)
   expected[:, 1:] *= [(80 - 1) / (48 - 1), (64 - 1) / (32 - 1)]
   np.testing.assert_allclose(result.queries, expected, rtol=1e-6)

@@ -222,21 +222,23 @@ def test_query_chunk_equals_one_pass():
   assert 0 < v1.sum() < v1.size
 
 
-def test_default_query_chunk_and_one_call(monkeypatch):
-  """query_chunk=None splits by DEFAULT_QUERY_CHUNK; 0 tracks all queries in one call."""
+def test_default_is_one_call_and_bounded_chunk():
+  """query_chunk=None (the official predictor's one call) = 0; a positive chunk splits."""
   video = _random_video(5, 20, 30)
   rng = np.random.default_rng(2)
   queries = np.stack([rng.integers(0, 5, 11), rng.uniform(0, 29, 11), rng.uniform(0, 19, 11)],
                      axis=1).astype(np.float32)
-  monkeypatch.setattr(pred, 'DEFAULT_QUERY_CHUNK', 5)
-  default, whole = IndependentModel(), IndependentModel()
+  default, whole, bounded = IndependentModel(), IndependentModel(), IndependentModel()
   kw = dict(queries=queries, interp_shape=(32, 48))
-  t5, v5 = pred.predict_offline(default, video, **kw)
+  t_default, v_default = pred.predict_offline(default, video, **kw)
   t1, v1 = pred.predict_offline(whole, video, query_chunk=0, **kw)
-  assert default.shapes == [(1, 41, 3)] * 2 + [(1, 37, 3)]
-  assert whole.shapes == [(1, 47, 3)]
-  np.testing.assert_array_equal(t5, t1)
-  np.testing.assert_array_equal(v5, v1)
+  t5, v5 = pred.predict_offline(bounded, video, query_chunk=5, **kw)
+  assert default.shapes == whole.shapes == [(1, 47, 3)]
+  assert bounded.shapes == [(1, 41, 3)] * 2 + [(1, 37, 3)]
+  for tracks, visible in ((t_default, v_default), (t5, v5)):
+    np.testing.assert_array_equal(tracks, t1)
+    np.testing.assert_array_equal(visible, v1)
+  assert pred.BOUNDED_QUERY_CHUNK == 1024
 
 
 def test_query_frame_overwrite_and_fractional_backward():
