@@ -25,6 +25,7 @@ from tapkit.data import geometry, synthetic, tracks4d_format
 from tapkit.io import npz as npz_io
 from tapkit.train import config as config_lib
 from tapkit.train import launch
+from tapkit.train import precision
 from tapkit.tracking import evaluate as track_eval
 from tracks4d import from_video, infer, task
 
@@ -102,10 +103,11 @@ def run(workdir: pathlib.Path, sizes: Sizes, *, fast: bool, log: Callable[[str],
 
   log(f'inference on {len(eval_paths)} held-out scenes: untrained model')
   trained = infer.load_model(str(workdir))
-  first = task.eval_samples(eval_paths[:1], int(config.evals.eval.max_frames),
-                            int(config.evals.eval.max_points))[0]
-  init_params = jax.jit(trained.net.init)(jax.random.PRNGKey(1),
-                                          first['tracks'][None])['params']
+  # Initialised by the program that initialised the training run (the net as training built
+  # it, equal to trained.net): nothing to compile.
+  net = task.build_model(config.model, dtype=precision.compute_dtype(config),
+                         remat=config.remat)
+  init_params = task.init_params(net, jax.random.PRNGKey(1))
   untrained = infer.LoadedModel(trained.net, init_params, None, 'untrained')
   rows = [infer.infer_video(untrained, p, workdir / 'pred_untrained', html=False)
           for p in eval_paths]

@@ -346,6 +346,21 @@ def forward(net: model_lib.TracksTo4D, params: Any, tracks: np.ndarray
 
 _APPLY_CACHE: dict[model_lib.TracksTo4D, Any] = {}
 
+# Tracks [1, N, 3, F] the parameters are initialised on: their shapes and values do not depend
+# on N, F or the point mask (tests/tracks4d/test_task.py).
+INIT_TRACKS_SHAPE = (1, 8, 3, 8)
+# {net: jax.jit(net.init)}, so that the training run's initialisation (build_method,
+# `init_outside_jit`) and the untrained baseline of the quickstart (tracks4d.demo) share one
+# compiled program in a process.
+_INIT_CACHE: dict[model_lib.TracksTo4D, Any] = {}
+
+
+def init_params(net: model_lib.TracksTo4D, rng: jax.Array) -> Any:
+  """`net.init(rng, zero tracks INIT_TRACKS_SHAPE)['params']`, jitted once per net."""
+  if net not in _INIT_CACHE:
+    _INIT_CACHE[net] = jax.jit(net.init)
+  return _INIT_CACHE[net](rng, jnp.zeros(INIT_TRACKS_SHAPE, jnp.float32))['params']
+
 
 def _jitted_apply(net: model_lib.TracksTo4D):
   if net not in _APPLY_CACHE:
@@ -461,9 +476,8 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   loss_fn = make_loss_fn(net, phases, coeffs, float(config.schedule.loss_clamp), random_windows)
 
   def init_fn(rng: jax.Array, batch: Mapping[str, Any]):
-    params = net.init(rng, jnp.asarray(batch['fixed/tracks'][:1]),
-                      jnp.asarray(batch['fixed/point_mask'][:1]))['params']
-    return params, {'camera_init_done': jnp.zeros((), jnp.int32)}
+    del batch  # The parameters do not depend on the input's shapes (init_params).
+    return init_params(net, rng), {'camera_init_done': jnp.zeros((), jnp.int32)}
 
   transforms: list[grain.Transformation] = [
       SampleWindows(config.data.max_points, config.data.first_phase_frames,
@@ -473,4 +487,4 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
 
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn,
                      train_source=source,
-                     train_transforms=transforms, has_extra=True)
+                     train_transforms=transforms, has_extra=True, init_outside_jit=True)

@@ -124,7 +124,8 @@ def random_reconstructor(config, seed: int = 0) -> evaluators.Reconstructor:
   model = model_lib.build_model_from_config(config)
   inputs = model_lib.example_inputs(model, dino=bool(config.features.dino),
                                     depth=bool(config.features.depth))
-  params = jax.jit(model.init)(jax.random.PRNGKey(seed), inputs)['params']
+  # The jitted init of the training run (trajan3d.task): compiled once per process.
+  params = model_lib.jitted_init(model)(jax.random.PRNGKey(seed), inputs)['params']
   return evaluators.Reconstructor(model, jax.device_get(params),
                                   input_pipeline.coords_of(config), config.features,
                                   config.data.normalize)

@@ -45,6 +45,24 @@ EVAL_KEYS = ('average_jaccard', 'occlusion_accuracy', 'average_pts_within_thresh
              'mean_error')
 
 
+# {model: its jitted apply}: Reconstructors of equal models (the training-time evaluator, the
+# untrained and trained TAPVid-3D evaluations and the realism score of one quickstart run)
+# share one jitted function, so each input shape is traced and compiled once per process
+# instead of once per Reconstructor (a persistent-cache hit still traces and lowers anew).
+_APPLY_CACHE: dict[Any, Any] = {}
+
+
+def jitted_apply(model) -> Any:
+  """jax.jit of (params, inputs) -> model.apply({'params': params}, inputs), one per model."""
+  apply = lambda p, x: model.apply({'params': p}, x)
+  try:
+    if model not in _APPLY_CACHE:
+      _APPLY_CACHE[model] = jax.jit(apply)
+    return _APPLY_CACHE[model]
+  except TypeError:  # A module with an unhashable field: a function of its own.
+    return jax.jit(apply)
+
+
 class Reconstructor:
   """Jitted encode-decode of one video at a time (batch 1, batch position 0).
 
@@ -63,7 +81,7 @@ class Reconstructor:
     self.dino = bool(features_cfg.get('dino', False))
     self.depth = bool(features_cfg.get('depth', False))
     self.num_frames = int(model.num_output_frames)
-    self._apply = jax.jit(lambda p, x: model.apply({'params': p}, x))
+    self._apply = jitted_apply(model)
 
   def __call__(self, support: np.ndarray, support_visible: np.ndarray,
                query_points: np.ndarray, boundary: int,

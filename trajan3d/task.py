@@ -64,8 +64,16 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   logging.info('Training on %d clips from %s.', len(source), train_dir)
 
   def init_fn(rng: jax.Array, batch: dict[str, Any]) -> Any:
-    inputs = jax.tree.map(lambda x: jnp.asarray(x[:1]), input_pipeline.model_inputs(batch))
-    return model.init(rng, inputs)['params']
+    # The parameter shapes depend on the inputs' feature widths only (a checkpoint is
+    # checked against `example_inputs`, trajan3d.score): the init runs on example inputs
+    # with the batch's feature inputs, through the jitted init that the untrained baseline
+    # (evaluate_tapvid3d.random_reconstructor) calls on the same shapes, so that a process
+    # doing both compiles it once (engine: `init_outside_jit`).
+    inputs = model_lib.example_inputs(model)
+    for key, value in input_pipeline.model_inputs(batch).items():
+      if key not in inputs:  # dino_features / depth_features [B, S, T, D]
+        inputs[key] = jnp.zeros(inputs['support_tracks'].shape[:3] + value.shape[-1:])
+    return model_lib.jitted_init(model)(rng, inputs)['params']
 
   def micro_loss_sums(params, batch, rng, state, positions, batch_size):
     # A micro-batch's examples get the latent noise rows of their positions in the whole
@@ -88,5 +96,6 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
   loss_fn = accumulation.SumsLoss(loss_sums, combine, micro_loss_sums)
 
   return loop.Method(init_fn=init_fn, loss_fn=loss_fn, train_source=source,
-                     train_transforms=input_pipeline.train_transforms(config))
+                     train_transforms=input_pipeline.train_transforms(config),
+                     init_outside_jit=True)
 

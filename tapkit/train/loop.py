@@ -60,6 +60,13 @@ class Method:
     eval_hooks: periodic evaluations built by the method itself; the engine
       adds one per `config.evals` entry (tapkit/train/evaluators.py).
     has_extra: see init_fn / loss_fn.
+    init_outside_jit: init_fn is called as it is (with the concrete rng and batch), not
+      traced into the engine's initialisation program: for an init_fn that jits itself, so
+      that its compiled program is shared with other code of the process (3DSPA's untrained
+      baseline initialises the model with the same jitted function and input shapes, and
+      compiles nothing). A second, small program builds the optimiser state and EMA around
+      the parameters. An init_fn that works this way must also work traced (it is, for
+      the abstract state, and with several processes).
   """
 
   init_fn: Callable[[jax.Array, Any], Any]
@@ -68,6 +75,7 @@ class Method:
   train_transforms: Sequence[grain.Transformation] = ()
   eval_hooks: Sequence[EvalHook] = ()
   has_extra: bool = False
+  init_outside_jit: bool = False
 
 
 class _Preemption:
@@ -121,15 +129,25 @@ def build_state(config: ml_collections.ConfigDict, method: Method,
   tx = optim.make_optimizer(config.optimizer, abstract_params, config.total_steps)
   use_ema = config.ema.momentum is not None
 
-  def init_state(batch):
-    params, extra = init_params(batch)
+  def state_around(params, extra):
     return TrainState.create(params=params, opt_state=tx.init(params), rng=step_key,
                              extra=extra, use_ema=use_ema)
 
+  def init_state(batch):
+    return state_around(*init_params(batch))
+
   abstract = jax.eval_shape(init_state, example_batch)
   shardings = mesh_lib.tree_shardings(abstract, mesh, config.sharding.fsdp_min_size)
-  state = (jax.jit(init_state, out_shardings=shardings)(example_batch)
-           if materialize else None)
+  state = None
+  if materialize and method.init_outside_jit and jax.process_count() == 1:
+    # The method's own compiled init; its output, replicated over the mesh, goes through
+    # the program that adds the rest of the state with the FSDP shardings. (With several
+    # processes the init is traced into one program as for any method: a host's own
+    # arrays cannot be placed on another host's devices.)
+    params_extra = jax.device_put(init_params(example_batch), mesh_lib.replicated(mesh))
+    state = jax.jit(state_around, out_shardings=shardings)(*params_extra)
+  elif materialize:
+    state = jax.jit(init_state, out_shardings=shardings)(example_batch)
   abstract = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return state, abstract, tx
