@@ -214,6 +214,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument('--grid_query_frame', type=int, default=0)
   parser.add_argument('--backward', action='store_true',
                       help='also track backwards in time from each query frame')
+  parser.add_argument('--query_chunk', type=int,
+                      help='offline CoTracker3: at most this many queries per network call '
+                           '(default 1024: memory bounded in the number of points; 0 = all '
+                           'in one call, as the official predictor, whose estimates then '
+                           'match for any number of points)')
   parser.add_argument('--out', required=True, help='output folder')
   parser.add_argument('--format', default='tapvid3d', choices=sorted(FORMATS),
                       help='; '.join(f'{k}: {v.help}' for k, v in FORMATS.items()))
@@ -237,6 +242,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.tracker not in ('cotracker3', 'cotracker3_online'):
       parser.error(f'--online needs --tracker cotracker3, got --tracker {args.tracker}')
     args.tracker = 'cotracker3_online'
+  if args.query_chunk is not None:
+    if args.tracker != 'cotracker3':
+      parser.error(f'--query_chunk is for --tracker cotracker3 (offline), got --tracker '
+                   f'{args.tracker}')
+    if args.query_chunk < 0:
+      parser.error(f'--query_chunk must be >= 0, got {args.query_chunk}')
   if args.grid_size < 1:
     parser.error(f'--grid_size must be >= 1, got {args.grid_size}')
   if args.grid_query_frame < 0:
@@ -281,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     videos: list[str] = []
     for item in args.video:
       videos += video_io.list_videos(item)
-    tracker = tracking.make_tracker(args.tracker, args.checkpoint)
+    options = {} if args.query_chunk is None else {'query_chunk': args.query_chunk}
+    tracker = tracking.make_tracker(args.tracker, args.checkpoint, **options)
   except ValueError as e:
     return batch_lib.usage_error(e)
   mine = process_videos(videos, index, count)

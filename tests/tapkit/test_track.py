@@ -85,6 +85,9 @@ def test_errors_exit_2_with_one_line(videos, tmp_path):
   assert lines[0].startswith('error: --resize must be H,W (positive integers), got (7,)')
   code, lines = run('--video', os.fspath(videos), '--out', os.fspath(tmp_path), '--online')
   assert code == 2 and lines[0].startswith('error: --online needs --tracker cotracker3')
+  code, lines = run('--video', os.fspath(videos), '--out', os.fspath(tmp_path),
+                    '--query_chunk', '8')
+  assert code == 2 and lines[0].startswith('error: --query_chunk is for --tracker cotracker3')
   assert track.main(['--video', os.fspath(tmp_path / 'absent'), '--out',
                      os.fspath(tmp_path)]) == 2
 
@@ -145,3 +148,22 @@ def test_processes_split_the_videos(videos, tmp_path):
   status = track.main(['--video', os.fspath(videos), '--grid_size', '2', '--out',
                        os.fspath(tmp_path / 'p'), '--process_index', '3', '--process_count', '4'])
   assert status == 0 and os.listdir(tmp_path / 'p') == []
+
+
+def test_query_chunk_reaches_the_offline_cotracker(videos, tmp_path, monkeypatch):
+  """--query_chunk is passed to the offline CoTracker3 tracker (0 = one call per video)."""
+  made = []
+  make_tracker = track.tracking.make_tracker
+
+  def fake_make_tracker(name, checkpoint=None, **options):
+    made.append((name, checkpoint, options))
+    return make_tracker('lk')
+
+  monkeypatch.setattr(track.tracking, 'make_tracker', fake_make_tracker)
+  for chunk, want in (('0', {'query_chunk': 0}), (None, {})):
+    extra = [] if chunk is None else ['--query_chunk', chunk]
+    status = track.main(['--video', os.fspath(videos / 'texture.mp4'), '--tracker', 'cotracker3',
+                         '--checkpoint', 'w.pth', '--grid_size', '2', '--out',
+                         os.fspath(tmp_path / f'out{chunk}'), *extra])
+    assert status == 0
+    assert made[-1] == ('cotracker3', 'w.pth', want)
