@@ -10,7 +10,6 @@ import io
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from dpov_jax import demo as dpov_demo
 from tapkit.data import tapvid3d
 from tapkit.train import compile_cache
 from tapkit.viz import browser
-from tapkit3d import quickstart
 from tracks4d import demo as tracks4d_demo
 from trajan3d import demo as trajan3d_demo
 from trajan3d import score
@@ -75,17 +73,16 @@ class _Page(html.parser.HTMLParser):
 
 
 @pytest.fixture
-def quickstart_programs(finished, tmp_path):
-  """A copy of the quickstart's compilation cache, in use in this process while a test runs.
+def quickstart_programs(finished, compile_caches):
+  """The quickstart's compilation cache, in use in this process while a test runs.
 
-  The score CLI builds the trajan3d stage's model again: from the cache it gets the programs
-  the stage compiled, bit-identical executables, instead of compiling them again (measured
-  9.9 -> 6.2 CPU-s). A copy, so that the run's own cache stays as the run left it.
+  The tests that evaluate the quickstart's models again (the score CLI, the dpov figures) get
+  the programs its stages compiled, bit-identical executables, instead of compiling them
+  again. The folder itself, not a copy: JAX puts the folder's path into its cache keys (as
+  XLA's autotuning cache path in the compile options), so a copy elsewhere never hits.
   """
-  workdir, _ = finished
-  directory = tmp_path / 'jax_cache'
-  shutil.copytree(workdir / quickstart.COMPILE_CACHE, directory)
-  with compile_cache.compilation_cache(directory):
+  del finished  # The run has recorded compile_caches['quickstart'].
+  with compile_cache.compilation_cache(compile_caches['quickstart']):
     yield
 
 
@@ -230,6 +227,7 @@ def test_note_sentences_are_conditional_on_the_numbers(tmp_path):
   assert trajan3d_demo.certainty_note(metrics) == ''
 
 
+@pytest.mark.usefixtures('quickstart_programs')
 def test_dpov_figures_come_from_the_stage_and_match_a_recomputation(finished):
   """The dpov stage saves what its figures show; the report only draws it."""
   workdir, _ = finished
