@@ -32,6 +32,12 @@ def pytest_collection_modifyitems(config, items):
   a session fixture, was then made once per worker). This runs after xdist's hook and sets
   the suffix where pytest reads it; where xdist's own tag took effect it changes nothing.
   """
+  # Tests marked `after_quickstart` reuse what the quickstart's --fast run (a session fixture)
+  # left in this process, when it ran before them: they go last, so that under
+  # `--dist loadgroup` (their `xdist_group('quickstart')` puts them on the run's worker, where
+  # a group's tests run in collection order) and without xdist alike the run comes first.
+  items[:] = ([item for item in items if not item.get_closest_marker('after_quickstart')] +
+              [item for item in items if item.get_closest_marker('after_quickstart')])
   if not getattr(config.option, 'loadgroup', False):
     return
   from _pytest import nodeid  # pylint: disable=g-import-not-at-top
@@ -68,6 +74,17 @@ def missing_reference(what: str, path: pathlib.Path) -> None:
   if _in_ci():
     pytest.fail(message + ' [CI=true: missing reference data is an error]', pytrace=False)
   pytest.skip(message)
+
+
+@pytest.fixture(scope='session')
+def compile_caches() -> dict[str, pathlib.Path]:
+  """{name: JAX persistent compilation cache folder} left by this process's session fixtures.
+
+  The quickstart's --fast run (tests/tapkit3d/conftest.py) records its cache as 'quickstart'.
+  A later test that compiles the same programs can start from a copy of it: cached
+  executables are bit-identical to freshly compiled ones, so only the compile time goes.
+  """
+  return {}
 
 
 @pytest.fixture(scope='session')

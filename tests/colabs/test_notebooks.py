@@ -36,10 +36,15 @@ def test_notebooks_are_stored_without_outputs_and_match_the_builder():
     assert 'google.colab' in stored.cells[1].source  # the install cell comes first
 
 
-def _execute(name, tmp_path):
+def _execute(name, tmp_path, compile_cache=None):
+  """Runs notebook `name` in fast mode; `compile_cache`: a JAX cache folder to start from."""
   from nbclient import NotebookClient  # pylint: disable=g-import-not-at-top
   nb = nbformat.read(COLABS / name, as_version=4)
   env_backup = dict(os.environ)
+  if compile_cache is not None and not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    # The folder itself, not a copy: JAX puts the folder's path into its cache keys (as
+    # XLA's autotuning cache path in the compile options), so a copy elsewhere never hits.
+    os.environ['JAX_COMPILATION_CACHE_DIR'] = str(compile_cache)
   os.environ['TAPKIT_NOTEBOOK_FAST'] = '1'
   # Fresh outputs: a run left by an older version must not be resumed.
   os.environ['TAPKIT_NOTEBOOK_WORK'] = str(tmp_path / 'work')
@@ -108,8 +113,15 @@ def test_tracks4d_demo_runs(tmp_path):
   assert _num_images(nb) >= 1 and _num_html(nb) >= 1
 
 
-def test_dpov_demo_runs(tmp_path):
-  nb = _execute('dpov_demo.ipynb', tmp_path)
+# In fast mode the notebook pre-trains and fine-tunes the model of the quickstart's --fast dpov
+# stage (configs/dpov.py:smoke, 2 + 2 steps of batch 2 on 4 synthetic clips, matching on 2):
+# on the quickstart's worker after its run (tests/tapkit3d/conftest.py), it starts from the
+# run's compilation cache and gets those programs, bit-identical executables, without
+# compiling them again ; alone it compiles them itself.
+@pytest.mark.after_quickstart
+@pytest.mark.xdist_group('quickstart')
+def test_dpov_demo_runs(tmp_path, compile_caches):
+  nb = _execute('dpov_demo.ipynb', tmp_path, compile_caches.get('quickstart'))
   text = _text_outputs(nb)
   assert 'hard sort' in text and 'of points within' in text
   assert 'start backbone' in text  # the match_eval table

@@ -14,8 +14,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope='session')
-def cli_run(tmp_path_factory):
-  """`python -m tapkit3d.quickstart --fast` as a user runs it: (workdir, output, seconds)."""
+def cli_run(tmp_path_factory, compile_caches):
+  """`python -m tapkit3d.quickstart --fast` as a user runs it: (workdir, output, seconds).
+
+  The run keeps its programs in its own compilation cache (<workdir>/.jax_cache), recorded
+  in `compile_caches` for the tests that evaluate its models again.
+  """
   workdir = tmp_path_factory.mktemp('quickstart')
   env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
       [str(REPO), *filter(None, [os.environ.get('PYTHONPATH')])])}
@@ -26,6 +30,7 @@ def cli_run(tmp_path_factory):
   seconds = time.perf_counter() - start
   assert proc.returncode == 0, proc.stderr[-3000:]
   print(f'quickstart --fast: {seconds:.0f} s wall (load {os.getloadavg()[0]:.1f})')
+  compile_caches['quickstart'] = workdir / quickstart.COMPILE_CACHE
   return workdir, proc.stdout + proc.stderr, seconds
 
 

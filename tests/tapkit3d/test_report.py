@@ -17,6 +17,7 @@ from PIL import Image
 
 from dpov_jax import demo as dpov_demo
 from tapkit.data import tapvid3d
+from tapkit.train import compile_cache
 from tapkit.viz import browser
 from tracks4d import demo as tracks4d_demo
 from trajan3d import demo as trajan3d_demo
@@ -69,6 +70,20 @@ class _Page(html.parser.HTMLParser):
       self._cell.append(data)
     if self._caption is not None:
       self._caption.append(data)
+
+
+@pytest.fixture
+def quickstart_programs(finished, compile_caches):
+  """The quickstart's compilation cache, in use in this process while a test runs.
+
+  The tests that evaluate the quickstart's models again (the score CLI, the dpov figures) get
+  the programs its stages compiled, bit-identical executables, instead of compiling them
+  again. The folder itself, not a copy: JAX puts the folder's path into its cache keys (as
+  XLA's autotuning cache path in the compile options), so a copy elsewhere never hits.
+  """
+  del finished  # The run has recorded compile_caches['quickstart'].
+  with compile_cache.compilation_cache(compile_caches['quickstart']):
+    yield
 
 
 @pytest.fixture(scope='module')
@@ -164,6 +179,7 @@ def test_notes_follow_the_measured_numbers(finished):
   assert 'ln 2 = 0.6931' in md  # 3DSPA logs a constant certainty loss
 
 
+@pytest.mark.usefixtures('quickstart_programs')
 def test_report_and_score_cli_print_the_same_score(finished, tmp_path):
   workdir, results = finished
   heldout = results['data']
@@ -211,6 +227,7 @@ def test_note_sentences_are_conditional_on_the_numbers(tmp_path):
   assert trajan3d_demo.certainty_note(metrics) == ''
 
 
+@pytest.mark.usefixtures('quickstart_programs')
 def test_dpov_figures_come_from_the_stage_and_match_a_recomputation(finished):
   """The dpov stage saves what its figures show; the report only draws it."""
   workdir, _ = finished
