@@ -81,8 +81,9 @@ def compile_caches() -> dict[str, pathlib.Path]:
   """{name: JAX persistent compilation cache folder} left by this process's session fixtures.
 
   The quickstart's --fast run (tests/tapkit3d/conftest.py) records its cache as 'quickstart'.
-  A later test that compiles the same programs can start from a copy of it: cached
-  executables are bit-identical to freshly compiled ones, so only the compile time goes.
+  A later test in the same process that compiles the same programs can use that folder (the
+  folder itself: JAX's cache keys include its path, so a copy never hits); cached executables
+  are bit-identical to freshly compiled ones, so only the compile time goes.
   """
   return {}
 
