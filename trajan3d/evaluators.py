@@ -34,6 +34,7 @@ from tapkit.data import pipeline
 from tapkit.data import tapvid3d
 from tapkit.metrics import tapvid3d as metrics_lib
 from tapkit.train import evaluators
+from trajan3d import compiled
 from trajan3d import input_pipeline
 from trajan3d import model as model_lib
 from trajan3d import preprocess
@@ -43,24 +44,6 @@ DEFAULT_FOCAL_PX = EVAL_SHORT_SIDE / (2.0 * math.tan(math.radians(30.0)))  # ~22
 # Per-clip metrics averaged by the training-time evaluation.
 EVAL_KEYS = ('average_jaccard', 'occlusion_accuracy', 'average_pts_within_thresh',
              'mean_error')
-
-
-# {model: its jitted apply}: Reconstructors of equal models (the training-time evaluator, the
-# untrained and trained TAPVid-3D evaluations and the realism score of one quickstart run)
-# share one jitted function, so each input shape is traced and compiled once per process
-# instead of once per Reconstructor (a persistent-cache hit still traces and lowers anew).
-_APPLY_CACHE: dict[Any, Any] = {}
-
-
-def jitted_apply(model) -> Any:
-  """jax.jit of (params, inputs) -> model.apply({'params': params}, inputs), one per model."""
-  apply = lambda p, x: model.apply({'params': p}, x)
-  try:
-    if model not in _APPLY_CACHE:
-      _APPLY_CACHE[model] = jax.jit(apply)
-    return _APPLY_CACHE[model]
-  except TypeError:  # A module with an unhashable field: a function of its own.
-    return jax.jit(apply)
 
 
 class Reconstructor:
@@ -81,7 +64,7 @@ class Reconstructor:
     self.dino = bool(features_cfg.get('dino', False))
     self.depth = bool(features_cfg.get('depth', False))
     self.num_frames = int(model.num_output_frames)
-    self._apply = jitted_apply(model)
+    self._apply = compiled.jitted_apply(model)
 
   def __call__(self, support: np.ndarray, support_visible: np.ndarray,
                query_points: np.ndarray, boundary: int,

@@ -647,19 +647,3 @@ def example_inputs(model: _TrackAutoEncoderBase, batch_size: int = 1,
          getattr(model, 'depth_feature_dim', 256)))
   return x
 
-
-# {model: jax.jit(model.init)}: one jitted init per model, so that the training run's
-# initialisation (trajan3d.task, `init_outside_jit`) and the untrained baseline
-# (evaluate_tapvid3d.random_reconstructor), which both call it on `example_inputs`, share one
-# compiled program in a process.
-_INIT_CACHE: dict[Any, Any] = {}
-
-
-def jitted_init(model: _TrackAutoEncoderBase) -> Any:
-  """jax.jit(model.init), the same function for equal models (rng, inputs) -> variables."""
-  try:
-    if model not in _INIT_CACHE:
-      _INIT_CACHE[model] = jax.jit(model.init)
-    return _INIT_CACHE[model]
-  except TypeError:  # A module with an unhashable field: a function of its own.
-    return jax.jit(model.init)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tapkit.train import config as config_lib
-from trajan3d import evaluate_tapvid3d, evaluators
+from trajan3d import compiled, evaluate_tapvid3d, evaluators
 from trajan3d import model as model_lib
 from trajan3d import task
 
@@ -50,13 +50,13 @@ def test_untrained_baseline_reuses_the_training_init_and_apply(tmp_path):
   config = _config(tmp_path, '3dspa_nofeat')
   method = task.build_method(config, str(tmp_path))
   model = model_lib.build_model_from_config(config)
-  init = model_lib.jitted_init(model)
-  assert model_lib.jitted_init(model_lib.build_model_from_config(config)) is init
+  init = compiled.jitted_init(model)
+  assert compiled.jitted_init(model_lib.build_model_from_config(config)) is init
   batch = model_lib.example_inputs(model, batch_size=2, num_tracks=5, num_frames=6)
   params = method.init_fn(jax.random.PRNGKey(0), batch)
-  compiled = init._cache_size()
+  programs = init._cache_size()
   recon = evaluate_tapvid3d.random_reconstructor(config, seed=0)
-  assert init._cache_size() == compiled  # nothing compiled for the baseline's init
+  assert init._cache_size() == programs  # nothing compiled for the baseline's init
   for a, b in zip(jax.tree.leaves(recon.params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # Reconstructors of equal models share one jitted apply.
