@@ -347,7 +347,7 @@ def forward(net: model_lib.TracksTo4D, params: Any, tracks: np.ndarray
 _APPLY_CACHE: dict[model_lib.TracksTo4D, Any] = {}
 
 # Tracks [1, N, 3, F] the parameters are initialised on: their shapes and values do not depend
-# on N, F or the point mask (tests/tracks4d/test_task.py).
+# on N, F or the point mask (tests/tracks4d/test_init_shared.py).
 INIT_TRACKS_SHAPE = (1, 8, 3, 8)
 # {net: jax.jit(net.init)}, so that the training run's initialisation (build_method,
 # `init_outside_jit`) and the untrained baseline of the quickstart (tracks4d.demo) share one
