@@ -47,6 +47,7 @@ import numpy as np
 from tapkit.data import arrayrecord
 from tapkit.data import pipeline
 from tapkit.data import synthetic
+from tapkit.models import jitted
 from tapkit.train import accumulation
 from tapkit.train import config as config_lib
 from tapkit.train import loop
@@ -341,31 +342,22 @@ def make_loss_fn(net: model_lib.TracksTo4D, phases: PhaseSteps, coeffs: Mapping[
 def forward(net: model_lib.TracksTo4D, params: Any, tracks: np.ndarray
             ) -> model_lib.TracksTo4DOutput:
   """One jitted forward pass on tracks [1, N, 3, F] (compiled once per shape)."""
-  return _jitted_apply(net)(params, jnp.asarray(tracks))
+  return jitted.jitted_apply(net)(params, jnp.asarray(tracks))
 
-
-_APPLY_CACHE: dict[model_lib.TracksTo4D, Any] = {}
 
 # Tracks [1, N, 3, F] the parameters are initialised on: their shapes and values do not depend
 # on N, F or the point mask (tests/tracks4d/test_init_shared.py).
 INIT_TRACKS_SHAPE = (1, 8, 3, 8)
-# {net: jax.jit(net.init)}, so that the training run's initialisation (build_method,
-# `init_outside_jit`) and the untrained baseline of the quickstart (tracks4d.demo) share one
-# compiled program in a process.
-_INIT_CACHE: dict[model_lib.TracksTo4D, Any] = {}
 
 
 def init_params(net: model_lib.TracksTo4D, rng: jax.Array) -> Any:
-  """`net.init(rng, zero tracks INIT_TRACKS_SHAPE)['params']`, jitted once per net."""
-  if net not in _INIT_CACHE:
-    _INIT_CACHE[net] = jax.jit(net.init)
-  return _INIT_CACHE[net](rng, jnp.zeros(INIT_TRACKS_SHAPE, jnp.float32))['params']
+  """`net.init(rng, zero tracks INIT_TRACKS_SHAPE)['params']`.
 
-
-def _jitted_apply(net: model_lib.TracksTo4D):
-  if net not in _APPLY_CACHE:
-    _APPLY_CACHE[net] = jax.jit(lambda p, t: net.apply({'params': p}, t))
-  return _APPLY_CACHE[net]
+  The jitted init is shared per net (`tapkit.models.jitted`), so the training run's
+  initialisation (build_method, `init_outside_jit`) and the untrained baseline of the
+  quickstart (tracks4d.demo) compile it once per process.
+  """
+  return jitted.jitted_init(net)(rng, jnp.zeros(INIT_TRACKS_SHAPE, jnp.float32))['params']
 
 
 def evaluate_output(out: model_lib.TracksTo4DOutput, sample: Mapping[str, Any]

@@ -118,15 +118,15 @@ def random_reconstructor(config, seed: int = 0) -> evaluators.Reconstructor:
   """An untrained model (Flax default init from `seed`): the baseline."""
   import jax  # pylint: disable=g-import-not-at-top
 
+  from tapkit.models import jitted  # pylint: disable=g-import-not-at-top
   from trajan3d import evaluators, input_pipeline  # pylint: disable=g-import-not-at-top,redefined-outer-name
-  from trajan3d import compiled  # pylint: disable=g-import-not-at-top
   from trajan3d import model as model_lib  # pylint: disable=g-import-not-at-top
 
   model = model_lib.build_model_from_config(config)
   inputs = model_lib.example_inputs(model, dino=bool(config.features.dino),
                                     depth=bool(config.features.depth))
   # The jitted init of the training run (trajan3d.task): compiled once per process.
-  params = compiled.jitted_init(model)(jax.random.PRNGKey(seed), inputs)['params']
+  params = jitted.jitted_init(model)(jax.random.PRNGKey(seed), inputs)['params']
   return evaluators.Reconstructor(model, jax.device_get(params),
                                   input_pipeline.coords_of(config), config.features,
                                   config.data.normalize)

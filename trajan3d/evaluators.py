@@ -33,8 +33,8 @@ from tapkit.data import clip as clip_lib
 from tapkit.data import pipeline
 from tapkit.data import tapvid3d
 from tapkit.metrics import tapvid3d as metrics_lib
+from tapkit.models import jitted
 from tapkit.train import evaluators
-from trajan3d import compiled
 from trajan3d import input_pipeline
 from trajan3d import model as model_lib
 from trajan3d import preprocess
@@ -64,7 +64,7 @@ class Reconstructor:
     self.dino = bool(features_cfg.get('dino', False))
     self.depth = bool(features_cfg.get('depth', False))
     self.num_frames = int(model.num_output_frames)
-    self._apply = compiled.jitted_apply(model)
+    self._apply = jitted.jitted_apply(model)
 
   def __call__(self, support: np.ndarray, support_visible: np.ndarray,
                query_points: np.ndarray, boundary: int,

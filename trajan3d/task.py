@@ -23,10 +23,10 @@ import ml_collections
 
 from tapkit.data import arrayrecord
 from tapkit.data import pipeline
+from tapkit.models import jitted
 from tapkit.train import accumulation
 from tapkit.train import config as config_lib
 from tapkit.train import loop
-from trajan3d import compiled
 from trajan3d import input_pipeline
 from trajan3d import losses
 from trajan3d import model as model_lib
@@ -74,7 +74,7 @@ def build_method(config: ml_collections.ConfigDict, workdir: str) -> loop.Method
     for key, value in input_pipeline.model_inputs(batch).items():
       if key not in inputs:  # dino_features / depth_features [B, S, T, D]
         inputs[key] = jnp.zeros(inputs['support_tracks'].shape[:3] + value.shape[-1:])
-    return compiled.jitted_init(model)(rng, inputs)['params']
+    return jitted.jitted_init(model)(rng, inputs)['params']
 
   def micro_loss_sums(params, batch, rng, state, positions, batch_size):
     # A micro-batch's examples get the latent noise rows of their positions in the whole

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import tracks4d as tracks4d_config
+from tapkit.models import jitted
 from tracks4d import task
 
 
@@ -26,4 +27,4 @@ def test_init_params_do_not_depend_on_the_input_and_compile_once(preset):
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(expected)):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   task.init_params(task.build_model(config.model), jax.random.PRNGKey(2))
-  assert task._INIT_CACHE[net]._cache_size() == 1  # pylint: disable=protected-access
+  assert jitted.jitted_init(net)._cache_size() == 1  # pylint: disable=protected-access

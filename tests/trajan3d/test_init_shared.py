@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.models import jitted
 from tapkit.train import config as config_lib
-from trajan3d import compiled, evaluate_tapvid3d, evaluators
+from trajan3d import evaluate_tapvid3d, evaluators
 from trajan3d import model as model_lib
 from trajan3d import task
 
@@ -50,8 +51,8 @@ def test_untrained_baseline_reuses_the_training_init_and_apply(tmp_path):
   config = _config(tmp_path, '3dspa_nofeat')
   method = task.build_method(config, str(tmp_path))
   model = model_lib.build_model_from_config(config)
-  init = compiled.jitted_init(model)
-  assert compiled.jitted_init(model_lib.build_model_from_config(config)) is init
+  init = jitted.jitted_init(model)
+  assert jitted.jitted_init(model_lib.build_model_from_config(config)) is init
   batch = model_lib.example_inputs(model, batch_size=2, num_tracks=5, num_frames=6)
   params = method.init_fn(jax.random.PRNGKey(0), batch)
   programs = init._cache_size()
