@@ -22,6 +22,7 @@ import numpy as np
 
 from dpov_jax import data as dpov_data
 from dpov_jax import match_eval, matcher, pretrain, task
+from tapkit.models import jitted
 from tapkit.models.vit import tokens_to_feature_map
 from tapkit.train import config as config_lib
 from tapkit.train import launch
@@ -175,7 +176,7 @@ def figure_data(wd: pathlib.Path) -> dict[str, np.ndarray]:
   h, w = frames.shape[1:3]
   grid = module.config.grid_size(h, w)
   queries = clips['queries'][0]
-  apply = jax.jit(lambda p, x: module.apply({'params': p}, x))
+  apply = jitted.jitted_apply(module)
   match = jax.jit(lambda a, b, q: matcher.match_points(a, b, q, (h, w)))
   out = {'frames': np.asarray(frames), 'queries': np.asarray(queries),
          'targets': np.asarray(clips['targets'][0]), 'valid': np.asarray(clips['valid'][0]),

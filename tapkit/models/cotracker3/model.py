@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.models import jitted
 from tapkit.models.cotracker3 import blocks
 
 Array = jax.Array
@@ -96,8 +97,9 @@ def init_params(rng: Array) -> Params:
   frames = jnp.zeros((1, 32, 32, 3), jnp.float32)
   tokens = jnp.zeros((1, 1, 1, blocks.TOKEN_DIM), jnp.float32)
   corr = jnp.zeros((1, 49 * 49), jnp.float32)
-  # One compiled program (bit-identical to op-by-op initialisation, several times cheaper).
-  return jax.jit(MODEL.init)(rng, frames, tokens, corr)['params']
+  # One compiled program (bit-identical to op-by-op initialisation, several times cheaper),
+  # compiled once per process.
+  return jitted.jitted_init(MODEL)(rng, frames, tokens, corr)['params']
 
 
 def check_video(video: Array, queries: Array, iters: int = 1) -> None:

@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tapkit.models import jitted
 from tapkit.models.depth.dpt import DPTHead, resize_bilinear_corners
 from tapkit.models.vit.config import BackboneConfig, get_config
 from tapkit.models.vit.vit import VisionTransformer
@@ -162,4 +163,5 @@ def init_vda_params(config: VDAConfig, rng: Array | None = None) -> dict:
   rng = jax.random.PRNGKey(0) if rng is None else rng
   p = config.backbone.patch_size
   x = jnp.zeros((1, 2, 2 * p, 2 * p, 3), jnp.float32)
-  return jax.jit(VideoDepthAnything(config).init)(rng, x)['params']
+  # One compiled init per config and process.
+  return jitted.jitted_init(VideoDepthAnything(config))(rng, x)['params']

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tapkit.models import jitted
 from tapkit.models.vit.attention import multi_head_attention
 from tapkit.models.vit.config import BackboneConfig
 from tapkit.models.vit.interpolate import resize_bicubic_hwc
@@ -476,8 +477,9 @@ def init_params(config: BackboneConfig, rng: Array | None = None,
   rng = jax.random.PRNGKey(0) if rng is None else rng
   size = image_size or config.image_size
   images = jnp.zeros((1, size, size, config.num_channels), jnp.float32)
-  # One compiled program instead of op-by-op dispatch (much faster to start on CPU).
-  return jax.jit(VisionTransformer(config).init)(rng, images)['params']
+  # One compiled program instead of op-by-op dispatch (much faster to start on CPU), compiled
+  # once per config, image size and process.
+  return jitted.jitted_init(VisionTransformer(config))(rng, images)['params']
 
 
 def param_shapes(config: BackboneConfig) -> dict:
